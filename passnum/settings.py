@@ -1,0 +1,73 @@
+"""Every limit and address in one place (TIGER_STYLE: a limit on everything).
+
+Values come from `PASSNUM_*` environment variables, so that docker-compose, the demo and
+the tests configure the same object. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/passnum"
+    # With no PostgreSQL server at database_url, start an embedded one (pgserver wheel).
+    # docker-compose turns this off: there, a missing database is an error, not a fallback.
+    embedded_database_fallback: bool = True
+    topic_prefix: str = "passnum"
+    # Four partitions per topic: enough for two workers per service on two cores; every
+    # topic is created explicitly with this count (Tansu would auto-create with 4 anyway).
+    partitions: int = 4
+    # Tansu completes a group join in about half the session timeout: keep it short.
+    session_timeout_seconds: float = 6.0
+    heartbeat_interval_seconds: float = 1.0
+    # One PostgreSQL transaction per batch of at most this many commands.
+    batch_max_commands: int = 1000
+    batch_max_wait_seconds: float = 0.05
+    producer_linger_milliseconds: int = 5
+    producer_max_batch_bytes: int = 1_048_576
+    # Infra errors (database, broker) are retried this many times, then the worker exits
+    # loudly and restarts from the log.
+    infra_retry_limit: int = 5
+    infra_retry_backoff_seconds: float = 0.5
+    # The code key signs voucher codes; it is configuration and never enters the log.
+    voucher_code_key: str = "demo-only-voucher-code-key-change-me"
+    # Validity tolerance after 31 December (the January grace period).
+    grace_days_after_year_end: int = 31
+    web_port_issuer: int = 6066
+    web_port_redeemer: int = 6067
+    web_port_auditor: int = 6068
+    broker_binary: str = ""
+    run_directory: str = str(Path.home() / ".passnum")
+    # Refuse to start a worker when the broker fails a property the design needs.
+    conformance_required: bool = True
+
+    @classmethod
+    def from_environment(cls, environment: dict[str, str] | None = None) -> "Settings":
+        environment = dict(os.environ if environment is None else environment)
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environment.get(f"PASSNUM_{field.name.upper()}")
+            if raw is None:
+                continue
+            default = field.default
+            if isinstance(default, bool):
+                values[field.name] = raw.lower() in {"1", "true", "yes"}
+            elif isinstance(default, int):
+                values[field.name] = int(raw)
+            elif isinstance(default, float):
+                values[field.name] = float(raw)
+            else:
+                values[field.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def as_environment(self) -> dict[str, str]:
+        """The inverse of `from_environment`: hand these settings to a child process."""
+        return {f"PASSNUM_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}

@@ -1,0 +1,129 @@
+"""Printable voucher codes: booklet and position, a keyed check, and a typo check.
+
+Layout (26 characters shown as 5 groups of 4, a dash, then 1 check symbol):
+    12 symbols  the voucher number (SIREN, booklet sequence, position: 18 decimal digits)
+     8 symbols  HMAC-SHA256(key, voucher number) truncated to 40 bits
+     1 symbol   Crockford mod-37 check symbol over the 20 symbols before it
+
+Why: incrementing or guessing the number without the key gives a wrong MAC (one chance in
+2^40 per try), so a forged code is detected; a single mistyped symbol or two swapped
+neighbours change the mod-37 check, so a typo is told apart from a forgery before the MAC
+is even looked at. The key is configuration, never written to the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CHECK_ALPHABET = ALPHABET + "*~$=U"
+_VALUES = {symbol: value for value, symbol in enumerate(ALPHABET)}
+_CHECK_VALUES = {symbol: value for value, symbol in enumerate(CHECK_ALPHABET)}
+# Crockford decoding forgives the look-alikes.
+_NORMALISE = str.maketrans({"I": "1", "L": "1", "O": "0"})
+NUMBER_SYMBOLS = 12
+MAC_SYMBOLS = 8
+BODY_SYMBOLS = NUMBER_SYMBOLS + MAC_SYMBOLS
+
+
+@dataclass(frozen=True)
+class VoucherNumber:
+    siren: str
+    booklet_sequence: int
+    position: int  # 1-based position of the voucher in its booklet
+
+    @property
+    def booklet_id(self) -> str:
+        return f"{self.siren}-{self.booklet_sequence:07d}"
+
+    @property
+    def voucher_id(self) -> str:
+        return f"{self.booklet_id}-{self.position:02d}"
+
+    def digits(self) -> str:
+        return f"{self.siren}{self.booklet_sequence:07d}{self.position:02d}"
+
+
+@dataclass(frozen=True)
+class ParsedCode:
+    outcome: Literal["valid", "malformed_code", "mistyped_code", "forged_code"]
+    number: VoucherNumber | None = None
+
+
+def _to_symbols(value: int, width: int) -> str:
+    symbols = []
+    for _ in range(width):
+        symbols.append(ALPHABET[value & 31])
+        value >>= 5
+    assert value == 0, "value does not fit the width"
+    return "".join(reversed(symbols))
+
+
+def _from_symbols(text: str) -> int:
+    value = 0
+    for symbol in text:
+        value = (value << 5) | _VALUES[symbol]
+    return value
+
+
+def _mac(key: bytes, number: VoucherNumber) -> str:
+    digest = hmac.new(key, number.digits().encode(), hashlib.sha256).digest()
+    return _to_symbols(int.from_bytes(digest[:5], "big"), MAC_SYMBOLS)
+
+
+def _check_symbol(body: str) -> str:
+    return CHECK_ALPHABET[_from_symbols(body) % 37]
+
+
+def voucher_id_of(booklet_id: str, position: int) -> str:
+    return f"{booklet_id}-{position:02d}"
+
+
+def make_code(key: bytes, number: VoucherNumber) -> str:
+    assert len(number.siren) == 9 and number.siren.isdigit()
+    assert 0 <= number.booklet_sequence < 10_000_000 and 1 <= number.position <= 99
+    body = _to_symbols(int(number.digits()), NUMBER_SYMBOLS) + _mac(key, number)
+    grouped = "-".join(body[index : index + 4] for index in range(0, BODY_SYMBOLS, 4))
+    return f"{grouped}-{_check_symbol(body)}"
+
+
+def normalise(code: str) -> str:
+    return code.upper().replace("-", "").replace(" ", "").translate(_NORMALISE)
+
+
+def parse_code(key: bytes, code: str) -> ParsedCode:
+    """Classify a code in precedence order: malformed, mistyped, forged, valid."""
+    text = normalise(code)
+    if len(text) != BODY_SYMBOLS + 1:
+        return ParsedCode("malformed_code")
+    body, check = text[:BODY_SYMBOLS], text[BODY_SYMBOLS]
+    if any(symbol not in _VALUES for symbol in body) or check not in _CHECK_VALUES:
+        return ParsedCode("malformed_code")
+    if _check_symbol(body) != check:
+        return ParsedCode("mistyped_code")
+    digits = f"{_from_symbols(body[:NUMBER_SYMBOLS]):018d}"
+    if len(digits) != 18:
+        return ParsedCode("forged_code")
+    number = VoucherNumber(digits[:9], int(digits[9:16]), int(digits[16:]))
+    if not hmac.compare_digest(_mac(key, number), body[NUMBER_SYMBOLS:]):
+        return ParsedCode("forged_code")
+    return ParsedCode("valid", number)
+
+
+def parse_voucher_id(voucher_id: str) -> VoucherNumber:
+    siren, sequence, position = voucher_id.split("-")
+    return VoucherNumber(siren, int(sequence), int(position))
+
+
+def routing_booklet_id(code: str) -> str | None:
+    """The booklet a code claims to belong to, without checking it: only used to choose a
+    partition, so that every claim about one booklet is decided in one place. A forged
+    code lands on some partition and is rejected there."""
+    text = normalise(code)
+    if len(text) != BODY_SYMBOLS + 1 or any(s not in _VALUES for s in text[:NUMBER_SYMBOLS]):
+        return None
+    digits = f"{_from_symbols(text[:NUMBER_SYMBOLS]):018d}"
+    return f"{digits[:9]}-{digits[9:16]}" if len(digits) == 18 else None

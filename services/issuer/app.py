@@ -1,0 +1,21 @@
+"""Composition root of the issuer worker: `faust -A services.issuer.app worker`.
+
+Wires settings, topology, the issuer's handler and the database into the shared faust
+batching agent. Nothing connects at import: connections open when the agent starts.
+"""
+
+from __future__ import annotations
+
+from passnum.database import connect
+from passnum.settings import Settings
+from passnum.topology import topology_for
+from passnum.worker import attach_batch_agent, build_app
+from services.issuer.domain import Policy
+from services.issuer.handler import IssuerHandler
+
+settings = Settings.from_environment()
+topology = topology_for(settings)
+handler = IssuerHandler(topology, Policy(grace_days_after_year_end=settings.grace_days_after_year_end))
+app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
+runner = attach_batch_agent(app, handler, settings, [topology.issuer_commands.name],
+                            lambda: connect(settings.database_url))

@@ -1,0 +1,362 @@
+"""The issuer's pure core: envelopes, funding, orders and booklets.
+
+`decide_*(state, command, policy) -> events` and `evolve(state, event) -> state`. No Kafka,
+no database, no clock, no random: time and ids come from the command. The live issuer and
+the auditor's replay fold events with the same `evolve`.
+
+Funding invariant (checked here at decision time and again by the auditor):
+    per collectivité, face value of activated vouchers <= funds received.
+Activation order: booklets are activated in issue order (booklet sequence), first in,
+first out; a booklet that the remaining funds cannot fully cover stops the activation, so
+a later, cheaper booklet never jumps the queue. Booklets blocked before activation are
+skipped and consume no funds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Sequence
+
+from passnum.codec import event_id_for
+from schemas.base import Event
+from schemas.messages import (
+    BlockBooklet,
+    BookletActivated,
+    BookletBlocked,
+    BookletDistributed,
+    BookletIssued,
+    BookletsOrdered,
+    CollectiviteRegistered,
+    DistributeBooklet,
+    EnvelopeFunded,
+    FundEnvelope,
+    FundsReceived,
+    IssuerCommandRejected,
+    OrderBooklets,
+    RecordFundsReceived,
+    RegisterCollectivite,
+)
+
+ORIGIN = "issuer"
+
+# Rejection reasons, in the order in which they are checked (first failing one wins).
+REJECTION_PRECEDENCE = (
+    "invalid_siren",
+    "already_registered",
+    "unknown_collectivite",
+    "invalid_framing",
+    "over_cap",
+    "over_envelope",
+    "unknown_booklet",
+    "booklet_blocked",
+    "already_handed_out",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    grace_days_after_year_end: int = 31
+    cap_per_collectivite_cents: int = 300_000_000  # 3 M€ (2020 call for projects)
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    first_sequence: int
+    booklet_count: int
+    booklet_value_cents: int  # vouchers per booklet x face value
+
+
+@dataclass(frozen=True)
+class Envelope:
+    siren: str
+    name: str = ""
+    registered: bool = False
+    default_vouchers_per_booklet: int = 10
+    default_face_value_cents: int = 1000
+    committed_cents: int = 0
+    received_cents: int = 0
+    fees_received_cents: int = 0
+    ordered_cents: int = 0
+    activated_cents: int = 0
+    next_sequence: int = 1
+    # Every sequence below this one is activated or was skipped because blocked inactive.
+    activation_cursor: int = 1
+    orders: tuple[Order, ...] = ()
+    blocked_inactive: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Booklet:
+    booklet_id: str
+    siren: str
+    sequence: int
+    order_id: str
+    voucher_count: int
+    face_value_cents: int
+    status: str = "issued"  # issued | distributed | handed_out | blocked
+    activated: bool = False
+    distributor: str | None = None
+    beneficiary_reference: str | None = None
+
+
+def booklet_id_for(siren: str, sequence: int) -> str:
+    return f"{siren}-{sequence:07d}"
+
+
+def siren_is_valid(siren: str) -> bool:
+    """A SIREN is 9 digits with a Luhn check digit (python-stdnum implements it)."""
+    from stdnum.fr import siren as stdnum_siren
+
+    return bool(stdnum_siren.is_valid(siren))
+
+
+# ------------------------------------------------------------------------------ evolve
+
+
+def evolve(envelope: Envelope, event: Event) -> Envelope:
+    """Fold one issuer event into the envelope it belongs to."""
+    if isinstance(event, CollectiviteRegistered):
+        return replace(
+            envelope,
+            name=event.name,
+            registered=True,
+            default_vouchers_per_booklet=event.default_vouchers_per_booklet,
+            default_face_value_cents=event.default_face_value_cents,
+        )
+    if isinstance(event, EnvelopeFunded):
+        return replace(envelope, committed_cents=event.total_committed_cents)
+    if isinstance(event, FundsReceived):
+        return replace(
+            envelope,
+            received_cents=envelope.received_cents + event.face_value_cents,
+            fees_received_cents=envelope.fees_received_cents + event.fees_cents,
+        )
+    if isinstance(event, BookletsOrdered):
+        booklet_value = event.vouchers_per_booklet * event.face_value_cents
+        order = Order(event.order_id, envelope.next_sequence, event.booklet_count, booklet_value)
+        return replace(
+            envelope,
+            orders=envelope.orders + (order,),
+            next_sequence=envelope.next_sequence + event.booklet_count,
+            ordered_cents=envelope.ordered_cents + booklet_value * event.booklet_count,
+        )
+    if isinstance(event, BookletActivated):
+        sequence = int(event.booklet_id.rsplit("-", 1)[1])
+        return _advance_cursor(
+            replace(envelope, activated_cents=envelope.activated_cents + event.activated_cents,
+                    activation_cursor=max(envelope.activation_cursor, sequence + 1))
+        )
+    if isinstance(event, BookletBlocked):
+        sequence = int(event.booklet_id.rsplit("-", 1)[1])
+        if sequence >= envelope.activation_cursor:
+            blocked = envelope.blocked_inactive | {sequence}
+            return _advance_cursor(replace(envelope, blocked_inactive=blocked))
+    return envelope
+
+
+def _advance_cursor(envelope: Envelope) -> Envelope:
+    """Skip booklets blocked before activation: they never consume funds."""
+    cursor = envelope.activation_cursor
+    while cursor in envelope.blocked_inactive:
+        cursor += 1
+    return replace(envelope, activation_cursor=cursor)
+
+
+def evolve_booklet(booklet: Booklet | None, event: Event) -> Booklet | None:
+    if isinstance(event, BookletIssued):
+        sequence = int(event.booklet_id.rsplit("-", 1)[1])
+        return Booklet(event.booklet_id, event.siren, sequence, event.order_id,
+                       event.voucher_count, event.face_value_cents)
+    if booklet is None:
+        return None
+    if isinstance(event, BookletActivated):
+        return replace(booklet, activated=True)
+    if isinstance(event, BookletDistributed):
+        status = "handed_out" if event.beneficiary_reference else "distributed"
+        return replace(booklet, status=status, distributor=event.distributor,
+                       beneficiary_reference=event.beneficiary_reference)
+    if isinstance(event, BookletBlocked):
+        return replace(booklet, status="blocked")
+    return booklet
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class _Events:
+    """Builds the events of one decision with deterministic ids: (request_id, index)."""
+
+    def __init__(self, command: object) -> None:
+        self.command = command
+        self.events: list[Event] = []
+
+    def add(self, event_class: type[Event], **fields: object) -> None:
+        command = self.command
+        self.events.append(event_class(
+            event_id=event_id_for(ORIGIN, command.request_id, len(self.events)),  # type: ignore[attr-defined]
+            request_id=command.request_id,  # type: ignore[attr-defined]
+            occurred_at=command.occurred_at,  # type: ignore[attr-defined]
+            **fields,
+        ))
+
+
+def _reject(command: object, siren: str, reason: str, detail: str = "") -> list[Event]:
+    assert reason in REJECTION_PRECEDENCE or reason == "request_id_reused", reason
+    builder = _Events(command)
+    builder.add(IssuerCommandRejected, siren=siren, reason=reason, detail=detail,
+                command_type=command.type)  # type: ignore[attr-defined]
+    return builder.events
+
+
+def _order_of_sequence(envelope: Envelope, sequence: int) -> Order:
+    for order in reversed(envelope.orders):
+        if order.first_sequence <= sequence:
+            return order
+    raise AssertionError(f"sequence {sequence} belongs to no order")
+
+
+def activations_covered(envelope: Envelope) -> list[tuple[int, int]]:
+    """(sequence, booklet value) of the booklets that the funds now cover, FIFO."""
+    available = envelope.received_cents - envelope.activated_cents
+    covered: list[tuple[int, int]] = []
+    sequence = envelope.activation_cursor
+    while sequence < envelope.next_sequence:
+        if sequence in envelope.blocked_inactive:
+            sequence += 1
+            continue
+        value = _order_of_sequence(envelope, sequence).booklet_value_cents
+        if value > available:
+            break
+        covered.append((sequence, value))
+        available -= value
+        sequence += 1
+    return covered
+
+
+def _add_activations(builder: _Events, envelope: Envelope) -> None:
+    for sequence, value in activations_covered(envelope):
+        builder.add(BookletActivated, siren=envelope.siren,
+                    booklet_id=booklet_id_for(envelope.siren, sequence), activated_cents=value)
+
+
+# ------------------------------------------------------------------------------ deciders
+
+
+def decide_register(envelope: Envelope, command: RegisterCollectivite) -> list[Event]:
+    if not siren_is_valid(command.siren):
+        return _reject(command, command.siren, "invalid_siren")
+    if envelope.registered:
+        return _reject(command, command.siren, "already_registered")
+    builder = _Events(command)
+    builder.add(CollectiviteRegistered, siren=command.siren, name=command.name,
+                default_vouchers_per_booklet=command.default_vouchers_per_booklet,
+                default_face_value_cents=command.default_face_value_cents)
+    return builder.events
+
+
+def decide_fund_envelope(envelope: Envelope, command: FundEnvelope, policy: Policy) -> list[Event]:
+    if not envelope.registered:
+        return _reject(command, command.siren, "unknown_collectivite")
+    total = envelope.committed_cents + command.committed_cents
+    if total > policy.cap_per_collectivite_cents:
+        return _reject(command, command.siren, "over_cap",
+                       f"{total} > {policy.cap_per_collectivite_cents}")
+    builder = _Events(command)
+    builder.add(EnvelopeFunded, siren=command.siren, committed_cents=command.committed_cents,
+                total_committed_cents=total)
+    return builder.events
+
+
+def decide_funds_received(envelope: Envelope, command: RecordFundsReceived) -> list[Event]:
+    if not envelope.registered:
+        return _reject(command, command.siren, "unknown_collectivite")
+    builder = _Events(command)
+    builder.add(FundsReceived, siren=command.siren, face_value_cents=command.face_value_cents,
+                fees_cents=command.fees_cents, payment_reference=command.payment_reference,
+                total_received_cents=envelope.received_cents + command.face_value_cents)
+    _add_activations(builder, evolve(envelope, builder.events[-1]))
+    return builder.events
+
+
+def validity_window(command: OrderBooklets, policy: Policy) -> tuple[date, date, date]:
+    valid_from = command.valid_from or command.occurred_at.date()
+    valid_until = command.valid_until or date(valid_from.year, 12, 31)
+    grace_until = valid_until + timedelta(days=policy.grace_days_after_year_end)
+    return valid_from, valid_until, grace_until
+
+
+def decide_order(envelope: Envelope, command: OrderBooklets, policy: Policy) -> list[Event]:
+    if not envelope.registered:
+        return _reject(command, command.siren, "unknown_collectivite")
+    valid_from, valid_until, grace_until = validity_window(command, policy)
+    if valid_until < valid_from:
+        return _reject(command, command.siren, "invalid_framing", "valid_until < valid_from")
+    value = command.booklet_count * command.vouchers_per_booklet * command.face_value_cents
+    if envelope.ordered_cents + value > envelope.committed_cents:
+        return _reject(command, command.siren, "over_envelope",
+                       f"ordered {envelope.ordered_cents} + {value} > {envelope.committed_cents}")
+    builder = _Events(command)
+    order_id = f"{command.siren}-order-{len(envelope.orders) + 1:05d}"
+    framing = dict(face_value_cents=command.face_value_cents, target_group=command.target_group,
+                   perimeter=command.perimeter, valid_from=valid_from, valid_until=valid_until,
+                   grace_until=grace_until)
+    builder.add(BookletsOrdered, siren=command.siren, order_id=order_id,
+                booklet_count=command.booklet_count,
+                vouchers_per_booklet=command.vouchers_per_booklet, **framing)
+    ordered = evolve(envelope, builder.events[-1])
+    for sequence in range(envelope.next_sequence, ordered.next_sequence):
+        builder.add(BookletIssued, siren=command.siren, order_id=order_id,
+                    booklet_id=booklet_id_for(command.siren, sequence),
+                    voucher_count=command.vouchers_per_booklet, **framing)
+    _add_activations(builder, ordered)
+    return builder.events
+
+
+def decide_distribute(envelope: Envelope, booklet: Booklet | None,
+                      command: DistributeBooklet) -> list[Event]:
+    if not envelope.registered:
+        return _reject(command, command.siren, "unknown_collectivite")
+    if booklet is None or booklet.siren != command.siren:
+        return _reject(command, command.siren, "unknown_booklet")
+    if booklet.status == "blocked":
+        return _reject(command, command.siren, "booklet_blocked")
+    if booklet.status == "handed_out":
+        return _reject(command, command.siren, "already_handed_out")
+    builder = _Events(command)
+    builder.add(BookletDistributed, siren=command.siren, booklet_id=command.booklet_id,
+                distributor=command.distributor,
+                beneficiary_reference=command.beneficiary_reference)
+    return builder.events
+
+
+def decide_block(envelope: Envelope, booklet: Booklet | None, command: BlockBooklet) -> list[Event]:
+    if not envelope.registered:
+        return _reject(command, command.siren, "unknown_collectivite")
+    if booklet is None or booklet.siren != command.siren:
+        return _reject(command, command.siren, "unknown_booklet")
+    if booklet.status == "blocked":
+        return _reject(command, command.siren, "booklet_blocked")
+    builder = _Events(command)
+    builder.add(BookletBlocked, siren=command.siren, booklet_id=command.booklet_id,
+                reason=command.reason)
+    return builder.events
+
+
+def decide(envelope: Envelope, booklet: Booklet | None, command: object,
+           policy: Policy) -> Sequence[Event]:
+    """Route a decoded issuer command to its decider."""
+    if isinstance(command, RegisterCollectivite):
+        return decide_register(envelope, command)
+    if isinstance(command, FundEnvelope):
+        return decide_fund_envelope(envelope, command, policy)
+    if isinstance(command, RecordFundsReceived):
+        return decide_funds_received(envelope, command)
+    if isinstance(command, OrderBooklets):
+        return decide_order(envelope, command, policy)
+    if isinstance(command, DistributeBooklet):
+        return decide_distribute(envelope, booklet, command)
+    if isinstance(command, BlockBooklet):
+        return decide_block(envelope, booklet, command)
+    raise AssertionError(f"not an issuer command: {type(command).__name__}")

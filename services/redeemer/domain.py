@@ -1,0 +1,293 @@
+"""The redeemer's pure core: where a voucher is redeemed, and why it cannot be twice.
+
+`decide_redeem` looks at the voucher's state and answers with exactly one event:
+`VoucherRedeemed`, or `RedemptionRejected` with the first failing reason in
+`REDEMPTION_PRECEDENCE`. A voucher that has a redemption is `already_redeemed`: commands
+about one booklet share a partition (see `passnum.topology`) and are decided one at a time,
+and the `redemptions` table's primary key refuses a second row even if this code were wrong.
+
+No Kafka, no database, no clock: "now" is the command's `occurred_at`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Mapping, MutableMapping, Sequence
+
+from passnum.codec import event_id_for
+from passnum.voucher_codes import parse_code, parse_voucher_id
+from schemas.base import Event
+from schemas.messages import (
+    AccreditProvider,
+    BookletActivated,
+    BookletBlocked,
+    BookletIssued,
+    CancelRedemption,
+    ChangeProviderStatus,
+    CheckVoucher,
+    ProviderAccredited,
+    ProviderStatusChanged,
+    RedeemerCommandRejected,
+    RedeemVoucher,
+    RedemptionCancelled,
+    RedemptionRejected,
+    VoucherChecked,
+    VoucherRedeemed,
+)
+
+ORIGIN = "redeemer"
+
+# Checked in this order; the first failing reason is the answer.
+REDEMPTION_PRECEDENCE = (
+    "malformed_code",
+    "mistyped_code",
+    "forged_code",
+    "unknown_voucher",
+    "booklet_not_activated",
+    "booklet_blocked",
+    "outside_validity",
+    "outside_perimeter",
+    "provider_not_accredited",
+    "already_redeemed",
+)
+
+
+@dataclass(frozen=True)
+class BookletFacts:
+    booklet_id: str
+    siren: str
+    voucher_count: int
+    face_value_cents: int
+    perimeter: tuple[str, ...]
+    valid_from: date
+    valid_until: date
+    grace_until: date
+    activated: bool = False
+    blocked: bool = False
+
+
+@dataclass(frozen=True)
+class Redemption:
+    voucher_id: str
+    booklet_id: str
+    siren: str
+    siret: str
+    face_value_cents: int
+    redeemed_at: str  # ISO timestamp, as recorded in the event
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Provider:
+    siret: str
+    name: str
+    iban: str
+    address_code: str
+    status: str  # accredited | suspended | revoked
+
+
+@dataclass
+class RedeemerView:
+    """The slice of redeemer state one batch of decisions needs (loaded by the adapter)."""
+
+    booklets: MutableMapping[str, BookletFacts]
+    redemptions: MutableMapping[str, Redemption]
+    providers: MutableMapping[str, Provider]
+
+
+# ------------------------------------------------------------------------------ evolve
+
+
+def evolve_booklet(booklet: BookletFacts | None, event: Event) -> BookletFacts | None:
+    """Issuer facts as the redeemer sees them. Monotonic on purpose: issuance is
+    insert-if-absent and the flags only turn on, so a duplicated or late re-published
+    issuer event can never undo a later one."""
+    if isinstance(event, BookletIssued):
+        if booklet is not None:
+            return booklet
+        return BookletFacts(event.booklet_id, event.siren, event.voucher_count,
+                            event.face_value_cents, tuple(event.perimeter), event.valid_from,
+                            event.valid_until, event.grace_until)
+    if booklet is None:
+        return None
+    if isinstance(event, BookletActivated):
+        return replace(booklet, activated=True)
+    if isinstance(event, BookletBlocked):
+        return replace(booklet, blocked=True)
+    return booklet
+
+
+def evolve(view: RedeemerView, event: Event) -> RedeemerView:
+    """Fold one redeemer or issuer event into the view (used in a batch and by the auditor)."""
+    if isinstance(event, (BookletIssued, BookletActivated, BookletBlocked)):
+        updated = evolve_booklet(view.booklets.get(event.booklet_id), event)
+        if updated is not None:
+            view.booklets[event.booklet_id] = updated
+    elif isinstance(event, VoucherRedeemed):
+        view.redemptions.setdefault(event.voucher_id, Redemption(
+            event.voucher_id, event.booklet_id, event.siren, event.siret,
+            event.face_value_cents, event.occurred_at.isoformat(), event.event_id))
+    elif isinstance(event, RedemptionCancelled):
+        view.redemptions.pop(event.voucher_id, None)
+    elif isinstance(event, ProviderAccredited):
+        view.providers[event.siret] = Provider(event.siret, event.name, event.iban,
+                                               event.address_code, "accredited")
+    elif isinstance(event, ProviderStatusChanged):
+        provider = view.providers.get(event.siret)
+        if provider is not None and provider.status != "revoked":
+            view.providers[event.siret] = replace(provider, status=event.status)
+    return view
+
+
+# ------------------------------------------------------------------------------ rules
+
+
+def in_perimeter(perimeter: Sequence[str], address_code: str) -> bool:
+    """Empty perimeter: everywhere. Otherwise the venue's commune code must be listed, or
+    its department (2 characters, 3 for overseas departments 97x)."""
+    if not perimeter:
+        return True
+    department = address_code[:3] if address_code.startswith("97") else address_code[:2]
+    return address_code in perimeter or department in perimeter
+
+
+def voucher_refusal(view: RedeemerView, code: str, siret: str, today: date,
+                    code_key: bytes) -> tuple[str | None, str | None]:
+    """(voucher_id, first failing reason or None). The precedence is the order below."""
+    parsed = parse_code(code_key, code)
+    if parsed.number is None:
+        return None, parsed.outcome
+    number = parsed.number
+    voucher_id = number.voucher_id
+    booklet = view.booklets.get(number.booklet_id)
+    if booklet is None or not 1 <= number.position <= booklet.voucher_count:
+        return voucher_id, "unknown_voucher"
+    if not booklet.activated:
+        return voucher_id, "booklet_not_activated"
+    if booklet.blocked:
+        return voucher_id, "booklet_blocked"
+    if not booklet.valid_from <= today <= booklet.grace_until:
+        return voucher_id, "outside_validity"
+    provider = view.providers.get(siret)
+    if provider is not None and not in_perimeter(booklet.perimeter, provider.address_code):
+        return voucher_id, "outside_perimeter"
+    if provider is None or provider.status != "accredited":
+        return voucher_id, "provider_not_accredited"
+    if voucher_id in view.redemptions:
+        return voucher_id, "already_redeemed"
+    return voucher_id, None
+
+
+# ------------------------------------------------------------------------------ deciders
+
+
+def _event(command: object, event_class: type[Event], index: int = 0, **fields: object) -> Event:
+    return event_class(
+        event_id=event_id_for(ORIGIN, command.request_id, index),  # type: ignore[attr-defined]
+        request_id=command.request_id,  # type: ignore[attr-defined]
+        occurred_at=command.occurred_at,  # type: ignore[attr-defined]
+        **fields,
+    )
+
+
+def decide_redeem(view: RedeemerView, command: RedeemVoucher, code_key: bytes) -> list[Event]:
+    voucher_id, reason = voucher_refusal(view, command.code, command.siret,
+                                         command.occurred_at.date(), code_key)
+    if reason is not None:
+        previous = view.redemptions.get(voucher_id) if voucher_id else None
+        # Say when it was redeemed, never where: other venues' data stays private.
+        redeemed_at = previous.redeemed_at if reason == "already_redeemed" and previous else None
+        return [_event(command, RedemptionRejected, siret=command.siret, voucher_id=voucher_id,
+                       reason=reason, redeemed_at=redeemed_at)]
+    assert voucher_id is not None
+    booklet = view.booklets[voucher_id.rsplit("-", 1)[0]]
+    return [_event(command, VoucherRedeemed, siret=command.siret, siren=booklet.siren,
+                   booklet_id=booklet.booklet_id, voucher_id=voucher_id,
+                   face_value_cents=booklet.face_value_cents)]
+
+
+def decide_check(view: RedeemerView, command: CheckVoucher, code_key: bytes) -> list[Event]:
+    voucher_id, reason = voucher_refusal(view, command.code, command.siret,
+                                         command.occurred_at.date(), code_key)
+    return [_event(command, VoucherChecked, siret=command.siret, voucher_id=voucher_id,
+                   valid=reason is None, reason=reason)]
+
+
+def decide_cancel(view: RedeemerView, command: CancelRedemption) -> list[Event]:
+    """A venue may undo its own redemption on the same day (a mistaken scan)."""
+    redemption = view.redemptions.get(command.voucher_id)
+    if redemption is None or redemption.siret != command.siret:
+        reason = "not_redeemed_here"
+    elif redemption.redeemed_at[:10] != command.occurred_at.date().isoformat():
+        reason = "cancellation_too_late"
+    else:
+        return [_event(command, RedemptionCancelled, siret=command.siret,
+                       siren=redemption.siren, booklet_id=redemption.booklet_id,
+                       voucher_id=command.voucher_id,
+                       face_value_cents=redemption.face_value_cents,
+                       redemption_event_id=redemption.event_id)]
+    return [_event(command, RedeemerCommandRejected, command_type=command.type, reason=reason)]
+
+
+def decide_accredit(view: RedeemerView, command: AccreditProvider) -> list[Event]:
+    from stdnum import iban as stdnum_iban
+    from stdnum.fr import siret as stdnum_siret
+
+    reason = None
+    if not stdnum_siret.is_valid(command.siret):
+        reason = "invalid_siret"
+    elif not stdnum_iban.is_valid(command.iban):
+        reason = "invalid_iban"
+    elif command.siret in view.providers:
+        reason = "already_accredited"
+    if reason:
+        return [_event(command, RedeemerCommandRejected, command_type=command.type,
+                       reason=reason)]
+    return [_event(command, ProviderAccredited, siret=command.siret, name=command.name,
+                   iban=command.iban, address_code=command.address_code,
+                   services=command.services)]
+
+
+def decide_provider_status(view: RedeemerView, command: ChangeProviderStatus) -> list[Event]:
+    provider = view.providers.get(command.siret)
+    if provider is None:
+        reason = "unknown_provider"
+    elif provider.status == "revoked":
+        reason = "provider_revoked"
+    else:
+        return [_event(command, ProviderStatusChanged, siret=command.siret,
+                       status=command.status, reason=command.reason)]
+    return [_event(command, RedeemerCommandRejected, command_type=command.type, reason=reason)]
+
+
+def decide(view: RedeemerView, command: object, code_key: bytes) -> list[Event]:
+    if isinstance(command, RedeemVoucher):
+        return decide_redeem(view, command, code_key)
+    if isinstance(command, CheckVoucher):
+        return decide_check(view, command, code_key)
+    if isinstance(command, CancelRedemption):
+        return decide_cancel(view, command)
+    if isinstance(command, AccreditProvider):
+        return decide_accredit(view, command)
+    if isinstance(command, ChangeProviderStatus):
+        return decide_provider_status(view, command)
+    return [_event(command, RedeemerCommandRejected,
+                   command_type=getattr(command, "type", "unknown"), reason="not_supported")]
+
+
+def booklet_ids_of(commands: Sequence[object], code_key: bytes) -> set[str]:
+    """The booklets a batch of commands touches: what the adapter must load."""
+    booklet_ids: set[str] = set()
+    for command in commands:
+        if isinstance(command, (RedeemVoucher, CheckVoucher)):
+            parsed = parse_code(code_key, command.code)
+            if parsed.number is not None:
+                booklet_ids.add(parsed.number.booklet_id)
+        elif isinstance(command, CancelRedemption):
+            booklet_ids.add(parse_voucher_id(command.voucher_id).booklet_id)
+    return booklet_ids
+
+
+def empty_view(booklets: Mapping[str, BookletFacts] | None = None) -> RedeemerView:
+    return RedeemerView(dict(booklets or {}), {}, {})

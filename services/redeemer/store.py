@@ -1,0 +1,87 @@
+"""PostgreSQL adapter of the redeemer: the booklet facts it learned from the issuer, the
+redemptions it decided, and the provider registry."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import psycopg
+
+from schemas.base import Event
+from schemas.messages import BookletActivated, BookletBlocked, BookletIssued
+from services.redeemer.domain import BookletFacts, Provider, Redemption, RedeemerView
+
+_BOOKLET_COLUMNS = ("booklet_id", "siren", "voucher_count", "face_value_cents", "perimeter",
+                    "valid_from", "valid_until", "grace_until", "activated", "blocked")
+
+
+def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event]) -> None:
+    """Insert-if-absent, then flags that only turn on: order- and duplicate-proof."""
+    issued = [event for event in events if isinstance(event, BookletIssued)]
+    if issued:
+        connection.execute(
+            "INSERT INTO redeemer_booklets (booklet_id, siren, voucher_count, face_value_cents, "
+            "perimeter, valid_from, valid_until, grace_until) "
+            "SELECT b, s, v, f, string_to_array(p, ','), vf, vu, g FROM unnest("
+            "%s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::date[], "
+            "%s::date[], %s::date[]) AS u(b, s, v, f, p, vf, vu, g) "
+            "ON CONFLICT (booklet_id) DO NOTHING",
+            ([e.booklet_id for e in issued], [e.siren for e in issued],
+             [e.voucher_count for e in issued], [e.face_value_cents for e in issued],
+             [",".join(e.perimeter) for e in issued], [e.valid_from for e in issued],
+             [e.valid_until for e in issued], [e.grace_until for e in issued]), binary=True)
+    for event_class, column in ((BookletActivated, "activated"), (BookletBlocked, "blocked")):
+        booklet_ids = [event.booklet_id for event in events if isinstance(event, event_class)]
+        if booklet_ids:
+            connection.execute(
+                f"UPDATE redeemer_booklets SET {column} = true WHERE booklet_id = ANY(%s)",
+                (booklet_ids,), binary=True)
+
+
+def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
+              sirets: Iterable[str]) -> RedeemerView:
+    booklet_list = sorted(set(booklet_ids))
+    view = RedeemerView({}, {}, {})
+    for row in connection.execute(
+            f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM redeemer_booklets "
+            "WHERE booklet_id = ANY(%s)", (booklet_list,), binary=True):
+        facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
+        view.booklets[facts.booklet_id] = facts
+    for row in connection.execute(
+            "SELECT voucher_id, booklet_id, siren, siret, face_value_cents, redeemed_at, "
+            "event_id FROM redemptions WHERE booklet_id = ANY(%s)", (booklet_list,),
+            binary=True):
+        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), row[6])
+    for row in connection.execute(
+            "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%s)",
+            (sorted(set(sirets)),), binary=True):
+        view.providers[row[0]] = Provider(*row)
+    return view
+
+
+def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
+                      after_redemptions: dict[str, Redemption],
+                      providers: Iterable[Provider]) -> None:
+    added = [r for voucher_id, r in after_redemptions.items()
+             if voucher_id not in before.redemptions]
+    removed = [voucher_id for voucher_id in before.redemptions
+               if voucher_id not in after_redemptions]
+    if removed:
+        connection.execute("DELETE FROM redemptions WHERE voucher_id = ANY(%s)", (removed,))
+    if added:
+        # No ON CONFLICT: a second redemption of one voucher must fail the transaction.
+        connection.execute(
+            "INSERT INTO redemptions (voucher_id, booklet_id, siren, siret, face_value_cents, "
+            "redeemed_at, event_id) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::text[], %s::bigint[], %s::timestamptz[], %s::text[])",
+            ([r.voucher_id for r in added], [r.booklet_id for r in added],
+             [r.siren for r in added], [r.siret for r in added],
+             [r.face_value_cents for r in added], [r.redeemed_at for r in added],
+             [r.event_id for r in added]))
+    rows = [(p.siret, p.name, p.iban, p.address_code, p.status) for p in providers]
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO providers (siret, name, iban, address_code, status) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (siret) DO UPDATE SET "
+                "status = excluded.status", rows)

