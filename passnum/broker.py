@@ -172,7 +172,8 @@ def broker_pid_file(settings: Settings) -> Path:
     return run_directory(settings) / f"tansu-{port}.pid"
 
 
-def spawn_broker(settings: Settings, *, detached: bool) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def spawn_broker(settings: Settings, *,
+                 detached: bool) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     """Start the broker process with its output appended to the log file.
 
     `detached` puts it in a new session so that it outlives the command line tool that
@@ -211,7 +212,8 @@ def terminate_process(process: subprocess.Popen[bytes], timeout_seconds: float) 
     try:
         process.wait(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
-        LOGGER.warning("broker %d ignored SIGTERM for %s s: killing it", process.pid, timeout_seconds)
+        LOGGER.warning("broker %d ignored SIGTERM for %s s: killing it",
+                       process.pid, timeout_seconds)
         process.kill()
         process.wait(timeout=timeout_seconds)
 
@@ -242,7 +244,8 @@ class ManagedBroker:
         if self.process is not None:
             return self
         if broker_is_reachable(self.settings.bootstrap_servers):
-            LOGGER.info("reusing the broker already answering at %s", self.settings.bootstrap_servers)
+            LOGGER.info("reusing the broker already answering at %s",
+                        self.settings.bootstrap_servers)
             return self
         self.process, self._log_file = spawn_broker(self.settings, detached=False)
         try:
@@ -376,7 +379,8 @@ def stop_background_broker(settings: Settings,
     if pid is None:
         return False
     if not process_is_our_broker(pid, settings):
-        LOGGER.info("pid %d in %s is gone or is not our broker: removing the stale file", pid, pid_file)
+        LOGGER.info("pid %d in %s is gone or is not our broker: removing the stale file",
+                    pid, pid_file)
         pid_file.unlink(missing_ok=True)
         return False
     if not signal_and_wait(pid, signal.SIGTERM, stop_timeout_seconds):
@@ -432,7 +436,7 @@ def mismatched_topics(topics: tuple[Topic, ...], counts: dict[str, int],
                       names: set[str]) -> list[str]:
     return [f"{topic.name}: has {counts[topic.name]} partitions, topology wants {topic.partitions}"
             for topic in topics
-            if topic.name in names and topic.name in counts and counts[topic.name] != topic.partitions]
+            if topic.name in names and counts.get(topic.name, topic.partitions) != topic.partitions]
 
 
 def ensure_topics(settings: Settings, topics: Iterable[Topic],
@@ -448,16 +452,19 @@ def ensure_topics(settings: Settings, topics: Iterable[Topic],
         counts = partition_counts(admin, names)
         mismatches = mismatched_topics(wanted, counts, already_existing)
         if mismatches:
-            raise TopicPartitionMismatch("existing topics have the wrong partition count "
-                                         "(delete them or fix the settings): " + "; ".join(mismatches))
+            raise TopicPartitionMismatch(
+                "existing topics have the wrong partition count (delete them or fix the "
+                "settings): " + "; ".join(mismatches))
         while time.monotonic() < deadline:
             if all(counts.get(topic.name) == topic.partitions for topic in wanted):
                 return
             time.sleep(PROBE_INTERVAL_SECONDS)
             counts = partition_counts(admin, names)
-        missing = [f"{topic.name} (wants {topic.partitions}, metadata shows {counts.get(topic.name)})"
+        missing = [f"{topic.name} (wants {topic.partitions}, metadata shows "
+                   f"{counts.get(topic.name)})"
                    for topic in wanted if counts.get(topic.name) != topic.partitions]
-        raise TopicCreationError(f"topics not ready after {timeout_seconds} s: {', '.join(missing)}")
+        raise TopicCreationError(
+            f"topics not ready after {timeout_seconds} s: {', '.join(missing)}")
     finally:
         admin.close()
 

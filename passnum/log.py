@@ -26,6 +26,7 @@ FETCH_MAX_WAIT_MILLISECONDS = 100
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 MAX_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 MAX_POLL_RECORDS = 10_000
+HIGH_WATER_FETCH_BYTES = 64 * 1024
 
 PartitionKey = tuple[str, int]
 
@@ -40,6 +41,12 @@ class UnknownTopic(LogReadError):
 
 class ReadStalled(LogReadError):
     """No progress towards the high-water mark for too long: the broker is not answering."""
+
+
+class StartBeyondEnd(LogReadError):
+    """A start offset lies past the partition's end: the caller's position is not in this log
+    (e.g. the broker restarted with memory storage and lost it). Real Kafka answers such a
+    fetch with OFFSET_OUT_OF_RANGE; Tansu 0.6.0 answers it with no records and no error."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +124,11 @@ class HighWaterTracker:
     end follows every newer high-water mark (catch up with a moving log)."""
 
     def __init__(self, consumer: KafkaConsumer, partitions: list[TopicPartition],
-                 snapshot: bool) -> None:
+                 snapshot: bool, start_offsets: Mapping[TopicPartition, int]) -> None:
         self.consumer = consumer
         self.snapshot = snapshot
-        self.targets: dict[TopicPartition, int | None] = {partition: None for partition in partitions}
+        self.start_offsets = start_offsets
+        self.targets: dict[TopicPartition, int | None] = dict.fromkeys(partitions)
         self.finished: set[TopicPartition] = set()
 
     def refresh_targets(self) -> bool:
@@ -130,9 +138,14 @@ class HighWaterTracker:
             if self.snapshot and target is not None:
                 continue
             high_water = self.consumer.highwater(partition)
-            if high_water is not None and high_water != target:
-                self.targets[partition] = high_water
-                changed = True
+            if high_water is None or high_water == target:
+                continue
+            if target is None and self.start_offsets[partition] > high_water:
+                raise StartBeyondEnd(
+                    f"{partition.topic}[{partition.partition}]: start offset "
+                    f"{self.start_offsets[partition]} is past the end {high_water}")
+            self.targets[partition] = high_water
+            changed = True
         return changed
 
     def wanted(self, message: ConsumerRecord) -> bool:
@@ -164,10 +177,15 @@ class HighWaterTracker:
 
 
 def seek_to_start(consumer: KafkaConsumer, partitions: list[TopicPartition],
-                  start_offsets: Mapping[PartitionKey, int] | None) -> None:
+                  start_offsets: Mapping[PartitionKey, int] | None) -> dict[TopicPartition, int]:
+    """Seek every partition to its start (0 unless given); return the starts."""
+    starts: dict[TopicPartition, int] = {}
     for partition in partitions:
-        start = 0 if start_offsets is None else start_offsets.get((partition.topic, partition.partition), 0)
+        place = (partition.topic, partition.partition)
+        start = 0 if start_offsets is None else start_offsets.get(place, 0)
         consumer.seek(partition, start)
+        starts[partition] = start
+    return starts
 
 
 def read_to_end(settings: Settings, topic_names: Iterable[str], *, until_high_water: bool = True,
@@ -175,23 +193,64 @@ def read_to_end(settings: Settings, topic_names: Iterable[str], *, until_high_wa
                 stall_timeout_seconds: float = READ_STALL_TIMEOUT_SECONDS,
                 max_seconds: float = READ_MAX_SECONDS,
                 consumer_overrides: Mapping[str, Any] | None = None) -> Iterator[Record]:
-    """Every record of the topics from offset 0 (or `start_offsets`) to the end.
-
-    The end of each partition is the high-water mark of the Fetch responses: with
-    `until_high_water=True` the first one seen (a consistent cut, ends under concurrent
-    writes); with False the latest one seen (catches up with a moving log). Records come in
-    offset order within each partition; partitions are interleaved. An empty partition
-    ends at once (its Fetch high-water mark is 0). Raises `ReadStalled` when nothing moves
-    for `stall_timeout_seconds` and `ReadStalled` after `max_seconds` in all."""
-    consumer = make_consumer(settings, **dict(consumer_overrides or {}))
+    """Every record of every partition of the topics, from offset 0 (or `start_offsets`)
+    to the end of each partition as the Fetch high-water mark gives it (never
+    `end_offsets()`). Terminates on empty partitions. See `read_partitions_to_end` for the
+    meaning of `until_high_water` and for the bounds."""
+    consumer = make_reader(settings, consumer_overrides)
     try:
         partitions = topic_partitions(consumer, topic_names)
-        consumer.assign(partitions)
-        seek_to_start(consumer, partitions, start_offsets)
-        tracker = HighWaterTracker(consumer, partitions, snapshot=until_high_water)
-        yield from poll_until_finished(consumer, tracker, stall_timeout_seconds, max_seconds)
+        yield from read_assigned_to_end(consumer, partitions, until_high_water=until_high_water,
+                                        start_offsets=start_offsets,
+                                        stall_timeout_seconds=stall_timeout_seconds,
+                                        max_seconds=max_seconds)
     finally:
         consumer.close(autocommit=False)
+
+
+def read_partitions_to_end(settings: Settings, partitions: Iterable[PartitionKey], *,
+                           until_high_water: bool = True,
+                           start_offsets: Mapping[PartitionKey, int] | None = None,
+                           stall_timeout_seconds: float = READ_STALL_TIMEOUT_SECONDS,
+                           max_seconds: float = READ_MAX_SECONDS,
+                           consumer_overrides: Mapping[str, Any] | None = None) -> Iterator[Record]:
+    """Records of the given (topic, partition) pairs from offset 0 (or `start_offsets`) to
+    the end of each partition.
+
+    The end is the high-water mark of the Fetch responses: with `until_high_water=True`
+    the first one seen (a consistent cut, which ends even under concurrent writes); with
+    False the latest one seen (catches up with a moving log). Records come in offset order
+    within each partition; partitions are interleaved. An empty partition ends at once
+    (its Fetch high-water mark is 0). Raises `ReadStalled` when nothing moves for
+    `stall_timeout_seconds`, or when the end is not reached within `max_seconds`. A start
+    offset outside the log raises (`StartBeyondEnd`, or Kafka's `OffsetOutOfRangeError`)
+    rather than silently reading from elsewhere."""
+    consumer = make_reader(settings, consumer_overrides)
+    try:
+        assigned = [TopicPartition(topic, partition) for topic, partition in partitions]
+        yield from read_assigned_to_end(consumer, assigned, until_high_water=until_high_water,
+                                        start_offsets=start_offsets,
+                                        stall_timeout_seconds=stall_timeout_seconds,
+                                        max_seconds=max_seconds)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def make_reader(settings: Settings, consumer_overrides: Mapping[str, Any] | None) -> KafkaConsumer:
+    # "none": a start offset outside the log is an error, never a silent jump elsewhere.
+    config: dict[str, Any] = {"auto_offset_reset": "none"}
+    config.update(consumer_overrides or {})
+    return make_consumer(settings, **config)
+
+
+def read_assigned_to_end(consumer: KafkaConsumer, partitions: list[TopicPartition], *,
+                         until_high_water: bool, start_offsets: Mapping[PartitionKey, int] | None,
+                         stall_timeout_seconds: float, max_seconds: float) -> Iterator[Record]:
+    consumer.assign(partitions)
+    starts = seek_to_start(consumer, partitions, start_offsets)
+    tracker = HighWaterTracker(consumer, partitions, snapshot=until_high_water,
+                               start_offsets=starts)
+    yield from poll_until_finished(consumer, tracker, stall_timeout_seconds, max_seconds)
 
 
 def poll_until_finished(consumer: KafkaConsumer, tracker: HighWaterTracker,
@@ -219,12 +278,15 @@ def poll_until_finished(consumer: KafkaConsumer, tracker: HighWaterTracker,
 
 
 def fetch_high_water_marks(settings: Settings, topic_names: Iterable[str],
-                           timeout_seconds: float = READ_STALL_TIMEOUT_SECONDS) -> dict[PartitionKey, int]:
+                           timeout_seconds: float = READ_STALL_TIMEOUT_SECONDS,
+                           ) -> dict[PartitionKey, int]:
     """The high-water mark of every partition, from Fetch responses (not ListOffsets).
 
     One fetch per partition from offset 0 is enough: the response carries the mark
     whatever records it brings, and a partition is paused as soon as its mark is known."""
-    consumer = make_consumer(settings)
+    # Small fetches: only the mark matters, the records that come with it are dropped.
+    consumer = make_consumer(settings, max_partition_fetch_bytes=HIGH_WATER_FETCH_BYTES,
+                             fetch_max_bytes=HIGH_WATER_FETCH_BYTES)
     try:
         partitions = topic_partitions(consumer, topic_names)
         consumer.assign(partitions)
@@ -233,8 +295,10 @@ def fetch_high_water_marks(settings: Settings, topic_names: Iterable[str],
         deadline = time.monotonic() + timeout_seconds
         while len(marks) < len(partitions):
             if time.monotonic() > deadline:
-                missing = [f"{p.topic}[{p.partition}]" for p in partitions if (p.topic, p.partition) not in marks]
-                raise ReadStalled(f"no Fetch high-water mark within {timeout_seconds} s for {', '.join(missing)}")
+                missing = [f"{partition.topic}[{partition.partition}]" for partition in partitions
+                           if (partition.topic, partition.partition) not in marks]
+                raise ReadStalled(f"no Fetch high-water mark within {timeout_seconds} s "
+                                  f"for {', '.join(missing)}")
             consumer.poll(timeout_ms=POLL_TIMEOUT_MILLISECONDS)
             for partition in partitions:
                 high_water = consumer.highwater(partition)

@@ -243,12 +243,18 @@ def _insert_outcomes(connection: psycopg.Connection, processor: str, outcomes: l
             [(processor, *outcome) for outcome in outcomes])
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    partitions: list[tuple[str, int]]  # the input partitions whose outbox to publish
+    outbox_rows: int  # rows this batch added to the outbox
+
+
 def decide_batch(connection: psycopg.Connection, handler: Handler,
-                 records: Sequence[InputRecord]) -> list[tuple[str, int]]:
-    """Steps 1 to 6 in one transaction. Returns the input partitions to publish for."""
+                 records: Sequence[InputRecord]) -> BatchResult:
+    """Steps 1 to 6 in one transaction."""
     partitions = sorted({(record.topic, record.partition) for record in records})
     if not partitions:
-        return []
+        return BatchResult([], 0)
     with connection.transaction():
         positions = _lock_positions(connection, handler.processor, partitions)
         by_kind: dict[str, list[InputRecord]] = defaultdict(list)
@@ -267,7 +273,7 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             _process_commands(connection, handler, by_kind["command"], positions, output)
         _write_output(connection, handler.processor, output)
         _save_positions(connection, handler.processor, positions)
-    return partitions
+    return BatchResult(partitions, len(output.outbox))
 
 
 def pending_outbox(connection: psycopg.Connection, processor: str,

@@ -45,6 +45,11 @@ class Settings:
     run_directory: str = str(Path.home() / ".passnum")
     # Refuse to start a worker when the broker fails a property the design needs.
     conformance_required: bool = True
+    # Fault injection for the crash proofs: the worker SIGKILLs itself at this point of
+    # its Nth batch ("after_decide": committed, nothing published; "after_publish": published,
+    # outbox not yet cleared). Empty in production.
+    fault_crash_point: str = ""
+    fault_crash_on_batch: int = 0
 
     @classmethod
     def from_environment(cls, environment: dict[str, str] | None = None) -> "Settings":

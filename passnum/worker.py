@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from typing import Any, Callable
 
 import faust
 import psycopg
 
 from passnum.processing import (
+    BatchResult,
     Handler,
     InputRecord,
     OutboxRow,
@@ -47,11 +49,12 @@ class PassnumApp(faust.App):
 
 def prepare_environment(settings: Settings) -> None:
     from passnum.broker import create_topics
-    from passnum.conformance import assert_conformant, format_verdicts, run_conformance
     from passnum.database import apply_migrations
 
     create_topics(settings)
     if settings.conformance_required:
+        from passnum.conformance import assert_conformant, format_verdicts, run_conformance
+
         verdicts = run_conformance(settings)
         logger.info("broker conformance:\n%s", format_verdicts(verdicts))
         assert_conformant(settings, verdicts)
@@ -109,6 +112,7 @@ class BatchRunner:
         self.connection: psycopg.Connection | None = None
         self.publish_lock = asyncio.Lock()
         self.busy = False  # true while a batch is being decided or published
+        self.batches = 0  # batches that added outbox rows: what the fault injection counts
 
     def _connection(self) -> psycopg.Connection:
         if self.connection is None or self.connection.closed:
@@ -129,6 +133,12 @@ class BatchRunner:
             await asyncio.sleep(self.settings.infra_retry_backoff_seconds * attempt)
         _die(f"{what} failed {self.settings.infra_retry_limit} times")
 
+    def _maybe_crash(self, point: str) -> None:
+        settings = self.settings
+        if settings.fault_crash_point == point and self.batches == settings.fault_crash_on_batch:
+            logger.critical("fault injection: SIGKILL at %s of batch %s", point, self.batches)
+            os.kill(os.getpid(), signal.SIGKILL)
+
     async def publish(self, rows: list[OutboxRow]) -> None:
         futures = []
         for row in rows:
@@ -136,6 +146,7 @@ class BatchRunner:
                 row.topic, row.key, row.payload, partition=None, timestamp=None,
                 headers=row.headers()))
         await asyncio.gather(*futures)
+        self._maybe_crash("after_publish")
         await asyncio.to_thread(forget_published, self._connection(), [row.id for row in rows])
 
     async def _publish_pending(self, partitions: list[tuple[str, int]] | None) -> int:
@@ -147,13 +158,16 @@ class BatchRunner:
             return len(rows)
 
     async def run_batch(self, records: list[InputRecord]) -> None:
-        async def decide() -> list[tuple[str, int]]:
+        async def decide() -> BatchResult:
             return await asyncio.to_thread(decide_batch, self._connection(), self.handler,
                                            records)
 
-        partitions = await self._with_retries("decide batch", decide)
+        result = await self._with_retries("decide batch", decide)
+        if result.outbox_rows:
+            self.batches += 1
+            self._maybe_crash("after_decide")
         await self._with_retries("publish batch",
-                                 lambda: self._publish_pending(partitions))
+                                 lambda: self._publish_pending(result.partitions))
 
     async def sweep(self) -> None:
         """Publish outbox rows left by a crash for partitions this worker owns now, even

@@ -1,0 +1,123 @@
+"""SIGKILL the redeemer in the middle of a stream of redemptions, restart it, and show that
+every request got exactly one outcome, no voucher is redeemed twice, and the auditor's
+replay agrees with the redeemer's state.
+
+The stream mixes first attempts, retries of the same request (same request_id) and
+concurrent attempts on the same voucher by other venues.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+
+import pytest
+
+from passnum.client import LedgerClient
+from passnum.scenario import booklet_codes
+from passnum.seed import collectivites, venues
+from schemas.messages import RedeemVoucher
+from services.auditor.replay import replay
+from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
+
+pytestmark = pytest.mark.integration
+
+BOOKLETS = 40  # 400 vouchers
+
+
+def build_stream(codes: list[str], sirets: list[str], seed: int) -> list[RedeemVoucher]:
+    random_source = random.Random(seed)
+    stream: list[RedeemVoucher] = []
+    for index, code in enumerate(codes):
+        for attempt in range(random_source.randint(1, 3)):  # racing venues
+            stream.append(RedeemVoucher(request_id=f"v{index}-a{attempt}", occurred_at=MARCH,
+                                        code=code, siret=random_source.choice(sirets)))
+    retries = random_source.sample(stream, len(stream) // 4)  # same request, sent again
+    stream += retries
+    random_source.shuffle(stream)
+    return stream
+
+
+def test_sigkill_redeemer_mid_stream(ledger, start_worker) -> None:
+    start_worker("issuer")
+    redeemer = start_worker("redeemer")
+    partner = collectivites(1)[0]
+    venue_list = venues(4)
+    client = LedgerClient(ledger)
+    onboard(client, [partner], BOOKLETS, venue_list)
+    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", BOOKLETS)
+
+    codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, BOOKLETS + 1))
+    stream = build_stream(codes, [venue.siret for venue in venue_list], seed=7)
+    request_ids = {command.request_id for command in stream}
+    kills_mid_stream = 0
+    waves = [stream[i::4] for i in range(4)]
+    for wave_number, wave in enumerate(waves):
+        client.send(wave)
+        if wave_number in (1, 2):
+            time.sleep(0.15 * wave_number)  # let it get into the middle of the wave
+            client.poll(0.05)
+            if len(request_ids - client.events_by_request.keys()) > 0:
+                kills_mid_stream += 1
+            redeemer.kill()
+            redeemer.start()
+            redeemer.wait_until_healthy()
+    outcomes = client.wait_for(request_ids, timeout_seconds=120)
+    assert kills_mid_stream == 2, "the kills must land while requests are still undecided"
+
+    # Every request exactly one outcome (the client de-duplicates re-published event ids).
+    assert all(len(events) == 1 for events in outcomes.values())
+    winners: dict[str, list[str]] = defaultdict(list)
+    for events in outcomes.values():
+        event = events[0]
+        if event.type == "voucher_redeemed":
+            winners[event.voucher_id].append(event.request_id)
+        else:
+            assert event.reason == "already_redeemed", event
+    assert len(winners) == len(codes)
+    assert all(len(requests) == 1 for requests in winners.values())
+
+    # The redeemer's state and the auditor's replay agree with the outcomes.
+    assert scalar(ledger, "SELECT count(*) FROM redemptions") == len(codes)
+    report = replay(ledger)
+    assert report.sound, report.findings
+    assert report.totals[partner.siren].redeemed_vouchers == len(codes)
+    assert report.totals[partner.siren].outstanding_vouchers == 0
+    assert scalar(ledger, "SELECT count(*) FROM outbox") == 0
+
+
+@pytest.mark.parametrize("crash_point", ["after_decide", "after_publish"])
+def test_crash_at_each_point_of_a_batch(ledger, start_worker, crash_point) -> None:
+    """A worker killed right after its commit (nothing published yet) or right after
+    publishing (outbox not cleared): the restarted worker publishes the missing events or
+    re-publishes the same ones under the same event ids, and nothing is decided twice."""
+    start_worker("issuer")
+    redeemer = start_worker("redeemer")
+    partner, venue_list = collectivites(1)[0], venues(2)
+    client = LedgerClient(ledger)
+    onboard(client, [partner], 5, venue_list)
+    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
+    redeemer.stop()
+
+    redeemer.settings = ledger.with_overrides(fault_crash_point=crash_point,
+                                              fault_crash_on_batch=1)
+    redeemer.start()
+    codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 6))
+    stream = build_stream(codes, [venue.siret for venue in venue_list], seed=11)
+    client.send(stream)
+    redeemer.process.wait(timeout=60)
+    assert redeemer.process.returncode == -9, "the fault injection must have killed it"
+    assert scalar(ledger, "SELECT count(*) FROM outbox") > 0, "a crash leaves outbox rows"
+
+    redeemer.settings = ledger
+    redeemer.start()
+    outcomes = client.wait_for({c.request_id for c in stream}, timeout_seconds=90)
+    assert all(len(events) == 1 for events in outcomes.values())
+    redeemed = [e for events in outcomes.values() for e in events if e.type == "voucher_redeemed"]
+    assert sorted(e.voucher_id for e in redeemed) == sorted({e.voucher_id for e in redeemed})
+    assert len(redeemed) == len(codes)
+    if crash_point == "after_publish":
+        assert client.duplicates > 0, "the crashed batch must have been published twice"
+    wait_for_rows(ledger, "SELECT count(*) FROM outbox", 0)
+    assert replay(ledger).sound
