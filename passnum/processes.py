@@ -52,7 +52,7 @@ class WorkerProcess:
         environment = {**os.environ, **self.settings.as_environment()}
         self.process = subprocess.Popen(self.command(), stdout=self.log_file,
                                         stderr=subprocess.STDOUT, env=environment,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=self.log_directory)
         return self
 
     @property

@@ -127,3 +127,11 @@ def routing_booklet_id(code: str) -> str | None:
         return None
     digits = f"{_from_symbols(text[:NUMBER_SYMBOLS]):018d}"
     return f"{digits[:9]}-{digits[9:16]}" if len(digits) == 18 else None
+
+
+def with_recomputed_check(code: str) -> str:
+    """The code with its typo check recomputed: what a forger who knows the format but not
+    the key would produce after editing symbols. Used to show that the MAC still catches it."""
+    body = normalise(code)[:BODY_SYMBOLS]
+    grouped = "-".join(body[index : index + 4] for index in range(0, BODY_SYMBOLS, 4))
+    return f"{grouped}-{_check_symbol(body)}"

@@ -476,8 +476,8 @@ def test_distribute_refuses_unknown_and_other_collectivites_booklets() -> None:
 
 
 def test_distribute_precedence() -> None:
-    own = history(register(), fund(1_000_000), order(1))
-    handed_out_then_blocked = own + history(
+    handed_out_then_blocked = history(
+        register(), fund(1_000_000), order(1),
         distribute(booklet_id(1), beneficiary_reference=BENEFICIARY), block(booklet_id(1)))
     assert rejection(when(given([]), distribute(booklet_id(1)))) == "unknown_collectivite"
     assert rejection(when(given(handed_out_then_blocked),
@@ -502,12 +502,12 @@ def test_block_records_the_reason_and_the_booklet_becomes_blocked() -> None:
 def test_block_refusals_in_precedence_order() -> None:
     own = history(register(), fund(1_000_000), order(1))
     other = history(register(OTHER_SIREN), fund(1_000_000, OTHER_SIREN), order(1, OTHER_SIREN))
-    blocked = own + history(block(booklet_id(1)))
+    blocked = history(register(), fund(1_000_000), order(1), block(booklet_id(1)))
 
     assert rejection(when(given([]), block(booklet_id(1)))) == "unknown_collectivite"
     assert rejection(when(given(own), block(booklet_id(9)))) == "unknown_booklet"
-    foreign = State(given(own).envelope, given(other, OTHER_SIREN).booklets)
-    assert rejection(when(foreign, block(booklet_id(1, OTHER_SIREN)))) == "unknown_booklet"
+    assert booklet_id(1, OTHER_SIREN) in given(own + other).booklets
+    assert rejection(when(given(own + other), block(booklet_id(1, OTHER_SIREN)))) == "unknown_booklet"
     assert rejection(when(given(blocked), block(booklet_id(1)))) == "booklet_blocked"
 
 

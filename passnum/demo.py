@@ -1,0 +1,149 @@
+"""The demo: the whole ledger on embedded defaults, from nothing to an audit verdict.
+
+Starts (or reuses) the broker, resolves the database (embedded if no server answers),
+starts the issuer and the redeemer as separate faust worker processes, runs a scenario
+for several collectivités, replays the log with the auditor, prints the verdict, and stops
+what it started.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from passnum.broker import ManagedBroker, create_topics
+from passnum.client import LedgerClient
+from passnum.database import apply_migrations, connect, resolve_database
+from passnum.processes import WorkerProcess
+from passnum.scenario import accreditations, booklet_codes, onboarding
+from passnum.seed import collectivites, venues
+from passnum.settings import Settings
+from passnum.voucher_codes import with_recomputed_check
+from schemas.messages import BlockBooklet, RedeemVoucher
+from services.auditor.replay import replay, write_projection
+from services.auditor.summary import print_summary
+
+BOOKLETS_PER_COLLECTIVITE = 3
+FUNDED_BOOKLETS = 2  # the third stays inactive: activation only when funded
+REDEMPTIONS_PER_COLLECTIVITE = 6
+
+
+def _fresh_database(settings: Settings) -> str:
+    """The demo's own database, recreated each run so that the run starts from nothing."""
+    url = resolve_database(settings)
+    root, name = url.split("?")[0].rsplit("/", 1)
+    query = "?" + url.split("?", 1)[1] if "?" in url else ""
+    with psycopg.connect(f"{root}/postgres{query}", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    apply_migrations(url)
+    return url
+
+
+def _scenario_commands(settings: Settings, count: int, at: datetime) -> tuple[list, list]:
+    partners, venue_list = collectivites(count), venues(3)
+    setup = [c for p in partners for c in onboarding(p, BOOKLETS_PER_COLLECTIVITE, at,
+                                                        funded_booklets=FUNDED_BOOKLETS)]
+    setup += accreditations(venue_list, at)
+    random_source = random.Random(1)
+    key = settings.voucher_code_key.encode()
+    redemptions: list = []
+    for partner in partners:
+        codes = booklet_codes(key, partner, range(1, BOOKLETS_PER_COLLECTIVITE + 1))
+        for index, code in enumerate(codes[:REDEMPTIONS_PER_COLLECTIVITE]):
+            redemptions.append(RedeemVoucher(
+                request_id=f"demo-redeem-{partner.siren}-{index}", occurred_at=at, code=code,
+                siret=random_source.choice(venue_list).siret))
+        other_venue = venue_list[-1].siret
+        redemptions += [
+            RedeemVoucher(request_id=f"demo-again-{partner.siren}", occurred_at=at,
+                          code=codes[0], siret=other_venue),  # already redeemed
+            RedeemVoucher(request_id=f"demo-unfunded-{partner.siren}", occurred_at=at,
+                          code=codes[-1], siret=other_venue),  # booklet 3 is not funded
+            RedeemVoucher(request_id=f"demo-forged-{partner.siren}", occurred_at=at,
+                          code=with_recomputed_check(codes[1][:-6] + "ZZZZ-0"),
+                          siret=other_venue),
+        ]
+        redemptions.append(redemptions[-4])  # a client retry: same request_id again
+    block = [BlockBooklet(request_id=f"demo-block-{p.siren}", occurred_at=at, siren=p.siren,
+                          booklet_id=f"{p.siren}-0000002", reason="lost") for p in partners]
+    return setup + block, redemptions
+
+
+def _outcome_table(outcomes: dict) -> Table:
+    table = Table(title="Redemption outcomes")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    counts = Counter(events[0].type if events[0].type == "voucher_redeemed"
+                     else f"rejected: {events[0].reason}" for events in outcomes.values())
+    for outcome, count in sorted(counts.items()):
+        table.add_row(outcome, str(count))
+    return table
+
+
+def run_demo(settings: Settings, collectivite_count: int) -> int:
+    console = Console()
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    settings = settings.with_overrides(topic_prefix=f"demo-{run_id}")
+    settings = settings.with_overrides(
+        database_url=settings.database_url.rsplit("/", 1)[0] + "/passnum_demo")
+    with ManagedBroker(settings) as broker:
+        console.print(f"broker: {settings.bootstrap_servers} "
+                      f"({'started' if broker.started_here else 'reused'})")
+        create_topics(settings)
+        settings = settings.with_overrides(database_url=_fresh_database(settings))
+        console.print(f"database: {settings.database_url}")
+        logs = Path(settings.run_directory) / "demo-logs" / run_id
+        workers = [WorkerProcess(name, settings, logs) for name in ("issuer", "redeemer")]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.wait_until_healthy(timeout_seconds=120)
+            console.print(f"workers: issuer and redeemer running (logs in {logs})")
+            return _play(console, settings, collectivite_count)
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+def _wait_until_redeemer_knows(settings: Settings, expected: int, timeout_seconds: float = 60
+                               ) -> None:
+    """The redeemer learns booklet facts from the issuer's stream, asynchronously."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(settings.database_url) as connection:
+            known = connection.execute(
+                "SELECT count(*) FROM redeemer_booklets WHERE activated").fetchone()[0]
+        if known >= expected:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the redeemer did not learn the activated booklets in time")
+
+
+def _play(console: Console, settings: Settings, collectivite_count: int) -> int:
+    at = datetime.now(timezone.utc).replace(microsecond=0)
+    setup, redemptions = _scenario_commands(settings, collectivite_count, at)
+    client = LedgerClient(settings)
+    with console.status("issuing: registering, funding, ordering, paying, blocking..."):
+        client.send(setup)
+        client.wait_for([c.request_id for c in setup], timeout_seconds=120)
+    _wait_until_redeemer_knows(settings, expected=collectivite_count * FUNDED_BOOKLETS)
+    with console.status("redeeming at the venues..."):
+        client.send(redemptions)
+        outcomes = client.wait_for({c.request_id for c in redemptions}, timeout_seconds=120)
+    console.print(_outcome_table(outcomes))
+    with console.status("auditing: replaying every event from offset 0..."):
+        report = replay(settings)
+        with connect(settings.database_url) as connection:
+            write_projection(connection, report)
+    print_summary(report, console)
+    client.close()
+    return 0 if report.sound else 1
