@@ -273,6 +273,9 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             _process_commands(connection, handler, by_kind["command"], positions, output)
         _write_output(connection, handler.processor, output)
         _save_positions(connection, handler.processor, positions)
+        if output.outcomes:
+            # Wakes HTTP handlers waiting for an outcome (passnum.http); delivered at COMMIT.
+            connection.execute("SELECT pg_notify('passnum_outcomes', %s)", (handler.processor,))
     return BatchResult(partitions, len(output.outbox))
 
 

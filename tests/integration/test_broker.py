@@ -117,6 +117,22 @@ def test_managed_broker_starts_answers_and_stops_what_it_started(tmp_path: Path)
     assert "tansu" in managed.log_path.read_text().lower()
 
 
+def test_a_restarted_memory_broker_has_forgotten_everything(tmp_path: Path) -> None:
+    """Why every start is followed by create_topics, and why nothing may restart a broker
+    behind a worker's back."""
+    settings = settings_on(free_port(), tmp_path)
+    names = [topic.name for topic in topology_for(settings).all_topics()]
+    with ManagedBroker(settings):
+        create_topics(settings)
+        assert len(partition_counts(settings, names)) == len(names)
+    with ManagedBroker(settings):
+        consumer = make_consumer(settings)
+        try:
+            assert not set(names) & consumer.topics()
+        finally:
+            consumer.close(autocommit=False)
+
+
 def test_reusing_a_running_broker_does_not_stop_it(broker: ManagedBroker) -> None:
     assert broker.started_here
     with ManagedBroker(broker.settings) as reused:

@@ -70,7 +70,7 @@ class IssuerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.policy = issuer.Policy(cap_per_collectivite_cents=400_000)
+        self.policy = issuer.Policy(cap_per_collectivite_cents=1_000_000)
         self.request_numbers = itertools.count(1)
         self.envelopes = {siren: issuer.Envelope(siren) for siren in SIRENS}
         self.booklets: dict[str, issuer.Booklet] = {}
@@ -114,12 +114,13 @@ class IssuerMachine(RuleBasedStateMachine):
     def register_everyone(self) -> None:
         for siren in SIRENS:
             self.decide(RegisterCollectivite(**self.request(), siren=siren, name=siren))
+            self.decide(FundEnvelope(**self.request(), siren=siren, committed_cents=150_000))
 
     @rule(siren=st.sampled_from(SIRENS), committed_cents=st.integers(1, 200_000))
     def fund_envelope(self, siren: str, committed_cents: int) -> None:
         self.decide(FundEnvelope(**self.request(), siren=siren, committed_cents=committed_cents))
 
-    @rule(siren=st.sampled_from(SIRENS), booklet_count=st.integers(1, 4),
+    @rule(siren=st.sampled_from(SIRENS), booklet_count=st.integers(1, 3),
           vouchers_per_booklet=st.sampled_from((5, 10)),
           face_value_cents=st.sampled_from((500, 1000, 2000)))
     def order(self, siren: str, booklet_count: int, vouchers_per_booklet: int,
@@ -129,7 +130,7 @@ class IssuerMachine(RuleBasedStateMachine):
                                   face_value_cents=face_value_cents))
         self.assert_no_funded_booklet_waits(siren)
 
-    @rule(siren=st.sampled_from(SIRENS), face_value_cents=st.integers(1, 30_000))
+    @rule(siren=st.sampled_from(SIRENS), face_value_cents=st.integers(1, 80_000))
     def receive_funds(self, siren: str, face_value_cents: int) -> None:
         events = self.decide(RecordFundsReceived(
             **self.request(), siren=siren, face_value_cents=face_value_cents,
@@ -193,8 +194,9 @@ TestIssuerInvariants.settings = MACHINE_SETTINGS
 KEY = b"stateful-test-voucher-code-key!!"
 BOOKLETS = {  # sequence -> perimeter
     1: (),
-    2: ("75",),
-    3: ("974",),
+    2: (),
+    3: ("75",),
+    4: ("974",),
 }
 VOUCHERS_PER_BOOKLET = 3
 VOUCHERS = [(sequence, position) for sequence in BOOKLETS
@@ -312,15 +314,26 @@ class RedeemerMachine(RuleBasedStateMachine):
         self.decide(CancelRedemption(**self.request(), voucher_id=_voucher_id(*voucher),
                                      siret=siret))
 
-    @rule(sequence=st.sampled_from(sorted(BOOKLETS)))
-    def block_booklet(self, sequence: int) -> None:
+    @precondition(lambda self: self.holder)
+    @rule(data=st.data())
+    def cancel_a_redemption_at_its_venue(self, data: st.DataObject) -> None:
+        voucher_id = data.draw(st.sampled_from(sorted(self.holder)))
+        siret = self.holder[voucher_id][0]
+        self.decide(CancelRedemption(**self.request(), voucher_id=voucher_id, siret=siret))
+
+    @rule(sequence=st.sampled_from(sorted(BOOKLETS)), lost=st.integers(0, 2))
+    def block_booklet(self, sequence: int, lost: int) -> None:
+        # One draw in three: a blocked booklet refuses everything after, so blocking as
+        # often as scanning would leave little to scan.
+        if lost:
+            return
         redeemer.evolve(self.view, BookletBlocked(
             event_id=f"issuer-block-{sequence}", request_id="issuer", occurred_at=self.now,
             siren=SIREN, booklet_id=_booklet_id(sequence), reason="stolen"))
         self.blocked.add(_booklet_id(sequence))
 
     @rule(siret=st.sampled_from(sorted(VENUES)),
-          status=st.sampled_from(("suspended", "accredited", "revoked")))
+          status=st.sampled_from(("suspended", "accredited", "accredited", "revoked")))
     def change_provider_status(self, siret: str, status: str) -> None:
         event = self.decide(ChangeProviderStatus(**self.request(), siret=siret, status=status))
         if event.type == "provider_status_changed":

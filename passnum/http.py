@@ -1,0 +1,144 @@
+"""Shared pieces of the workers' HTTP APIs: tokens, submitting a command and waiting for
+its recorded outcome, and error answers with reason codes.
+
+An HTTP request becomes a command on the command topic, decided by the same processor as
+any other (one path to every decision); the handler then waits for the outcome that the
+processor records in `request_outcomes` (woken by `NOTIFY passnum_outcomes`, with a short
+poll as a fallback), and answers with the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+
+from passnum.codec import decode_event, encode, request_fingerprint
+from passnum.settings import Settings
+from passnum.topology import route_command, topology_for
+from schemas.base import Command, Event
+
+
+@dataclass(frozen=True)
+class Tenant:
+    kind: str  # collectivite | venue | operator
+    identifier: str  # SIREN, SIRET or operator name
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(connection: psycopg.Connection, kind: str, identifier: str) -> str:
+    token = f"pn_{kind[:3]}_{secrets.token_urlsafe(24)}"
+    with connection.transaction():
+        connection.execute(
+            "INSERT INTO api_tokens (token_sha256, tenant_kind, tenant_id) VALUES (%s, %s, %s)",
+            (token_digest(token), kind, identifier))
+    return token
+
+
+async def authenticate(connection: psycopg.AsyncConnection, authorization: str | None
+                       ) -> Tenant | None:
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            "SELECT tenant_kind, tenant_id FROM api_tokens "
+            "WHERE token_sha256 = %s AND revoked_at IS NULL",
+            (token_digest(authorization.removeprefix("Bearer ").strip()),))
+        row = await cursor.fetchone()
+    await connection.commit()
+    return Tenant(*row) if row else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    events: list[Event]
+    fingerprint_matches: bool  # False: the request_id was used before for another body
+
+
+class CommandGateway:
+    """Submits commands to the log and waits for their recorded outcomes."""
+
+    def __init__(self, settings: Settings, processor: str) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.topology = topology_for(settings)
+        self.producer: AIOKafkaProducer | None = None
+        self.listener: psycopg.AsyncConnection | None = None
+        self.reader: psycopg.AsyncConnection | None = None
+        # Replaced at each notification, so that every waiter wakes (an Event cleared by
+        # one waiter could hide the notification from another).
+        self.wakeup: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
+                                         acks="all", linger_ms=0)
+        await self.producer.start()
+        self.wakeup = asyncio.get_running_loop().create_future()
+        self.reader = await psycopg.AsyncConnection.connect(self.settings.database_url,
+                                                            autocommit=True)
+        self.listener = await psycopg.AsyncConnection.connect(self.settings.database_url,
+                                                              autocommit=True)
+        await self.listener.execute("LISTEN passnum_outcomes")
+        asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        assert self.listener is not None
+        async for _ in self.listener.notifies():
+            woken, self.wakeup = self.wakeup, asyncio.get_running_loop().create_future()
+            if woken is not None and not woken.done():
+                woken.set_result(None)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        for connection in (self.reader, self.listener):
+            if connection is not None:
+                await connection.close()
+
+    async def _recorded(self, command: Command) -> Outcome | None:
+        assert self.reader is not None
+        async with self.reader.cursor(binary=True) as cursor:
+            await cursor.execute(
+                "SELECT fingerprint, payloads FROM request_outcomes "
+                "WHERE processor = %s AND request_id = %s", (self.processor, command.request_id))
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        events = [decode_event(payload) for payload in row[1]]
+        return Outcome([e for e in events if isinstance(e, Event)],
+                       row[0] == request_fingerprint(command))
+
+    async def submit(self, command: Command, timeout_seconds: float = 10.0) -> Outcome:
+        """Send the command (unless already decided) and wait for its outcome."""
+        recorded = await self._recorded(command)
+        if recorded is not None:
+            return recorded
+        assert self.producer is not None
+        topic, key = route_command(self.topology, command)
+        await self.producer.send_and_wait(topic, encode(command), key=key)
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while True:
+            wakeup = self.wakeup
+            assert wakeup is not None
+            recorded = await self._recorded(command)
+            if recorded is not None:
+                return recorded
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(command.request_id)
+            try:
+                await asyncio.wait_for(asyncio.shield(wakeup), timeout=min(remaining, 0.25))
+            except asyncio.TimeoutError:
+                pass  # a bounded wait: look again even if a notification was missed
+
+
+def error_body(reason: str, detail: str = "") -> dict[str, Any]:
+    return {"error": {"reason": reason, "detail": detail}}
