@@ -15,6 +15,14 @@ broker_app = typer.Typer(no_args_is_help=True, help="The Kafka-protocol broker (
 database_app = typer.Typer(no_args_is_help=True, help="PostgreSQL")
 app.add_typer(broker_app, name="broker")
 app.add_typer(database_app, name="db")
+# Each service owns its commands; they are mounted here so there is one `passnum` CLI.
+from services.auditor.cli import audit_command  # noqa: E402
+from services.issuer.cli import issuer_app  # noqa: E402
+from services.redeemer.cli import redeemer_app  # noqa: E402
+
+app.command("audit")(audit_command)
+app.add_typer(issuer_app, name="issuer")
+app.add_typer(redeemer_app, name="redeemer")
 
 
 def _settings() -> Settings:
@@ -83,26 +91,17 @@ def worker(service: str = typer.Argument(..., help="issuer or redeemer")) -> Non
     os.execvp(process.command()[0], process.command())
 
 
-@app.command("audit")
-def audit(json_output: bool = typer.Option(False, "--json", help="print the JSON report")
-          ) -> None:
-    """Replay every event topic from offset 0 and check the books. Exit 1 when unsound."""
+@app.command("token")
+def token(kind: str = typer.Argument(..., help="collectivite, venue or operator"),
+          identifier: str = typer.Argument(..., help="SIREN, SIRET or operator name")) -> None:
+    """Issue an API token for a tenant (printed once; only its SHA-256 is stored)."""
     from passnum.database import apply_migrations, connect, resolve_database
-    from services.auditor.replay import replay, write_projection
+    from passnum.http import issue_token
 
-    settings = _settings()
-    report = replay(settings)
-    url = resolve_database(settings)
+    url = resolve_database(_settings())
     apply_migrations(url)
     with connect(url) as connection:
-        write_projection(connection, report)
-    if json_output:
-        typer.echo(report.to_json())
-    else:
-        from services.auditor.summary import print_summary
-
-        print_summary(report)
-    raise typer.Exit(code=0 if report.sound else 1)
+        typer.echo(issue_token(connection, kind, identifier))
 
 
 @app.command("demo")
