@@ -152,8 +152,21 @@ def broker_command(settings: Settings) -> list[str]:
         "broker",
         "--listener-url", address.listener_url,
         "--advertised-listener-url", address.listener_url,
-        "--storage-engine", "memory://tansu/",
+        "--storage-engine", settings.broker_storage_engine,
     ]
+
+
+def broker_environment(settings: Settings) -> dict[str, str]:
+    """Tansu's S3 engine reads the standard AWS variables; an emulator needs plain HTTP.
+    The credentials are those of a local emulator, never real ones."""
+    environment = dict(os.environ)
+    if settings.broker_storage_engine.startswith("s3://") and settings.broker_s3_endpoint:
+        environment.update({
+            "AWS_ENDPOINT": settings.broker_s3_endpoint, "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": environment.get("AWS_ACCESS_KEY_ID", "emulator"),
+            "AWS_SECRET_ACCESS_KEY": environment.get("AWS_SECRET_ACCESS_KEY", "emulator"),
+            "AWS_DEFAULT_REGION": environment.get("AWS_DEFAULT_REGION", "eu-west-3")})
+    return environment
 
 
 def run_directory(settings: Settings) -> Path:
@@ -189,6 +202,7 @@ def spawn_broker(settings: Settings, *,
             stderr=subprocess.STDOUT,
             start_new_session=detached,
             close_fds=True,
+            env=broker_environment(settings),
         )
     except OSError:
         log_file.close()

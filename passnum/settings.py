@@ -42,6 +42,10 @@ class Settings:
     web_port_redeemer: int = 6067
     web_port_auditor: int = 6068
     broker_binary: str = ""
+    # Where the Tansu broker we start keeps its log: "memory://tansu/" (lost when it
+    # stops) or "s3://<bucket>/" on an S3 endpoint (kept across broker restarts).
+    broker_storage_engine: str = "memory://tansu/"
+    broker_s3_endpoint: str = ""
     run_directory: str = str(Path.home() / ".passnum")
     # Refuse to start a worker when the broker fails a property the design needs.
     conformance_required: bool = True
