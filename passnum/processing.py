@@ -225,21 +225,25 @@ def _write_output(connection: psycopg.Connection, processor: str, output: _Batch
     if output.outcomes:
         _insert_outcomes(connection, processor, output.outcomes)
     if output.outbox:
+        # Binary COPY: in text format every payload byte would be written as hex escapes.
         with connection.cursor().copy(
                 "COPY outbox (processor, input_topic, input_partition, topic, key, payload, "
-                "chain_link) FROM STDIN") as copy:
+                "chain_link) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "int4", "text", "bytea", "bytea", "bytea"])
             for row in output.outbox:
                 copy.write_row((processor, *row))
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str, outcomes: list) -> None:
     """One row per request. `ON CONFLICT DO NOTHING`: a client that reuses a request_id on
-    another partition must not crash the worker; the first recorded outcome stands."""
+    another partition must not crash the worker; the first recorded outcome stands.
+    Binary parameters (%b): in text format psycopg escapes every array element with a
+    regular expression, which cost a third of a 1000-booklet order's batch."""
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO request_outcomes (processor, request_id, fingerprint, event_ids, "
             "event_types, topics, keys, payloads, chain_links) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "VALUES (%b, %b, %b, %b, %b, %b, %b, %b, %b) ON CONFLICT DO NOTHING",
             [(processor, *outcome) for outcome in outcomes])
 
 

@@ -159,8 +159,11 @@ class BatchRunner:
 
     async def run_batch(self, records: list[InputRecord]) -> None:
         async def decide() -> BatchResult:
-            return await asyncio.to_thread(decide_batch, self._connection(), self.handler,
-                                           records)
+            # The outbox sweep uses the same connection from another thread: while a batch
+            # holds its transaction, a sweep's commit would commit half of it.
+            async with self.publish_lock:
+                return await asyncio.to_thread(decide_batch, self._connection(),
+                                               self.handler, records)
 
         result = await self._with_retries("decide batch", decide)
         if result.outbox_rows:

@@ -27,11 +27,11 @@ from schemas.base import (
 
 TargetGroup = Literal["pic", "general"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-InseeCode = Annotated[str, StringConstraints(pattern=r"^(\d{2}|2A|2B|97\d|\d{5}|2[AB]\d{3})$")]
+InseeCode = Annotated[str, StringConstraints(pattern=r"^([0-9]{2}|2A|2B|97[0-9]|[0-9]{5}|2[AB][0-9]{3})$")]
 VoucherCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Month = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Month = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 PseudonymousReference = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-Iban = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$")]
+Iban = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")]
 
 
 # ---------------------------------------------------------------- issuer: commands
@@ -67,8 +67,9 @@ class OrderBooklets(Command):
     type: Literal["order_booklets"] = "order_booklets"
     siren: Siren
     booklet_count: Annotated[int, Field(gt=0, le=100_000)]
-    vouchers_per_booklet: Literal[5, 10] = 10
-    face_value_cents: PositiveCents = 1000
+    # None: the collectivité's defaults, recorded when it registered.
+    vouchers_per_booklet: Literal[5, 10] | None = None
+    face_value_cents: PositiveCents | None = None
     target_group: TargetGroup = "general"
     perimeter: tuple[InseeCode, ...] = ()
     valid_from: date | None = None
@@ -293,6 +294,18 @@ class SettlementStatementIssued(Event):
     redemption_event_ids: tuple[EventId, ...]
 
 
+class SettlementMonthClosed(Event):
+    """A settlement month was closed: the statements issued by the same request precede
+    this event. Recorded even when no venue redeemed anything, so that the closed months
+    (and `month_already_closed`) can be rebuilt from the log alone."""
+
+    type: Literal["settlement_month_closed"] = "settlement_month_closed"
+    month: Month
+    statement_count: int
+    voucher_count: int
+    face_value_cents: Cents
+
+
 # ---------------------------------------------------------------- auditor: events
 
 
@@ -349,6 +362,7 @@ REDEEMER_EVENTS = (
     RedemptionCancelled,
     RedeemerCommandRejected,
     SettlementStatementIssued,
+    SettlementMonthClosed,
 )
 AUDITOR_EVENTS = (CreditNoteIssued, AuditCheckpointSigned)
 

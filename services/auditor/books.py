@@ -1,24 +1,68 @@
-"""The auditor's pure core: fold the whole log with the services' own `evolve` functions and
-check that the books balance. No Kafka, no database here.
+"""The auditor's books, pure: what the replay remembers of every booklet and voucher, in
+compact columns keyed by integer indexes, and the fold of one event into them.
 
-There is no second copy of any state machine: envelopes are folded with
-`services.issuer.domain.evolve`, booklets and redemptions with
-`services.redeemer.domain.evolve`.
+No Kafka, no database. No second copy of any state machine: the envelopes are folded with
+`services.issuer.domain.evolve` and the venues' accreditation with
+`services.redeemer.domain.evolve` (in `services.auditor.invariants`, at the end, in the
+order explained there). What is kept here per voucher is not a state machine but the
+recorded facts the invariants judge: when and where it was redeemed, by which event.
+
+Memory, per voucher: redemption second (4 bytes), venue index (2, widened to 4 past
+65,535 venues), redemption event fingerprint (8); per booklet: framing index, first voucher
+index, activation time and chain position, flags (about 29 bytes, shared by its 5 or 10
+vouchers). Booklet ids are never stored: a booklet is (collectivité, sequence), and
+`BookletIssued` numbers booklets 1, 2, 3 ... per collectivité.
+
+Event time. A fact's time key is `occurred_at` in microseconds x 4 + a phase, so that at an
+equal instant enabling facts (issue, activation, accreditation) come first, redemptions
+next, restricting facts (block, suspension, revocation) last: the log cannot tell which of
+two facts stamped with the same instant happened first, and the auditor does not count
+such a tie against a venue.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import json
+from array import array
 from dataclasses import dataclass, field
 
+from passnum.codec import DecodeFailure, decode_event
 from schemas.base import Event
 from schemas.messages import (
-    ISSUER_EVENTS,
+    AuditCheckpointSigned,
+    BookletBlocked,
+    BookletDistributed,
+    BookletsOrdered,
+    CollectiviteRegistered,
+    CreditNoteIssued,
+    EnvelopeFunded,
+    FundsReceived,
+    ProviderAccredited,
+    ProviderStatusChanged,
     RedemptionCancelled,
-    VoucherRedeemed,
+    SettlementStatementIssued,
 )
-from services.issuer import domain as issuer_domain
-from services.redeemer import domain as redeemer_domain
+from services.auditor import wire
+from services.auditor.wire import InvalidEvent
+
+PHASE_ENABLING = 0
+PHASE_REDEMPTION = 1
+PHASE_RESTRICTING = 2
+# Redemption instants are kept to the second, counted from this epoch (uint32: to 2136).
+SECONDS_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z
+_CHUNK = 65_536
+FLAG_DISTRIBUTED = 1
+FLAG_HANDED_OUT = 2
+SETTLEMENT_TYPES = ("settlement_statement_issued", "settlement_month_closed")
+
+
+def time_key(micros: int, phase: int) -> int:
+    return micros * 4 + phase
+
+
+def second_key(seconds_since_epoch: int, phase: int) -> int:
+    """A time key at one-second resolution (for the per-voucher redemption instants)."""
+    return seconds_since_epoch * 4 + phase
 
 
 @dataclass(frozen=True)
@@ -26,137 +70,486 @@ class Finding:
     code: str
     detail: str
     event_ids: tuple[str, ...] = ()
+    siren: str = ""  # the collectivité concerned; "" for findings about the log itself
+
+
+@dataclass(frozen=True)
+class Framing:
+    """What an order fixes for its booklets (shared, interned)."""
+
+    siren: str
+    order_id: str
+    voucher_count: int
+    face_value_cents: int
+    target_group: str
+    perimeter: tuple[str, ...]
+    valid_from_day: int
+    valid_until_day: int
+    grace_until_day: int
+
+
+@dataclass
+class Collectivite:
+    siren: str
+    number: int  # position in `Books.collectivite_sirens`
+    # booklet sequence -> booklet index + 1 (0: not issued)
+    booklets: array = field(default_factory=lambda: array("i"))
+    # (stream, sequence, event) of every fact the envelope folds, but activations, which
+    # are rebuilt from the booklet columns (one per booklet: too many to keep as models).
+    envelope_events: list[tuple[str, int, Event]] = field(default_factory=list)
+    redeemed_vouchers_recorded: int = 0
+    redeemed_cents_recorded: int = 0
+
+    def booklet_index(self, sequence: int) -> int:
+        if 0 < sequence < len(self.booklets):
+            return self.booklets[sequence] - 1
+        return -1
+
+
+@dataclass
+class Venue:
+    siret: str
+    # (time key, stream, sequence, event): accreditation and status changes
+    events: list[tuple[int, str, int, Event]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Statement:
+    event_id: str
+    siret: str
+    month: str
+    voucher_count: int
+    face_value_cents: int
+    listed: array  # event fingerprints of the redemptions it pays
+    time_key: int
+
+
+@dataclass(frozen=True)
+class Contest:
+    """One fact about a voucher that already had a redemption: resolved at the end."""
+
+    key: int
+    kind: str  # "redeemed" | "cancelled"
+    event_id: str  # or "fingerprint:<hex>" for the slot's redemption, resolved later
+    fingerprint: int
+    venue: int
+    cancels: int = 0  # fingerprint of the redemption a cancellation names
 
 
 @dataclass
 class Books:
-    envelopes: dict[str, issuer_domain.Envelope] = field(default_factory=dict)
-    view: redeemer_domain.RedeemerView = field(
-        default_factory=lambda: redeemer_domain.RedeemerView({}, {}, {}))
-    seen_event_ids: set[str] = field(default_factory=set)
-    duplicate_deliveries: int = 0
-    event_count: int = 0
+    until_micros: int | None = None
+    only_siren: str | None = None
+    collectivites: dict[str, Collectivite] = field(default_factory=dict)
+    collectivite_sirens: list[str] = field(default_factory=list)
+    framings: list[Framing] = field(default_factory=list)
+    framing_index: dict[Framing, int] = field(default_factory=dict)
+    venues: list[Venue] = field(default_factory=list)
+    venue_index: dict[str, int] = field(default_factory=dict)
+    streams: list[str] = field(default_factory=list)
+    stream_index: dict[str, int] = field(default_factory=dict)
+    # booklet columns
+    booklet_collectivite: array = field(default_factory=lambda: array("I"))
+    booklet_sequence: array = field(default_factory=lambda: array("I"))
+    booklet_framing: array = field(default_factory=lambda: array("I"))
+    booklet_first_voucher: array = field(default_factory=lambda: array("I"))
+    booklet_activated_key: array = field(default_factory=lambda: array("q"))
+    booklet_activation_position: array = field(default_factory=lambda: array("Q"))
+    booklet_flags: array = field(default_factory=lambda: array("B"))
+    blocked_keys: dict[int, int] = field(default_factory=dict)
+    # voucher columns (capacity grows by chunks; `voucher_total` are in use)
+    voucher_total: int = 0
+    redeemed_second: array = field(default_factory=lambda: array("I"))
+    redeemed_venue: array = field(default_factory=lambda: array("H"))
+    redeemed_event: array = field(default_factory=lambda: array("Q"))
+    contested: dict[int, list[Contest]] = field(default_factory=dict)
+    # everything else
+    event_fingerprints: list[array] = field(
+        default_factory=lambda: [array("Q") for _ in range(256)])
+    statements: list[Statement] = field(default_factory=list)
+    closings: list[Event] = field(default_factory=list)
+    checkpoints: list[AuditCheckpointSigned] = field(default_factory=list)
+    credit_notes: list[CreditNoteIssued] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    outcomes_per_request: Counter = field(default_factory=Counter)
+    event_count: int = 0
+    events_after_until: int = 0
+    events_of_other_collectivites: int = 0
+    counts_by_type: dict[str, int] = field(default_factory=dict)
+    rejections_by_reason: dict[str, int] = field(default_factory=dict)
+    orphan_redemptions: list[tuple[str, str, int]] = field(default_factory=list)
+    latest_micros: int = 0
+    current_micros: int = -1  # occurred_at of the event folded last (for the chain's months)
+
+    # ------------------------------------------------------------------ registries
+
+    def stream_number(self, stream: str) -> int:
+        number = self.stream_index.get(stream)
+        if number is None:
+            number = self.stream_index[stream] = len(self.streams)
+            self.streams.append(stream)
+        return number
+
+    def collectivite(self, siren: str) -> Collectivite:
+        record = self.collectivites.get(siren)
+        if record is None:
+            if not wire.SIREN.fullmatch(siren):
+                raise InvalidEvent(f"siren {siren!r}")
+            record = self.collectivites[siren] = Collectivite(siren, len(self.collectivite_sirens))
+            self.collectivite_sirens.append(siren)
+        return record
+
+    def venue(self, siret: object) -> int:
+        index = self.venue_index.get(siret)  # type: ignore[arg-type]
+        if index is None:
+            if type(siret) is not str or not wire.SIRET.fullmatch(siret):
+                raise InvalidEvent(f"siret {siret!r}")
+            index = self.venue_index[siret] = len(self.venues)
+            self.venues.append(Venue(siret))
+            if index == 65_536 and self.redeemed_venue.typecode == "H":
+                self.redeemed_venue = array("I", self.redeemed_venue)
+        return index
+
+    def framing(self, framing: Framing) -> int:
+        index = self.framing_index.get(framing)
+        if index is None:
+            index = self.framing_index[framing] = len(self.framings)
+            self.framings.append(framing)
+        return index
+
+    def finding(self, code: str, detail: str, event_ids: tuple[str, ...] = (),
+                siren: str = "") -> None:
+        self.findings.append(Finding(code, detail, event_ids, siren))
+
+    def note_event(self, event_type: str, event_id: str, micros: int) -> None:
+        self.event_count += 1
+        self.current_micros = micros
+        self.counts_by_type[event_type] = self.counts_by_type.get(event_type, 0) + 1
+        if micros > self.latest_micros:
+            self.latest_micros = micros
+        if event_type != "voucher_redeemed":
+            fingerprint = wire.event_fingerprint(event_id)
+            self.event_fingerprints[fingerprint & 255].append(fingerprint)
+
+    def excluded(self, micros: int, siren: str | None) -> bool:
+        """Outside the books asked for: after `--until`, or another collectivité."""
+        if self.until_micros is not None and micros > self.until_micros:
+            self.events_after_until += 1
+            return True
+        if self.only_siren is not None and siren is not None and siren != self.only_siren:
+            self.events_of_other_collectivites += 1
+            return True
+        return False
+
+    def memory_bytes(self) -> dict[str, int]:
+        def size(column: array) -> int:
+            return column.buffer_info()[1] * column.itemsize
+
+        booklets = sum(size(c) for c in (
+            self.booklet_collectivite, self.booklet_sequence, self.booklet_framing,
+            self.booklet_first_voucher, self.booklet_activated_key,
+            self.booklet_activation_position, self.booklet_flags))
+        booklets += sum(size(c.booklets) for c in self.collectivites.values())
+        vouchers = sum(size(c) for c in (self.redeemed_second, self.redeemed_venue,
+                                          self.redeemed_event))
+        return {"booklets": booklets, "vouchers": vouchers,
+                "event_fingerprints": sum(size(c) for c in self.event_fingerprints),
+                "settlement_references": sum(size(s.listed) for s in self.statements)}
+
+    # ------------------------------------------------------------------ hot facts
+
+    def apply_booklet_issued(self, document: dict, stream: str, sequence: int) -> None:
+        wire.check_fields(document, "booklet_issued")
+        micros = wire.instant_micros(document["occurred_at"])
+        siren = document["siren"]
+        self.note_event("booklet_issued", document["event_id"], micros)
+        if self.excluded(micros, siren):
+            return
+        booklet_id = document["booklet_id"]
+        match = wire.BOOKLET_ID.fullmatch(booklet_id) if type(booklet_id) is str else None
+        if match is None or match.group(1) != siren:
+            raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
+        framing = self._framing_of(document)
+        collectivite = self.collectivite(siren)
+        booklet_sequence = int(match.group(2))
+        if collectivite.booklet_index(booklet_sequence) >= 0:
+            self.finding("booklet_issued_twice", booklet_id, (document["event_id"],), siren)
+            return
+        self._add_booklet(collectivite, booklet_sequence, self.framing(framing),
+                          framing.voucher_count)
+
+    def _framing_of(self, document: dict) -> Framing:
+        perimeter = document["perimeter"]
+        if type(perimeter) is not list or any(type(code) is not str for code in perimeter):
+            raise InvalidEvent(f"perimeter {perimeter!r}")
+        if document["target_group"] not in ("pic", "general"):
+            raise InvalidEvent(f"target_group {document['target_group']!r}")
+        voucher_count = wire.positive_int(document["voucher_count"], "voucher_count")
+        if voucher_count > 99:  # a voucher id numbers positions with two digits
+            raise InvalidEvent(f"voucher_count {voucher_count}")
+        if type(document["order_id"]) is not str:
+            raise InvalidEvent("order_id")
+        return Framing(document["siren"], document["order_id"], voucher_count,
+                       wire.positive_int(document["face_value_cents"], "face_value_cents"),
+                       document["target_group"], tuple(perimeter),
+                       wire.day_number(document["valid_from"]),
+                       wire.day_number(document["valid_until"]),
+                       wire.day_number(document["grace_until"]))
+
+    def _add_booklet(self, collectivite: Collectivite, booklet_sequence: int,
+                     framing_index: int, voucher_count: int) -> None:
+        index = len(self.booklet_framing)
+        table = collectivite.booklets
+        if booklet_sequence >= len(table):
+            table.frombytes(bytes(4 * (booklet_sequence + 1024 - len(table))))
+        table[booklet_sequence] = index + 1
+        self.booklet_collectivite.append(collectivite.number)
+        self.booklet_sequence.append(booklet_sequence)
+        self.booklet_framing.append(framing_index)
+        self.booklet_first_voucher.append(self.voucher_total)
+        self.booklet_activated_key.append(0)
+        self.booklet_activation_position.append(0)
+        self.booklet_flags.append(0)
+        self.voucher_total += voucher_count
+        if self.voucher_total > len(self.redeemed_event):
+            for column in (self.redeemed_second, self.redeemed_venue, self.redeemed_event):
+                column.frombytes(bytes(column.itemsize * _CHUNK))
+
+    def apply_booklet_activated(self, document: dict, stream: str, sequence: int) -> None:
+        wire.check_fields(document, "booklet_activated")
+        micros = wire.instant_micros(document["occurred_at"])
+        siren = document["siren"]
+        self.note_event("booklet_activated", document["event_id"], micros)
+        if self.excluded(micros, siren):
+            return
+        booklet_id = document["booklet_id"]
+        match = wire.BOOKLET_ID.fullmatch(booklet_id) if type(booklet_id) is str else None
+        if match is None or match.group(1) != siren:
+            raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
+        cents = wire.positive_int(document["activated_cents"], "activated_cents")
+        collectivite = self.collectivites.get(siren)
+        booklet = collectivite.booklet_index(int(match.group(2))) if collectivite else -1
+        event_id = document["event_id"]
+        if booklet < 0:
+            self.finding("activation_of_unissued_booklet", booklet_id, (event_id,), siren)
+            return
+        if self.booklet_activated_key[booklet]:
+            self.finding("booklet_activated_twice", booklet_id, (event_id,), siren)
+            return
+        framing = self.framings[self.booklet_framing[booklet]]
+        if cents != framing.voucher_count * framing.face_value_cents:
+            self.finding("activation_amount_mismatch",
+                         f"{booklet_id}: {cents} for a booklet worth "
+                         f"{framing.voucher_count * framing.face_value_cents}", (event_id,), siren)
+        self.booklet_activated_key[booklet] = time_key(micros, PHASE_ENABLING)
+        self.booklet_activation_position[booklet] = (
+            (self.stream_number(stream) << 40) | sequence)
+
+    def apply_voucher_redeemed(self, document: dict, stream: str, sequence: int) -> None:
+        wire.check_fields(document, "voucher_redeemed")
+        occurred_at = document["occurred_at"]
+        micros = wire.instant_micros(occurred_at)
+        event_id = document["event_id"]
+        self.note_event("voucher_redeemed", event_id, micros)
+        voucher_id = document["voucher_id"]
+        match = wire.VOUCHER_ID.fullmatch(voucher_id) if type(voucher_id) is str else None
+        if match is None or document["booklet_id"] != voucher_id[:17] or (
+                document["siren"] != match.group(1)):
+            raise InvalidEvent(f"voucher_id {voucher_id!r} against its booklet and SIREN")
+        siren = match.group(1)
+        venue = self.venue(document["siret"])
+        face_value = wire.positive_int(document["face_value_cents"], "face_value_cents")
+        if self.excluded(micros, siren):
+            return
+        collectivite = self.collectivite(siren)
+        collectivite.redeemed_vouchers_recorded += 1
+        collectivite.redeemed_cents_recorded += face_value
+        booklet = collectivite.booklet_index(int(match.group(2)))
+        position = int(match.group(3))
+        if booklet < 0 or not 1 <= position <= self.framings[
+                self.booklet_framing[booklet]].voucher_count:
+            self.finding("redemption_of_unissued_voucher", voucher_id, (event_id,), siren)
+            self.orphan_redemptions.append((siren, event_id, face_value))
+            return
+        self._judge_redemption_now(booklet, voucher_id, event_id, occurred_at, micros,
+                                   face_value, siren)
+        self._record_redemption(self.booklet_first_voucher[booklet] + position - 1, micros,
+                                venue, event_id)
+
+    def _judge_redemption_now(self, booklet: int, voucher_id: str, event_id: str,
+                              occurred_at: str, micros: int, face_value: int,
+                              siren: str) -> None:
+        """What the issuer's facts decide, all known now (the issuer's topic is read
+        first): issued, amount, active, blocked, validity. Venue rules wait for the end."""
+        framing = self.framings[self.booklet_framing[booklet]]
+        key = time_key(micros, PHASE_REDEMPTION)
+        if face_value != framing.face_value_cents:
+            self.finding("redemption_amount_mismatch", f"{voucher_id}: {face_value} for a "
+                         f"voucher worth {framing.face_value_cents}", (event_id,), siren)
+        activated = self.booklet_activated_key[booklet]
+        if not activated or activated > key:
+            self.finding("redemption_of_inactive_voucher", voucher_id, (event_id,), siren)
+        blocked = self.blocked_keys.get(booklet)
+        if blocked is not None and blocked < key:
+            self.finding("redemption_of_blocked_voucher", voucher_id, (event_id,), siren)
+        day = wire.local_day(occurred_at)
+        if not framing.valid_from_day <= day <= framing.grace_until_day:
+            self.finding("redemption_outside_validity", f"{voucher_id} on "
+                         f"{occurred_at[:10]}", (event_id,), siren)
+
+    def _record_redemption(self, voucher: int, micros: int, venue: int, event_id: str) -> None:
+        seconds = micros // wire.MICROSECONDS - SECONDS_EPOCH + 1
+        if not 0 < seconds < 2**32:
+            raise InvalidEvent(f"redemption instant out of range: {micros}")
+        fingerprint = wire.event_fingerprint(event_id)
+        if self.redeemed_second[voucher] or voucher in self.contested:
+            self._contest(voucher, Contest(second_key(seconds, PHASE_REDEMPTION), "redeemed",
+                                           event_id, fingerprint, venue))
+            return
+        self.redeemed_second[voucher] = seconds
+        self.redeemed_venue[voucher] = venue
+        self.redeemed_event[voucher] = fingerprint
+
+    def _contest(self, voucher: int, contest: Contest) -> None:
+        """A second fact about one voucher (a cancellation, a second redemption): all its
+        facts move out of the slot, to be ordered and judged at the end."""
+        facts = self.contested.get(voucher)
+        if facts is None:
+            facts = self.contested[voucher] = []
+            if self.redeemed_second[voucher]:
+                first = self.redeemed_event[voucher]
+                facts.append(Contest(second_key(self.redeemed_second[voucher], PHASE_REDEMPTION),
+                                     "redeemed", f"fingerprint:{first:016x}", first,
+                                     self.redeemed_venue[voucher]))
+                self.redeemed_second[voucher] = 0
+        facts.append(contest)
+
+    def apply_rejection(self, document: dict, event_type: str) -> None:
+        """RedemptionRejected and VoucherChecked: outcomes without effect on the books."""
+        wire.check_fields(document, event_type)
+        micros = wire.instant_micros(document["occurred_at"])
+        self.note_event(event_type, document["event_id"], micros)
+        self.venue(document["siret"])
+        reason = document["reason"]
+        if reason is not None and type(reason) is not str:
+            raise InvalidEvent(f"reason {reason!r}")
+        label = f"{event_type}: {reason or 'valid'}"
+        self.rejections_by_reason[label] = self.rejections_by_reason.get(label, 0) + 1
+
+    # ------------------------------------------------------------------ other facts
+
+    def apply_event(self, event: Event, stream: str, sequence: int) -> None:
+        """Every type but the hot ones, validated by the codec."""
+        micros = wire.micros_of(event.occurred_at)
+        self.note_event(event.type, event.event_id, micros)
+        if isinstance(event, AuditCheckpointSigned):
+            self.checkpoints.append(event)
+            return
+        if self.excluded(micros, getattr(event, "siren", None)):
+            return
+        if isinstance(event, (CollectiviteRegistered, EnvelopeFunded, FundsReceived,
+                              BookletsOrdered)):
+            self.collectivite(event.siren).envelope_events.append((stream, sequence, event))
+        elif isinstance(event, BookletBlocked):
+            self._apply_blocked(event, stream, sequence, micros)
+        elif isinstance(event, BookletDistributed):
+            self._apply_distributed(event)
+        elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):
+            phase = PHASE_ENABLING if getattr(event, "status", "accredited") == "accredited" \
+                else PHASE_RESTRICTING
+            venue = self.venues[self.venue(event.siret)]
+            venue.events.append((time_key(micros, phase), stream, sequence, event))
+        elif isinstance(event, RedemptionCancelled):
+            self._apply_cancelled(event, micros)
+        elif isinstance(event, SettlementStatementIssued):
+            listed = array("Q", (wire.event_fingerprint(i) for i in event.redemption_event_ids))
+            self.statements.append(Statement(event.event_id, event.siret, event.month,
+                                             event.voucher_count, event.face_value_cents,
+                                             listed, time_key(micros, PHASE_ENABLING)))
+        elif event.type in SETTLEMENT_TYPES:
+            self.closings.append(event)
+        elif isinstance(event, CreditNoteIssued):
+            self.credit_notes.append(event)
+
+    def _booklet_of(self, booklet_id: str) -> int:
+        siren, sequence = booklet_id.split("-")
+        collectivite = self.collectivites.get(siren)
+        return collectivite.booklet_index(int(sequence)) if collectivite else -1
+
+    def _apply_blocked(self, event: BookletBlocked, stream: str, sequence: int,
+                       micros: int) -> None:
+        booklet = self._booklet_of(event.booklet_id)
+        if booklet < 0:
+            self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
+                         event.siren)
+            return
+        key = time_key(micros, PHASE_RESTRICTING)
+        self.blocked_keys[booklet] = min(key, self.blocked_keys.get(booklet, key))
+        self.collectivite(event.siren).envelope_events.append((stream, sequence, event))
+
+    def _apply_distributed(self, event: BookletDistributed) -> None:
+        booklet = self._booklet_of(event.booklet_id)
+        if booklet < 0:
+            self.finding("distribution_of_unissued_booklet", event.booklet_id,
+                         (event.event_id,), event.siren)
+            return
+        flag = FLAG_HANDED_OUT if event.beneficiary_reference else FLAG_DISTRIBUTED
+        self.booklet_flags[booklet] |= flag
+
+    def _apply_cancelled(self, event: RedemptionCancelled, micros: int) -> None:
+        booklet = self._booklet_of(event.booklet_id)
+        position = int(event.voucher_id.rsplit("-", 1)[1])
+        collectivite = self.collectivite(event.siren)
+        collectivite.redeemed_vouchers_recorded -= 1
+        collectivite.redeemed_cents_recorded -= event.face_value_cents
+        if booklet < 0:
+            self.finding("cancellation_of_unknown_redemption", event.voucher_id,
+                         (event.event_id,), event.siren)
+            return
+        voucher = self.booklet_first_voucher[booklet] + position - 1
+        seconds = micros // wire.MICROSECONDS - SECONDS_EPOCH + 1
+        self._contest(voucher, Contest(
+            second_key(seconds, PHASE_REDEMPTION), "cancelled", event.event_id,
+            wire.event_fingerprint(event.event_id), self.venue(event.siret),
+            wire.event_fingerprint(event.redemption_event_id)))
 
 
-def apply(books: Books, event: Event) -> None:
-    """Fold one event. A re-published event (same event_id) is counted once."""
-    if event.event_id in books.seen_event_ids:
-        books.duplicate_deliveries += 1
-        return
-    books.seen_event_ids.add(event.event_id)
-    books.event_count += 1
-    siren = getattr(event, "siren", None)
-    if siren and event.type in _ISSUER_TYPES:
-        envelope = books.envelopes.get(siren) or issuer_domain.Envelope(siren)
-        books.envelopes[siren] = issuer_domain.evolve(envelope, event)
-    if isinstance(event, VoucherRedeemed):
-        _check_redemption(books, event)
-    if isinstance(event, RedemptionCancelled):
-        redemption = books.view.redemptions.get(event.voucher_id)
-        if redemption is None or redemption.event_id != event.redemption_event_id:
-            books.findings.append(Finding("cancellation_of_unknown_redemption",
-                                          event.voucher_id, (event.event_id,)))
-    redeemer_domain.evolve(books.view, event)
+HOT_APPLIERS = {
+    "voucher_redeemed": Books.apply_voucher_redeemed,
+    "booklet_issued": Books.apply_booklet_issued,
+    "booklet_activated": Books.apply_booklet_activated,
+}
 
 
-_ISSUER_TYPES = frozenset(cls.model_fields["type"].default for cls in ISSUER_EVENTS)
+# The decoder itself: `json.loads` on bytes first sniffs the encoding, which the codec fixes.
+_JSON_DECODE = json.JSONDecoder().decode
 
 
-def _check_redemption(books: Books, event: VoucherRedeemed) -> None:
-    previous = books.view.redemptions.get(event.voucher_id)
-    if previous is not None:
-        books.findings.append(Finding(
-            "voucher_redeemed_twice", event.voucher_id, (previous.event_id, event.event_id)))
-    booklet = books.view.booklets.get(event.booklet_id)
-    position = int(event.voucher_id.rsplit("-", 1)[1])
-    if booklet is None or not 1 <= position <= booklet.voucher_count:
-        books.findings.append(Finding("redemption_of_unissued_voucher", event.voucher_id,
-                                      (event.event_id,)))
-    elif not booklet.activated:
-        books.findings.append(Finding("redemption_of_inactive_voucher", event.voucher_id,
-                                      (event.event_id,)))
-    elif booklet.blocked:
-        books.findings.append(Finding("redemption_of_blocked_voucher", event.voucher_id,
-                                      (event.event_id,)))
-
-
-@dataclass(frozen=True)
-class CollectiviteTotals:
-    siren: str
-    received_cents: int
-    activated_cents: int
-    issued_vouchers: int
-    issued_cents: int
-    activated_vouchers: int
-    redeemed_vouchers: int
-    redeemed_cents: int
-    blocked_vouchers: int
-    blocked_cents: int
-    outstanding_vouchers: int
-    outstanding_cents: int
-
-
-def collectivite_totals(books: Books) -> dict[str, CollectiviteTotals]:
-    """Count from the booklets up, independently of the envelope's running totals, so that
-    the two can be compared."""
-    redeemed_by_booklet: dict[str, int] = Counter(
-        redemption.booklet_id for redemption in books.view.redemptions.values())
-    per_siren: dict[str, Counter] = defaultdict(Counter)
-    for booklet in books.view.booklets.values():
-        counts = per_siren[booklet.siren]
-        value = booklet.face_value_cents
-        counts["issued_vouchers"] += booklet.voucher_count
-        counts["issued_cents"] += booklet.voucher_count * value
-        redeemed = redeemed_by_booklet.get(booklet.booklet_id, 0)
-        counts["redeemed_vouchers"] += redeemed
-        counts["redeemed_cents"] += redeemed * value
-        if not booklet.activated:
-            continue
-        counts["activated_vouchers"] += booklet.voucher_count
-        counts["activated_from_booklets_cents"] += booklet.voucher_count * value
-        unused = booklet.voucher_count - redeemed
-        bucket = "blocked" if booklet.blocked else "outstanding"
-        counts[f"{bucket}_vouchers"] += unused
-        counts[f"{bucket}_cents"] += unused * value
-    totals = {}
-    for siren in sorted(set(per_siren) | set(books.envelopes)):
-        counts = per_siren[siren]
-        envelope = books.envelopes.get(siren) or issuer_domain.Envelope(siren)
-        totals[siren] = CollectiviteTotals(
-            siren, envelope.received_cents, envelope.activated_cents,
-            counts["issued_vouchers"], counts["issued_cents"], counts["activated_vouchers"],
-            counts["redeemed_vouchers"], counts["redeemed_cents"], counts["blocked_vouchers"],
-            counts["blocked_cents"], counts["outstanding_vouchers"],
-            counts["outstanding_cents"])
-        if envelope.activated_cents != counts["activated_from_booklets_cents"]:
-            books.findings.append(Finding(
-                "activation_mismatch", f"{siren}: envelope says {envelope.activated_cents}, "
-                f"booklets say {counts['activated_from_booklets_cents']}"))
-    return totals
-
-
-def check_invariants(books: Books) -> list[Finding]:
-    """All findings: those seen while folding, plus the balance checks at the end."""
-    totals = collectivite_totals(books)
-    for siren, total in totals.items():
-        if total.activated_cents > total.received_cents:
-            books.findings.append(Finding(
-                "activated_exceeds_funds",
-                f"{siren}: activated {total.activated_cents} > received {total.received_cents}"))
-        balance = total.redeemed_cents + total.outstanding_cents + total.blocked_cents
-        activated_value = total.activated_cents
-        if balance != activated_value and not _has_inactive_redemptions(books, siren):
-            books.findings.append(Finding(
-                "books_do_not_balance",
-                f"{siren}: redeemed + outstanding + blocked = {balance} "
-                f"!= activated {activated_value}"))
-    return list(books.findings)
-
-
-def _has_inactive_redemptions(books: Books, siren: str) -> bool:
-    """A redemption of an inactive voucher is already a finding of its own."""
-    return any(f.code == "redemption_of_inactive_voucher" and f.detail.startswith(siren)
-               for f in books.findings)
-
+def apply_value(books: Books, value: bytes | None, stream: str, sequence: int,
+                document: dict | None = None) -> str | None:
+    """Fold one record's value; None, or the reason it is not a valid event."""
+    try:
+        if document is None:
+            document = _JSON_DECODE(value.decode())  # type: ignore[union-attr]
+        event_type = document.get("type") if type(document) is dict else None
+        if document.get("schema_version") == 1:  # type: ignore[union-attr]
+            applier = HOT_APPLIERS.get(event_type)  # type: ignore[arg-type]
+            if applier is not None:
+                applier(books, document, stream, sequence)
+                return None
+            if event_type in ("redemption_rejected", "voucher_checked"):
+                books.apply_rejection(document, event_type)  # type: ignore[arg-type]
+                return None
+    except (InvalidEvent, KeyError, TypeError, ValueError, AttributeError,
+            UnicodeDecodeError) as error:
+        return f"{type(error).__name__}: {error}"[:300]
+    event = decode_event(value)
+    if isinstance(event, DecodeFailure):
+        return f"{event.reason}: {event.detail}"[:300]
+    if event.type in HOT_APPLIERS or event.type in ("redemption_rejected", "voucher_checked"):
+        # An older schema version, upcast by the codec: fold its current form.
+        return apply_value(books, None, stream, sequence, event.model_dump(mode="json"))
+    try:
+        books.apply_event(event, stream, sequence)
+    except InvalidEvent as error:
+        return str(error)[:300]
+    return None

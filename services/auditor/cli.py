@@ -1,28 +1,183 @@
-"""`passnum audit`: the auditor's command line."""
+"""`passnum audit`: the auditor's command line.
+
+    passnum audit [--json] [--until ISO] [--collectivite SIREN] [--follow] [--html FILE]
+                  [--csv DIRECTORY] [--no-database] [--trusted-key HEX ...]
+    passnum audit keygen --key auditor.pem
+    passnum audit checkpoint --month 2026-03 --key auditor.pem [--allow-quiet-streams]
+    passnum audit year-end --year 2026 [--json]
+
+`passnum/cli.py` mounts one command named `audit`, so the actions are its first argument.
+Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage error.
+"""
 
 from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from passnum.settings import Settings
 
+# Trusted checkpoint keys (hex Ed25519 public keys, comma separated), besides --trusted-key.
+TRUSTED_KEYS_VARIABLE = "PASSNUM_AUDITOR_TRUSTED_KEYS"
+ACTIONS = ("replay", "keygen", "checkpoint", "year-end")
 
-def audit_command(json_output: bool = typer.Option(False, "--json", help="print the JSON report")
-          ) -> None:
+
+def audit_command(
+    action: str = typer.Argument("replay", help="replay | keygen | checkpoint | year-end"),
+    json_output: bool = typer.Option(False, "--json", help="print the JSON report"),
+    until: Optional[str] = typer.Option(None, help="books as of this ISO date or instant"),
+    collectivite: Optional[str] = typer.Option(None, help="one collectivité's books (SIREN)"),
+    follow: bool = typer.Option(False, "--follow", help="keep tailing and re-checking"),
+    html: Optional[Path] = typer.Option(None, help="write the HTML report there"),
+    csv: Optional[Path] = typer.Option(None, help="write CSV exports in this directory"),
+    no_database: bool = typer.Option(False, "--no-database",
+                                     help="no read models, no live agreement"),
+    trusted_key: list[str] = typer.Option([], help="trusted checkpoint public key (hex)"),
+    month: Optional[str] = typer.Option(None, help="checkpoint: the month, YYYY-MM"),
+    key: Optional[Path] = typer.Option(None, help="keygen/checkpoint: Ed25519 PEM file"),
+    allow_quiet_streams: bool = typer.Option(False, help="checkpoint a month that some "
+                                                          "stream has not moved past"),
+    year: Optional[int] = typer.Option(None, help="year-end: the closed year"),
+    progress: bool = typer.Option(True, help="progress bar on the terminal"),
+    interval: float = typer.Option(5.0, help="--follow: seconds between two re-checks"),
+) -> None:
     """Replay every event topic from offset 0 and check the books. Exit 1 when unsound."""
-    from passnum.database import apply_migrations, connect, resolve_database
-    from services.auditor.replay import replay, write_projection
-
     settings = Settings.from_environment()
-    report = replay(settings)
+    if action not in ACTIONS:
+        raise typer.BadParameter(f"action must be one of {', '.join(ACTIONS)}")
+    if action == "keygen":
+        _keygen(key)
+        return
+    options = _options(until, collectivite, trusted_key)
+    if action == "checkpoint":
+        raise typer.Exit(code=_checkpoint(settings, options, month, key, allow_quiet_streams))
+    if action == "year-end":
+        raise typer.Exit(code=_year_end(settings, options, year, json_output))
+    if follow:
+        from services.auditor.follow import follow_forever
+
+        follow_forever(settings, options, interval_seconds=interval,
+                       use_database=not no_database)
+        return
+    outputs = Outputs(json_output, html, csv, not no_database, progress)
+    raise typer.Exit(code=run_once(settings, options, outputs))
+
+
+def _options(until: str | None, collectivite: str | None, trusted_key: list[str]) -> object:
+    from services.auditor.replay import ReplayOptions
+
+    keys = set(trusted_key) | {k.strip() for k in os.environ.get(TRUSTED_KEYS_VARIABLE,
+                                                                "").split(",") if k.strip()}
+    return ReplayOptions(until=parse_until(until) if until else None,
+                         collectivite=collectivite, trusted_keys=frozenset(keys))
+
+
+def parse_until(text: str) -> datetime:
+    """A date means the end of that day (UTC); an instant without offset is UTC."""
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text + "T23:59:59.999999+00:00")
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise typer.BadParameter(f"--until {text!r}: {error}") from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class Outputs:
+    def __init__(self, json_output: bool, html: Path | None, csv: Path | None,
+                 use_database: bool, progress: bool) -> None:
+        self.json_output, self.html, self.csv = json_output, html, csv
+        self.use_database, self.progress = use_database, progress and not json_output
+
+
+def run_once(settings: Settings, options: object, outputs: Outputs) -> int:
+    from services.auditor.progress import replay_with_progress
+    from services.auditor.summary import print_summary
+
+    replayer, report, seconds = replay_with_progress(settings, options, outputs.progress)
+    if outputs.use_database:
+        report = _with_database(settings, replayer, report)
+    if outputs.html is not None:
+        from services.auditor.html_report import write_html
+
+        write_html(report, outputs.html)
+    if outputs.csv is not None:
+        from services.auditor.exports import write_csv
+
+        write_csv(report, outputs.csv)
+    if outputs.json_output:
+        typer.echo(report.to_json())
+    else:
+        print_summary(report)
+        rate = replayer.records_read / seconds if seconds else 0.0
+        typer.echo(f"replayed {replayer.records_read} records in {seconds:.1f} s "
+                   f"({rate:,.0f} records/s)")
+    return 0 if report.sound else 1
+
+
+def _with_database(settings: Settings, replayer: object, report: object) -> object:
+    """Live agreement with the services' tables, then the read models, when a database
+    answers; without one the replay's verdict stands alone."""
+    from passnum.database import apply_migrations, connect, resolve_database
+    from services.auditor.live import compare_with_live
+    from services.auditor.projections import load_projections
+
     url = resolve_database(settings)
     apply_migrations(url)
     with connect(url) as connection:
-        write_projection(connection, report)
-    if json_output:
-        typer.echo(report.to_json())
-    else:
-        from services.auditor.summary import print_summary
+        report = compare_with_live(connection, replayer, report)  # type: ignore[arg-type]
+        load_projections(connection, report, replayer.books)  # type: ignore[attr-defined]
+    return report
 
-        print_summary(report)
-    raise typer.Exit(code=0 if report.sound else 1)
+
+def _keygen(key: Path | None) -> None:
+    from services.auditor.checkpoint import generate_key
+
+    if key is None:
+        raise typer.BadParameter("keygen needs --key FILE")
+    typer.echo(f"private key written to {key}; public key: {generate_key(key)}")
+
+
+def _checkpoint(settings: Settings, options: object, month: str | None, key: Path | None,
+                allow_quiet_streams: bool) -> int:
+    from services.auditor.checkpoint import load_private_key, month_root, sign
+    from services.auditor.publish import publish_auditor_events
+    from services.auditor.replay import Replayer
+
+    if month is None or key is None:
+        raise typer.BadParameter("checkpoint needs --month YYYY-MM and --key FILE")
+    replayer = Replayer(settings, options)  # type: ignore[arg-type]
+    replayer.read()
+    root = month_root(replayer.chains.streams, month)
+    if root.quiet_streams and not allow_quiet_streams:
+        typer.echo(f"refused: no event dated after {month} yet in {', '.join(root.quiet_streams)}"
+                   " (--allow-quiet-streams to sign anyway)", err=True)
+        return 2
+    event = sign(load_private_key(key), root, datetime.now(timezone.utc).replace(microsecond=0))
+    publish_auditor_events(settings, [event])
+    typer.echo(f"checkpoint {month}: root {root.root_hash} over {root.event_count} events, "
+               f"event {event.event_id}")
+    return 0
+
+
+def _year_end(settings: Settings, options: object, year: int | None, json_output: bool) -> int:
+    from services.auditor.replay import Replayer
+    from services.auditor.year_end import print_year_end, year_end_statements
+
+    if year is None:
+        raise typer.BadParameter("year-end needs --year")
+    replayer = Replayer(settings, options)  # type: ignore[arg-type]
+    replayer.read()
+    report = replayer.judge()
+    statements = year_end_statements(report, year)
+    if json_output:
+        import json
+
+        typer.echo(json.dumps(statements, sort_keys=True, indent=2))
+    else:
+        print_year_end(statements)
+    return 0 if report.sound else 1

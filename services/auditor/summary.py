@@ -5,29 +5,46 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from services.auditor.replay import AuditReport
+from services.auditor.report import AuditReport
+
+FINDINGS_SHOWN = 50
 
 
 def euros(cents: int) -> str:
-    return f"{cents // 100:,}.{cents % 100:02d} €".replace(",", " ")
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100:,}.{cents % 100:02d} €".replace(",", " ")
 
 
 def print_summary(report: AuditReport, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title="Books per collectivité (replayed from offset 0)")
-    for column in ("SIREN", "received", "activated", "redeemed", "outstanding", "blocked"):
+    scope = f" for {report.collectivite}" if report.collectivite else ""
+    table = Table(title=f"Books per collectivité{scope}, as of {report.as_of} "
+                        "(replayed from offset 0)")
+    for column in ("SIREN", "received", "activated", "redeemed", "outstanding", "blocked",
+                   "expired", "inactive"):
         table.add_column(column, justify="right")
     for siren, total in sorted(report.totals.items()):
         table.add_row(siren, euros(total.received_cents), euros(total.activated_cents),
                       f"{total.redeemed_vouchers} / {euros(total.redeemed_cents)}",
                       f"{total.outstanding_vouchers} / {euros(total.outstanding_cents)}",
-                      f"{total.blocked_vouchers} / {euros(total.blocked_cents)}")
+                      f"{total.blocked_vouchers} / {euros(total.blocked_cents)}",
+                      f"{total.expired_vouchers} / {euros(total.expired_cents)}",
+                      f"{total.inactive_vouchers} / {euros(total.inactive_cents)}")
     console.print(table)
-    console.print(f"events: {report.event_count}, duplicate deliveries ignored: "
-                  f"{report.duplicate_count}, undecodable: {report.undecodable_count}")
+    console.print(f"records read: {report.records_read}, events: {report.event_count}, "
+                  f"duplicate deliveries ignored: {report.duplicate_count}, invalid: "
+                  f"{report.invalid_count}, streams: {len(report.streams)}, "
+                  f"checkpoints: {len(report.checkpoints)}")
+    for name, value in sorted(report.extra.items()):
+        console.print(f"{name}: {value}")
     if report.sound:
         console.print("[bold green]AUDIT VERDICT: SOUND[/] — every invariant holds")
-    else:
-        console.print(f"[bold red]AUDIT VERDICT: NOT SOUND[/] — {len(report.findings)} findings")
-        for finding in report.findings[:50]:
-            console.print(f"  {finding.code}: {finding.detail} {list(finding.event_ids)}")
+        return
+    total = sum(report.findings_by_code.values())
+    console.print(f"[bold red]AUDIT VERDICT: NOT SOUND[/] — {total} findings")
+    for code, count in report.findings_by_code.items():
+        console.print(f"  {count:>8}  {code}")
+    for finding in report.findings[:FINDINGS_SHOWN]:
+        console.print(f"  {finding.code}: {finding.detail} {list(finding.event_ids)}",
+                      markup=False, highlight=False)

@@ -1,7 +1,8 @@
 """Composition root of the issuer worker: `faust -A services.issuer.app worker`.
 
 Wires settings, topology, the issuer's handler and the database into the shared faust
-batching agent. Nothing connects at import: connections open when the agent starts.
+batching agent, and mounts the collectivités' HTTP API (services/issuer/web.py) on the
+worker's web server. Nothing connects at import: connections open when the app starts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from passnum.topology import topology_for
 from passnum.worker import attach_batch_agent, build_app
 from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
+from services.issuer.web import attach_api
 
 settings = Settings.from_environment()
 topology = topology_for(settings)
@@ -19,3 +21,4 @@ handler = IssuerHandler(topology, Policy(grace_days_after_year_end=settings.grac
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_agent(app, handler, settings, [topology.issuer_commands.name],
                             lambda: connect(settings.database_url))
+api = attach_api(app, settings)

@@ -161,6 +161,8 @@ def _advance_cursor(envelope: Envelope) -> Envelope:
     cursor = envelope.activation_cursor
     while cursor in envelope.blocked_inactive:
         cursor += 1
+    if cursor == envelope.activation_cursor:
+        return envelope  # the common case: no copy (an order of 1000 folds 1000 of these)
     return replace(envelope, activation_cursor=cursor)
 
 
@@ -293,23 +295,25 @@ def decide_order(envelope: Envelope, command: OrderBooklets, policy: Policy) -> 
     valid_from, valid_until, grace_until = validity_window(command, policy)
     if valid_until < valid_from:
         return _reject(command, command.siren, "invalid_framing", "valid_until < valid_from")
-    value = command.booklet_count * command.vouchers_per_booklet * command.face_value_cents
+    vouchers_per_booklet = command.vouchers_per_booklet or envelope.default_vouchers_per_booklet
+    face_value_cents = command.face_value_cents or envelope.default_face_value_cents
+    value = command.booklet_count * vouchers_per_booklet * face_value_cents
     if envelope.ordered_cents + value > envelope.committed_cents:
         return _reject(command, command.siren, "over_envelope",
                        f"ordered {envelope.ordered_cents} + {value} > {envelope.committed_cents}")
     builder = _Events(command)
     order_id = f"{command.siren}-order-{len(envelope.orders) + 1:05d}"
-    framing = dict(face_value_cents=command.face_value_cents, target_group=command.target_group,
+    framing = dict(face_value_cents=face_value_cents, target_group=command.target_group,
                    perimeter=command.perimeter, valid_from=valid_from, valid_until=valid_until,
                    grace_until=grace_until)
     builder.add(BookletsOrdered, siren=command.siren, order_id=order_id,
                 booklet_count=command.booklet_count,
-                vouchers_per_booklet=command.vouchers_per_booklet, **framing)
+                vouchers_per_booklet=vouchers_per_booklet, **framing)
     ordered = evolve(envelope, builder.events[-1])
     for sequence in range(envelope.next_sequence, ordered.next_sequence):
         builder.add(BookletIssued, siren=command.siren, order_id=order_id,
                     booklet_id=booklet_id_for(command.siren, sequence),
-                    voucher_count=command.vouchers_per_booklet, **framing)
+                    voucher_count=vouchers_per_booklet, **framing)
     _add_activations(builder, ordered)
     return builder.events
 
@@ -341,6 +345,9 @@ def decide_block(envelope: Envelope, booklet: Booklet | None, command: BlockBook
     builder = _Events(command)
     builder.add(BookletBlocked, siren=command.siren, booklet_id=command.booklet_id,
                 reason=command.reason)
+    # Blocking the unfunded head of the activation queue lets the funds already received
+    # reach the booklets behind it now, not at some later payment.
+    _add_activations(builder, evolve(envelope, builder.events[-1]))
     return builder.events
 
 

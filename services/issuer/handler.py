@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import psycopg
@@ -10,6 +10,7 @@ import psycopg
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, siren_key
 from schemas.base import Command, Event
+from schemas.messages import BookletActivated
 from services.issuer import domain, store
 
 
@@ -42,28 +43,61 @@ class IssuerHandler:
     def decide_commands(self, connection: psycopg.Connection,
                         commands: Sequence[Command]) -> list[Decision]:
         sirens = {command.siren for command in commands}  # type: ignore[attr-defined]
-        envelopes = store.load_envelopes(connection, sirens)
-        booklets = store.load_booklets(connection, [
-            command.booklet_id for command in commands if hasattr(command, "booklet_id")])
-        touched_envelopes: set[str] = set()
-        touched_booklets: set[str] = set()
+        batch = _BatchState(store.load_envelopes(connection, sirens), store.load_booklets(
+            connection, [c.booklet_id for c in commands if hasattr(c, "booklet_id")]))
         decisions = []
         for command in commands:
             siren = command.siren  # type: ignore[attr-defined]
-            envelope = envelopes.get(siren) or domain.Envelope(siren)
-            booklet = booklets.get(getattr(command, "booklet_id", ""))
+            envelope = batch.envelopes.get(siren) or domain.Envelope(siren)
+            booklet = batch.booklets.get(getattr(command, "booklet_id", ""))
             events = domain.decide(envelope, booklet, command, self.policy)
             for event in events:
                 envelope = domain.evolve(envelope, event)
-                booklet_id = getattr(event, "booklet_id", None)
-                if booklet_id:
-                    updated = domain.evolve_booklet(booklets.get(booklet_id), event)
-                    if updated is not None:
-                        booklets[booklet_id] = updated
-                        touched_booklets.add(booklet_id)
-            envelopes[siren] = envelope
-            touched_envelopes.add(siren)
+                batch.fold_booklet_event(event)
+            batch.envelopes[siren] = envelope
+            batch.touched_envelopes.add(siren)
             decisions.append(Decision(command, [self._route(event) for event in events]))
-        store.save_envelopes(connection, [envelopes[s] for s in sorted(touched_envelopes)])
-        store.save_booklets(connection, [booklets[b] for b in sorted(touched_booklets)])
+        batch.save(connection)
         return decisions
+
+
+@dataclass
+class _BatchState:
+    """The state one batch loaded, and what its decisions changed."""
+
+    envelopes: dict[str, domain.Envelope]
+    booklets: dict[str, domain.Booklet]
+    loaded: set[str] = field(default_factory=set)
+    touched_envelopes: set[str] = field(default_factory=set)
+    touched_booklets: set[str] = field(default_factory=set)
+    # Booklets that funds activate were usually issued in an earlier batch and are not
+    # loaded: only their flag changes, in one UPDATE, instead of loading each row.
+    activated_elsewhere: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.loaded = set(self.booklets)
+
+    def fold_booklet_event(self, event: Event) -> None:
+        booklet_id = getattr(event, "booklet_id", None)
+        if not booklet_id:
+            return
+        updated = domain.evolve_booklet(self.booklets.get(booklet_id), event)
+        if updated is not None:
+            self.booklets[booklet_id] = updated
+            self.touched_booklets.add(booklet_id)
+        elif isinstance(event, BookletActivated):
+            self.activated_elsewhere.add(booklet_id)
+        else:
+            # Issued booklets are in memory and commands' booklets were loaded: only an
+            # activation can be about a booklet that is not here.
+            raise AssertionError(f"{event.type} of a booklet not loaded: {booklet_id}")
+
+    def save(self, connection: psycopg.Connection) -> None:
+        store.save_envelopes(connection,
+                             [self.envelopes[s] for s in sorted(self.touched_envelopes)])
+        # Booklets issued by this batch are new rows (COPY); loaded ones are updated.
+        issued_here = sorted(self.touched_booklets - self.loaded)
+        store.insert_new_booklets(connection, [self.booklets[b] for b in issued_here])
+        store.save_booklets(connection, [self.booklets[b] for b in
+                                         sorted(self.touched_booklets & self.loaded)])
+        store.mark_activated(connection, self.activated_elsewhere)

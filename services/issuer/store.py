@@ -7,11 +7,13 @@ in the same transaction as the processing position, so it never runs ahead or be
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict
 from typing import Iterable
 
 import psycopg
 
+from services.issuer.beneficiaries import SECRET_BYTES
 from services.issuer.domain import Booklet, Envelope, Order
 
 
@@ -57,6 +59,16 @@ def load_booklets(connection: psycopg.Connection, booklet_ids: Iterable[str]) ->
     return {row[0]: Booklet(*row) for row in rows}
 
 
+def insert_new_booklets(connection: psycopg.Connection, booklets: Iterable[Booklet]) -> None:
+    """Booklets issued by this batch, in one COPY: no conflict is possible (their ids come
+    from the envelope's sequence, which this same transaction advanced), and COPY costs
+    about a third of an upsert of the same rows."""
+    with connection.cursor().copy(
+            f"COPY issuer_booklets ({', '.join(_BOOKLET_COLUMNS)}) FROM STDIN") as copy:
+        for booklet in booklets:
+            copy.write_row(tuple(getattr(booklet, column) for column in _BOOKLET_COLUMNS))
+
+
 def save_booklets(connection: psycopg.Connection, booklets: Iterable[Booklet]) -> None:
     """One statement for the whole batch, with binary array parameters (much cheaper than
     one INSERT per booklet when an order issues thousands)."""
@@ -71,3 +83,64 @@ def save_booklets(connection: psycopg.Connection, booklets: Iterable[Booklet]) -
         f"INSERT INTO issuer_booklets ({', '.join(_BOOKLET_COLUMNS)}) "
         f"SELECT * FROM unnest({unnest}) ON CONFLICT (booklet_id) DO UPDATE SET {updates}",
         [list(column) for column in columns], binary=True)
+
+
+def mark_activated(connection: psycopg.Connection, booklet_ids: Iterable[str]) -> None:
+    """Activation of booklets issued in an earlier batch: funds usually arrive days after
+    the order, so the booklets they activate are not among the rows the batch loaded."""
+    identifiers = sorted(set(booklet_ids))
+    if identifiers:
+        connection.execute(
+            "UPDATE issuer_booklets SET activated = true WHERE booklet_id = ANY(%s)",
+            (identifiers,), binary=True)
+
+
+# ------------------------------------------------------------------ beneficiary secrets
+# See services/issuer/beneficiaries.py for why a secret per collectivité, and the migration
+# 0010 for the table. The SQL is shared with the asynchronous edge (services/issuer/queries).
+
+SELECT_SECRET = "SELECT secret FROM issuer_beneficiary_secrets WHERE siren = %s"
+INSERT_SECRET = ("INSERT INTO issuer_beneficiary_secrets (siren, secret) VALUES (%s, %s) "
+                 "ON CONFLICT (siren) DO NOTHING")
+DELETE_SECRET = "DELETE FROM issuer_beneficiary_secrets WHERE siren = %s RETURNING siren"
+RECORD_DESTRUCTION = ("INSERT INTO issuer_beneficiary_secret_destructions (siren, requested_by) "
+                      "VALUES (%s, %s)")
+
+
+def new_beneficiary_secret() -> bytes:
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def beneficiary_secret(connection: psycopg.Connection, siren: str) -> bytes:
+    """The collectivité's secret, created on first use. Two processes creating it at once
+    agree on one: the loser's INSERT does nothing and its SELECT reads the winner's row."""
+    with connection.transaction():
+        row = connection.execute(SELECT_SECRET, (siren,)).fetchone()
+        if row is None:
+            connection.execute(INSERT_SECRET, (siren, new_beneficiary_secret()))
+            row = connection.execute(SELECT_SECRET, (siren,)).fetchone()
+    assert row is not None, "the secret was just inserted"
+    return bytes(row[0])
+
+
+def destroy_beneficiary_secret(connection: psycopg.Connection, siren: str,
+                               requested_by: str) -> bool:
+    """Forget the collectivité's secret: every reference it produced becomes unlinkable.
+    True if there was a secret to destroy. The row is deleted and the destruction recorded
+    in one transaction (so the caller must not hold one open), then the table is vacuumed
+    so that the dead row version does not linger in its pages (WAL segments and backups
+    keep it until they expire: see docs/issuer.md)."""
+    assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE, \
+        "the destruction must commit on its own, not inside the caller's transaction"
+    with connection.transaction():
+        destroyed = connection.execute(DELETE_SECRET, (siren,)).fetchone() is not None
+        if destroyed:
+            connection.execute(RECORD_DESTRUCTION, (siren, requested_by))
+    if destroyed:
+        was_autocommit = connection.autocommit
+        connection.autocommit = True  # VACUUM refuses to run inside a transaction block
+        try:
+            connection.execute("VACUUM issuer_beneficiary_secrets")
+        finally:
+            connection.autocommit = was_autocommit
+    return destroyed

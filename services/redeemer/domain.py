@@ -12,7 +12,8 @@ No Kafka, no database, no clock: "now" is the command's `occurred_at`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 from typing import Mapping, MutableMapping, Sequence
 
 from passnum.codec import event_id_for
@@ -76,6 +77,9 @@ class Redemption:
     face_value_cents: int
     redeemed_at: str  # ISO timestamp, as recorded in the event
     event_id: str
+    # The month of the statement that paid it (services.redeemer.settlement), None until
+    # then. Loaded from the database; the log records it in `SettlementStatementIssued`.
+    settlement_month: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,12 +218,25 @@ def decide_check(view: RedeemerView, command: CheckVoucher, code_key: bytes) -> 
                    valid=reason is None, reason=reason)]
 
 
+FRANCE = ZoneInfo("Europe/Paris")
+
+
+def same_local_day(redeemed_at: str, cancelled_at: datetime) -> bool:
+    """"The same day" is a day at the venue, in France: judged on the instants, whatever
+    UTC offset each timestamp happens to be written with."""
+    redeemed = datetime.fromisoformat(redeemed_at)
+    return redeemed.astimezone(FRANCE).date() == cancelled_at.astimezone(FRANCE).date()
+
+
 def decide_cancel(view: RedeemerView, command: CancelRedemption) -> list[Event]:
-    """A venue may undo its own redemption on the same day (a mistaken scan)."""
+    """A venue may undo its own redemption on the same day (a mistaken scan), unless it
+    is already on a settlement statement: a paid redemption is never taken back."""
     redemption = view.redemptions.get(command.voucher_id)
     if redemption is None or redemption.siret != command.siret:
         reason = "not_redeemed_here"
-    elif redemption.redeemed_at[:10] != command.occurred_at.date().isoformat():
+    elif redemption.settlement_month is not None:
+        reason = "already_settled"
+    elif not same_local_day(redemption.redeemed_at, command.occurred_at):
         reason = "cancellation_too_late"
     else:
         return [_event(command, RedemptionCancelled, siret=command.siret,

@@ -1,4 +1,10 @@
-"""The redeemer's batch handler: applies the issuer's booklet facts, decides commands."""
+"""The redeemer's batch handler: applies the issuer's booklet facts, decides commands.
+
+A batch is decided in log order. Vouchers and venues are decided against a view loaded once
+for the run of commands between two settlement closes; a close is decided against the
+database itself, after the redemptions decided before it in the batch were written, so
+that "before the close in the log" means "on this statement" (see `decide_commands`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from typing import Sequence
 import psycopg
 
 from passnum.processing import Decision
-from passnum.topology import Topology, booklet_key, siret_key
+from passnum.topology import Topology, booklet_key, route_command, siret_key
 from schemas.base import Command, Event
-from services.redeemer import domain, store
+from schemas.messages import CloseSettlementMonth
+from services.redeemer import domain, settlement, store
 
 
 @dataclass
@@ -34,16 +41,40 @@ class RedeemerHandler:
     def apply_events(self, connection: psycopg.Connection, events: Sequence[Event]) -> None:
         store.apply_issuer_events(connection, events)
 
-    def _route(self, event: Event) -> tuple[str, bytes, Event]:
+    def _route(self, command: Command, event: Event) -> tuple[str, bytes, Event]:
+        """Keyed by booklet when the event is about a voucher, else by venue, else like the
+        command that caused it (a month, for settlement)."""
         booklet_id = getattr(event, "booklet_id", None)
         voucher_id = getattr(event, "voucher_id", None)
         if booklet_id is None and voucher_id:
             booklet_id = voucher_id.rsplit("-", 1)[0]
-        key = booklet_key(booklet_id) if booklet_id else siret_key(getattr(event, "siret", ""))
+        if booklet_id:
+            key = booklet_key(booklet_id)
+        elif getattr(event, "siret", None):
+            key = siret_key(event.siret)  # type: ignore[attr-defined]
+        else:
+            key = route_command(self.topology, command)[1]
         return self.topology.redeemer_events.name, key, event
 
     def decide_commands(self, connection: psycopg.Connection,
                         commands: Sequence[Command]) -> list[Decision]:
+        decisions: list[Decision] = []
+        run: list[Command] = []
+        for command in commands:
+            if isinstance(command, CloseSettlementMonth):
+                # Write what was decided so far, so that the close sees it.
+                decisions += self._decide_vouchers_and_venues(connection, run)
+                run = []
+                decisions.append(self._decide_close(connection, command))
+            else:
+                run.append(command)
+        decisions += self._decide_vouchers_and_venues(connection, run)
+        return decisions
+
+    def _decide_vouchers_and_venues(self, connection: psycopg.Connection,
+                                    commands: Sequence[Command]) -> list[Decision]:
+        if not commands:
+            return []
         sirets = {getattr(command, "siret", "") for command in commands}
         view = store.load_view(connection, domain.booklet_ids_of(commands, self.code_key),
                                sirets)
@@ -57,7 +88,18 @@ class RedeemerHandler:
                 domain.evolve(view, event)
                 if hasattr(event, "siret") and event.type.startswith("provider_"):
                     touched_providers.add(event.siret)  # type: ignore[attr-defined]
-            decisions.append(Decision(command, [self._route(event) for event in events]))
+            decisions.append(Decision(command, [self._route(command, e) for e in events]))
         store.save_view_changes(connection, before, dict(view.redemptions),
                                 [view.providers[siret] for siret in sorted(touched_providers)])
         return decisions
+
+    def _decide_close(self, connection: psycopg.Connection,
+                      command: CloseSettlementMonth) -> Decision:
+        store.lock_settlement(connection)
+        book = store.load_settlement_book(connection)
+        unsettled = []
+        if settlement.close_refusal(book, command) is None:
+            unsettled = store.load_unsettled(connection, settlement.month_end(command.month))
+        events = settlement.decide_close_month(book, command, unsettled)
+        store.record_settlement(connection, events)
+        return Decision(command, [self._route(command, event) for event in events])

@@ -3,13 +3,26 @@ redemptions it decided, and the provider registry."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Iterable, Sequence
 
 import psycopg
 
 from schemas.base import Event
-from schemas.messages import BookletActivated, BookletBlocked, BookletIssued
+from schemas.messages import (
+    BookletActivated,
+    BookletBlocked,
+    BookletIssued,
+    SettlementMonthClosed,
+    SettlementStatementIssued,
+)
 from services.redeemer.domain import BookletFacts, Provider, Redemption, RedeemerView
+from services.redeemer.settlement import SettlementBook, UnsettledRedemption
+
+class ConcurrentSettlement(RuntimeError):
+    """A redemption this batch decided about was settled by a concurrent close: the batch
+    rolls back and is decided again (the worker's bounded retries)."""
+
 
 _BOOKLET_COLUMNS = ("booklet_id", "siren", "voucher_count", "face_value_cents", "perimeter",
                     "valid_from", "valid_until", "grace_until", "activated", "blocked")
@@ -49,9 +62,9 @@ def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
         view.booklets[facts.booklet_id] = facts
     for row in connection.execute(
             "SELECT voucher_id, booklet_id, siren, siret, face_value_cents, redeemed_at, "
-            "event_id FROM redemptions WHERE booklet_id = ANY(%s)", (booklet_list,),
-            binary=True):
-        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), row[6])
+            "event_id, settlement_month FROM redemptions WHERE booklet_id = ANY(%s)",
+            (booklet_list,), binary=True):
+        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), *row[6:])
     for row in connection.execute(
             "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%s)",
             (sorted(set(sirets)),), binary=True):
@@ -67,7 +80,15 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
     removed = [voucher_id for voucher_id in before.redemptions
                if voucher_id not in after_redemptions]
     if removed:
-        connection.execute("DELETE FROM redemptions WHERE voucher_id = ANY(%s)", (removed,))
+        # Only an unpaid redemption may go. A month closed by a concurrent transaction
+        # (another partition) since this batch loaded its view makes the count differ:
+        # fail the batch, whose retry sees the statement and answers `already_settled`.
+        deleted = connection.execute(
+            "DELETE FROM redemptions WHERE voucher_id = ANY(%s) AND settlement_month IS NULL",
+            (removed,)).rowcount
+        if deleted != len(removed):
+            raise ConcurrentSettlement(f"{len(removed) - deleted} of {len(removed)} "
+                                       "cancelled redemptions were settled meanwhile")
     if added:
         # No ON CONFLICT: a second redemption of one voucher must fail the transaction.
         connection.execute(
@@ -85,3 +106,68 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                 "INSERT INTO providers (siret, name, iban, address_code, status) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (siret) DO UPDATE SET "
                 "status = excluded.status", rows)
+
+
+# ------------------------------------------------------------------------------ settlement
+
+# Serialises closes with each other, whatever partition (or worker) decides them: the key
+# is the bytes of "settle" as a bigint, so that no other advisory lock collides by accident.
+SETTLEMENT_LOCK_KEY = int.from_bytes(b"settle", "big")
+
+
+def lock_settlement(connection: psycopg.Connection) -> None:
+    """Held until the batch's transaction ends."""
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (SETTLEMENT_LOCK_KEY,))
+
+
+def load_settlement_book(connection: psycopg.Connection) -> SettlementBook:
+    rows = connection.execute("SELECT month FROM settlement_months").fetchall()
+    return SettlementBook(frozenset(row[0] for row in rows))
+
+
+def load_unsettled(connection: psycopg.Connection, before: datetime
+                   ) -> list[UnsettledRedemption]:
+    """Unpaid redemptions dated before `before`, locked: a concurrent cancellation waits for
+    this transaction, then finds them paid (see `save_view_changes`). Redemptions that
+    other transactions have not committed yet are not seen: they go to a later statement."""
+    rows = connection.execute(
+        "SELECT event_id, siret, voucher_id, face_value_cents, redeemed_at FROM redemptions "
+        "WHERE settlement_month IS NULL AND redeemed_at < %s FOR UPDATE",
+        (before,), binary=True).fetchall()
+    return [UnsettledRedemption(*row) for row in rows]
+
+
+def record_settlement(connection: psycopg.Connection, events: Sequence[Event]) -> None:
+    """Mark the paid redemptions and keep the month and its statements, for the HTTP API and
+    the exports. Nothing is recorded for a rejected close."""
+    closings = [event for event in events if isinstance(event, SettlementMonthClosed)]
+    if not closings:
+        return
+    (closing,) = closings
+    connection.execute(
+        "INSERT INTO settlement_months (month, closed_at, event_id, statement_count, "
+        "voucher_count, face_value_cents) VALUES (%s, %s, %s, %s, %s, %s)",
+        (closing.month, closing.occurred_at, closing.event_id, closing.statement_count,
+         closing.voucher_count, closing.face_value_cents))
+    statements = [event for event in events if isinstance(event, SettlementStatementIssued)]
+    parts: dict[str, int] = {}
+    rows = []
+    for statement in statements:
+        parts[statement.siret] = parts.get(statement.siret, 0) + 1
+        rows.append((statement.event_id, statement.month, statement.siret,
+                     parts[statement.siret], statement.voucher_count,
+                     statement.face_value_cents, list(statement.redemption_event_ids),
+                     statement.occurred_at))
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO settlement_statements (event_id, month, siret, part, "
+                "voucher_count, face_value_cents, redemption_event_ids, issued_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    paid = [event_id for statement in statements for event_id in statement.redemption_event_ids]
+    updated = connection.execute(
+        "UPDATE redemptions SET settlement_month = %s "
+        "WHERE event_id = ANY(%s) AND settlement_month IS NULL",
+        (closing.month, paid), binary=True).rowcount
+    # The rows were locked by load_unsettled in this transaction: anything else is a bug.
+    assert updated == len(paid), f"{updated} of {len(paid)} redemptions marked as paid"

@@ -325,15 +325,33 @@ def test_an_order_placed_after_funds_are_received_is_activated_at_once() -> None
     assert given(past + events).envelope.activated_cents == 20_000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: RegisterCollectivite.default_vouchers_per_booklet/default_face_value_cents are "
-    "recorded in the envelope but never used; OrderBooklets has hard defaults (10 x 1000 "
-    "cents), and the codec writes every field, so a decider cannot tell 'not given'"))
 def test_an_order_without_size_uses_the_collectivite_defaults() -> None:
     past = history(register(default_vouchers_per_booklet=5, default_face_value_cents=500),
                    fund(1_000_000))
-    issued = [e for e in when(given(past), order(1)) if isinstance(e, BookletIssued)]
+
+    events = when(given(past), order(1))
+
+    ordered = events[0]
+    assert isinstance(ordered, BookletsOrdered)
+    assert (ordered.vouchers_per_booklet, ordered.face_value_cents) == (5, 500)
+    issued = [e for e in events if isinstance(e, BookletIssued)]
     assert (issued[0].voucher_count, issued[0].face_value_cents) == (5, 500)
+    assert given(past + events).envelope.ordered_cents == 2_500
+
+
+def test_an_order_that_names_its_size_overrides_the_defaults() -> None:
+    past = history(register(default_vouchers_per_booklet=5, default_face_value_cents=500),
+                   fund(1_000_000))
+    events = when(given(past), order(1, vouchers_per_booklet=10, face_value_cents=1500))
+    issued = [e for e in events if isinstance(e, BookletIssued)]
+    assert (issued[0].voucher_count, issued[0].face_value_cents) == (10, 1500)
+
+
+def test_the_envelope_is_checked_against_the_default_size() -> None:
+    past = history(register(default_vouchers_per_booklet=5, default_face_value_cents=500),
+                   fund(2_500))
+    assert isinstance(when(given(past), order(1))[0], BookletsOrdered)
+    assert rejection(when(given(past), order(2))) == "over_envelope"
 
 
 # ------------------------------------------------------------------------------ funds
@@ -426,15 +444,24 @@ def test_a_booklet_blocked_after_activation_keeps_its_funds_consumed() -> None:
     assert activated_ids(when(state, receive(9_999))) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: blocking the inactive head of the FIFO queue emits only BookletBlocked; the "
-    "booklets behind it that the funds already received cover stay inactive until some "
-    "later payment or order happens to re-run the activation"))
 def test_blocking_the_unfunded_head_activates_the_funded_booklets_behind_it() -> None:
     past = history(register(), fund(1_000_000), order(1),  # 10 000
                    order(1, vouchers_per_booklet=5), receive(5_000))  # 5 000, funded
-    events = when(given(past), block(booklet_id(1)))
+    command = block(booklet_id(1))
+
+    events = when(given(past), command)
+
+    assert [type(e) for e in events] == [BookletBlocked, BookletActivated]
     assert activated_ids(events) == [booklet_id(2)]
+    assert [e.event_id for e in events] == [event_id_for("issuer", command.request_id, i)
+                                            for i in range(2)]
+    envelope = given(past + events).envelope
+    assert envelope.activated_cents == envelope.received_cents == 5_000
+
+
+def test_blocking_an_activated_booklet_activates_nothing_more() -> None:
+    past = history(register(), fund(1_000_000), order(2), receive(15_000))
+    assert activated_ids(when(given(past), block(booklet_id(1)))) == []
 
 
 # ------------------------------------------------------------------------------ distribute

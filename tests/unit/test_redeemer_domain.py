@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable
 
@@ -433,11 +434,22 @@ def test_a_voucher_that_was_never_redeemed_cannot_be_cancelled() -> None:
     assert refusal(when(given(open_for_business()), cancel())) == "not_redeemed_here"
 
 
-def test_cancelling_the_next_day_is_too_late() -> None:
-    history = redeemed(open_for_business(), redeem(at=datetime(2024, 3, 1, 23, 59,
-                                                              tzinfo=timezone.utc)))
-    next_day = datetime(2024, 3, 2, 0, 1, tzinfo=timezone.utc)
-    assert refusal(when(given(history), cancel(at=next_day))) == "cancellation_too_late"
+def test_cancelling_the_next_day_in_france_is_too_late() -> None:
+    # 23:59 and 00:01 in Paris (UTC+1 in March): one UTC date, two days at the venue.
+    redeemed_at = datetime(2024, 3, 1, 22, 59, tzinfo=timezone.utc)
+    cancelled_at = datetime(2024, 3, 1, 23, 1, tzinfo=timezone.utc)
+    history = redeemed(open_for_business(), redeem(at=redeemed_at))
+    assert refusal(when(given(history), cancel(at=cancelled_at))) == "cancellation_too_late"
+
+
+def test_the_day_in_france_follows_summer_time() -> None:
+    # 1 July: Paris is UTC+2, so 21:30 UTC is already 23:30 and 22:30 UTC the next day.
+    history = redeemed([issued(), activated(), accredited()],
+                       redeem(at=datetime(2024, 7, 1, 21, 30, tzinfo=timezone.utc)))
+    same_evening = datetime(2024, 7, 1, 21, 55, tzinfo=timezone.utc)
+    after_midnight = datetime(2024, 7, 1, 22, 5, tzinfo=timezone.utc)
+    assert isinstance(when(given(history), cancel(at=same_evening))[0], RedemptionCancelled)
+    assert refusal(when(given(history), cancel(at=after_midnight))) == "cancellation_too_late"
 
 
 def test_not_redeemed_here_is_reported_before_too_late() -> None:
@@ -447,11 +459,6 @@ def test_not_redeemed_here_is_reported_before_too_late() -> None:
         "not_redeemed_here")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: decide_cancel compares redeemed_at[:10] with occurred_at.date() as written, in "
-    "whatever UTC offset each timestamp carries (and the store reloads redeemed_at in the "
-    "database session's time zone): 15 minutes apart, the same day in UTC and in Paris, "
-    "yet cancellation_too_late"))
 def test_same_day_is_judged_on_the_instant_not_on_the_written_offset() -> None:
     # 23:30 UTC on 10 March is 00:30 in Paris on 11 March; the cancel is 15 minutes later.
     redeemed_at = datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc)
@@ -460,6 +467,29 @@ def test_same_day_is_judged_on_the_instant_not_on_the_written_offset() -> None:
     assert cancelled_at.astimezone(timezone.utc).date() == redeemed_at.date()
     history = redeemed([issued(), activated(), accredited()], redeem(at=redeemed_at))
     assert isinstance(when(given(history), cancel(at=cancelled_at))[0], RedemptionCancelled)
+
+
+def _settled(history: list[Event], month: str = "2024-03") -> RedeemerView:
+    """The view as the store loads it once a statement paid the redemption: the settlement
+    month comes from the database (the settlement aggregate), not from `evolve`."""
+    view = given(history)
+    for voucher, redemption in view.redemptions.items():
+        view.redemptions[voucher] = replace(redemption, settlement_month=month)
+    return view
+
+
+def test_a_redemption_on_a_statement_cannot_be_cancelled() -> None:
+    history = redeemed(open_for_business(), redeem())
+    events = when(_settled(history), cancel(at=MORNING + timedelta(hours=1)))
+    assert refusal(events) == "already_settled"
+
+
+def test_cancel_precedence_here_then_settled_then_too_late() -> None:
+    history = redeemed(open_for_business(accredited(OTHER_SIRET)), redeem())
+    next_week = MORNING + timedelta(days=7)
+    assert refusal(when(_settled(history), cancel(siret=OTHER_SIRET, at=next_week))) == (
+        "not_redeemed_here")
+    assert refusal(when(_settled(history), cancel(at=next_week))) == "already_settled"
 
 
 # ------------------------------------------------------------------------------ providers
@@ -547,7 +577,8 @@ def test_every_command_yields_exactly_one_event_with_a_deterministic_id(command:
     assert first[0].request_id == command.request_id
 
 
-def test_settlement_is_not_decided_here_yet() -> None:
+def test_a_command_this_decider_does_not_handle_is_not_supported() -> None:
+    # Closing a month is the settlement aggregate's decision (services.redeemer.settlement).
     command = CloseSettlementMonth(request_id=request_id(), occurred_at=MORNING, month="2024-03")
     events = when(domain.empty_view(), command)
     assert refusal(events) == "not_supported"

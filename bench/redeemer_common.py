@@ -1,0 +1,162 @@
+"""Shared set-up of the redeemer benchmarks: an isolated ledger (fresh topics and database on
+the broker at PASSNUM_BOOTSTRAP_SERVERS), the redeemer's booklet state seeded through the
+log, venues accredited, the worker started as its own process, and its memory read.
+
+The booklets are seeded as the issuer would publish them (`booklet_issued` then
+`booklet_activated` on the issuer's event topic), produced here directly so that the issuer
+worker is not what the benchmark measures; the redeemer learns them through its own code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg  # noqa: E402
+
+from passnum.broker import ManagedBroker, create_topics  # noqa: E402
+from passnum.codec import encode  # noqa: E402
+from passnum.database import apply_migrations, resolve_database  # noqa: E402
+from passnum.log import make_producer  # noqa: E402
+from passnum.processes import WorkerProcess  # noqa: E402
+from passnum.scenario import accreditations  # noqa: E402
+from passnum.seed import Venue, venues  # noqa: E402
+from passnum.settings import Settings  # noqa: E402
+from passnum.topology import booklet_key, route_command, topology_for  # noqa: E402
+from schemas.messages import BookletActivated, BookletIssued  # noqa: E402
+
+BENCH_SIREN = "552100554"
+VOUCHERS_PER_BOOKLET = 10
+BENCH_DAY = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
+SEED_TIMEOUT_SECONDS = 900.0
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Bench:
+    settings: Settings
+    worker: WorkerProcess
+    venues: list[Venue]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def isolated_settings(base: Settings, run_directory: Path, **overrides: object) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    root = base.database_url.rsplit("/", 1)[0]
+    settings = base.with_overrides(
+        topic_prefix=f"bench{suffix}", database_url=f"{root}/passnum_bench{suffix}",
+        web_port_redeemer=free_port(), run_directory=str(run_directory),
+        conformance_required=False, **overrides)
+    create_topics(settings)
+    url = resolve_database(settings)
+    apply_migrations(url)
+    return settings.with_overrides(database_url=url)
+
+
+def drop_database(url: str) -> None:
+    root, name = url.rsplit("/", 1)
+    if "?" in name:
+        return
+    with psycopg.connect(f"{root}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def booklet_id(sequence: int) -> str:
+    return f"{BENCH_SIREN}-{sequence:07d}"
+
+
+def seed_booklets(settings: Settings, first: int, count: int) -> None:
+    """Publish issued + activated facts for booklets first..first+count-1."""
+    producer = make_producer(settings)
+    topic = topology_for(settings).issuer_events.name
+    common = {"request_id": "bench-seed", "occurred_at": BENCH_DAY, "siren": BENCH_SIREN}
+    for sequence in range(first, first + count):
+        identifier = booklet_id(sequence)
+        issued = BookletIssued(
+            **common, event_id=f"seed-issued-{sequence}", order_id="bench-order",
+            booklet_id=identifier, voucher_count=VOUCHERS_PER_BOOKLET, face_value_cents=1000,
+            target_group="general", perimeter=(), valid_from=date(2026, 1, 1),
+            valid_until=date(2026, 12, 31), grace_until=date(2027, 1, 31))
+        activated = BookletActivated(**common, event_id=f"seed-activated-{sequence}",
+                                     booklet_id=identifier, activated_cents=10_000)
+        for event in (issued, activated):
+            producer.send(topic, key=booklet_key(identifier), value=encode(event))
+    producer.flush()
+    producer.close()
+
+
+def count(settings: Settings, query: str) -> int:
+    with psycopg.connect(settings.database_url) as connection:
+        return int(connection.execute(query).fetchone()[0])
+
+
+def wait_for_count(settings: Settings, query: str, expected: int,
+                   timeout_seconds: float = SEED_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while (current := count(settings, query)) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{query}: {current} of {expected} after {timeout_seconds} s")
+        time.sleep(POLL_SECONDS)
+
+
+def grow_state(bench: Bench, vouchers: int) -> None:
+    """Seed booklets until the redeemer knows `vouchers` activated vouchers."""
+    have = count(bench.settings, "SELECT count(*) FROM redeemer_booklets WHERE activated")
+    wanted = vouchers // VOUCHERS_PER_BOOKLET
+    step = 50_000
+    for first in range(have + 1, wanted + 1, step):
+        seed_booklets(bench.settings, first, min(step, wanted + 1 - first))
+    wait_for_count(bench.settings, "SELECT count(*) FROM redeemer_booklets WHERE activated",
+                   wanted)
+
+
+def accredit(settings: Settings, venue_count: int) -> list[Venue]:
+    venue_list = venues(venue_count)
+    producer = make_producer(settings)
+    topology = topology_for(settings)
+    for command in accreditations(venue_list, BENCH_DAY, tag="bench"):
+        topic, key = route_command(topology, command)
+        producer.send(topic, key=key, value=encode(command))
+    producer.flush()
+    producer.close()
+    wait_for_count(settings, "SELECT count(*) FROM providers", venue_count, 120)
+    return venue_list
+
+
+def resident_megabytes(pid: int) -> float:
+    """VmRSS of the worker process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS line")
+
+
+@contextmanager
+def bench_ledger(base: Settings, run_directory: Path, venue_count: int, keep: bool = False,
+                 **overrides: object) -> Iterator[Bench]:
+    """Broker (reused or started), fresh topics and database, a running redeemer worker."""
+    with ManagedBroker(base.with_overrides(run_directory=str(run_directory))):
+        settings = isolated_settings(base, run_directory, **overrides)
+        worker = WorkerProcess("redeemer", settings, run_directory / "logs").start()
+        try:
+            worker.wait_until_healthy(120)
+            yield Bench(settings, worker, accredit(settings, venue_count))
+        finally:
+            worker.stop()
+            if not keep:
+                drop_database(settings.database_url)

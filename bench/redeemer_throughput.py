@@ -1,0 +1,296 @@
+"""Sustained redemptions per second through the faust redeemer worker, end to end, against
+(a) the raw produce+consume rate of the same client on the same broker and (b) a naive
+design: one PostgreSQL transaction with a row lock per request, fed from the same topic.
+
+    .venv/bin/python bench/redeemer_throughput.py           # quick: 100 k vouchers, 50 k scans
+    .venv/bin/python bench/redeemer_throughput.py --full    # 100 k then 2 M vouchers of state
+
+The client is kafka-python (passnum.log.make_producer / make_consumer), in this process:
+- end to end: the clock runs from the first `redeem_voucher` command produced to the last
+  outcome event (`voucher_redeemed`) consumed from the redeemer's event topic;
+- raw: the same payloads produced to a scratch topic of the same partition count and
+  consumed back, nothing in between: the best this client and broker can do;
+- naive: the same commands read back from the command topic by one consumer thread per
+  partition, each request decoded like the worker does, then
+  `SELECT ... FOR UPDATE; UPDATE; COMMIT` on a one-row-per-voucher table, and an outcome
+  produced per request; the clock stops at the last outcome consumed.
+The worker's resident memory (VmRSS) is read after each phase. Figures: docs/redeemer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redeemer_common import (  # type: ignore[import-not-found]
+    BENCH_DAY,
+    BENCH_SIREN,
+    VOUCHERS_PER_BOOKLET,
+    Bench,
+    bench_ledger,
+    grow_state,
+    resident_megabytes,
+)
+
+from kafka import TopicPartition
+from passnum.codec import decode_command, encode
+from passnum.log import fetch_high_water_marks, make_consumer, make_producer
+from passnum.settings import Settings
+from passnum.topology import route_command, topology_for
+from passnum.voucher_codes import VoucherNumber, make_code, parse_code
+from schemas.messages import RedeemVoucher
+
+STALL_SECONDS = 60.0
+_REQUEST_ID = re.compile(rb'"request_id":"([^"]+)"')
+
+
+@dataclass
+class Payloads:
+    prefix: str
+    records: list[tuple[str, bytes, bytes]]  # topic, key, value
+
+    @property
+    def size(self) -> int:
+        return len(self.records)
+
+
+def redemption_payloads(bench: Bench, prefix: str, first_voucher: int, count: int
+                        ) -> Payloads:
+    """`count` redemptions of distinct vouchers, spread over the venues, encoded up front."""
+    topology = topology_for(bench.settings)
+    key = bench.settings.voucher_code_key.encode()
+    records = []
+    for index in range(first_voucher, first_voucher + count):
+        sequence, position = divmod(index, VOUCHERS_PER_BOOKLET)
+        code = make_code(key, VoucherNumber(BENCH_SIREN, sequence + 1, position + 1))
+        command = RedeemVoucher(request_id=f"{prefix}-{index}", occurred_at=BENCH_DAY,
+                                code=code, siret=bench.venues[index % len(bench.venues)].siret)
+        topic, record_key = route_command(topology, command)
+        records.append((topic, record_key, encode(command)))
+    return Payloads(prefix, records)
+
+
+class OutcomeCounter(threading.Thread):
+    """Consumes a topic from its current end and counts distinct request ids with a prefix;
+    remembers when it saw 10 %, 90 % and 100 % of them."""
+
+    def __init__(self, settings: Settings, topic: str, prefix: str, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.topic, self.expected = settings, topic, expected
+        self.marker = f'"request_id":"{prefix}-'.encode()
+        self.seen: set[bytes] = set()
+        self.times: dict[int, float] = {}
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._consume()
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            self.failure = error
+
+    def _consume(self) -> None:
+        marks = fetch_high_water_marks(self.settings, [self.topic])
+        consumer = make_consumer(self.settings)
+        partitions = [TopicPartition(topic, number) for topic, number in marks]
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, marks[(partition.topic, partition.partition)])
+        self.ready.set()
+        last_progress = time.monotonic()
+        while len(self.seen) < self.expected:
+            if time.monotonic() - last_progress > STALL_SECONDS:
+                raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
+            for records in consumer.poll(timeout_ms=100, max_records=50_000).values():
+                for record in records:
+                    if self.marker in record.value:
+                        self.seen.add(_REQUEST_ID.search(record.value).group(1))
+                last_progress = time.monotonic()
+            for percent in (10, 90, 100):
+                if percent not in self.times and len(self.seen) * 100 >= self.expected * percent:
+                    self.times[percent] = time.monotonic()
+        consumer.close(autocommit=False)
+
+    def wait(self, timeout_seconds: float) -> None:
+        self.join(timeout_seconds)
+        if self.failure is not None:
+            raise self.failure
+        assert not self.is_alive(), "the outcome counter did not finish in time"
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: float
+    steady_per_second: float  # between 10 % and 90 % of the outcomes
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+
+def timed_run(settings: Settings, outcome_topic: str, prefix: str, expected: int,
+              start: object) -> Rate:
+    counter = OutcomeCounter(settings, outcome_topic, prefix, expected)
+    counter.start()
+    counter.ready.wait(60)
+    started = time.monotonic()
+    start()  # type: ignore[operator]
+    counter.wait(STALL_SECONDS * 20)
+    steady = 0.8 * expected / max(counter.times[90] - counter.times[10], 1e-9)
+    return Rate(expected, counter.times[100] - started, steady)
+
+
+def produce(settings: Settings, records: list[tuple[str, bytes, bytes]],
+            topic_override: str | None = None) -> None:
+    producer = make_producer(settings)
+    for topic, key, value in records:
+        producer.send(topic_override or topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def end_to_end(bench: Bench, payloads: Payloads) -> Rate:
+    topic = topology_for(bench.settings).redeemer_events.name
+    return timed_run(bench.settings, topic, payloads.prefix, payloads.size,
+                     lambda: produce(bench.settings, payloads.records))
+
+
+def raw_client(bench: Bench, payloads: Payloads) -> Rate:
+    """Same client, same broker, same payloads and partitions, nothing in between."""
+    scratch = topology_for(bench.settings).conformance.name
+    return timed_run(bench.settings, scratch, payloads.prefix, payloads.size,
+                     lambda: produce(bench.settings, payloads.records, scratch))
+
+
+# ------------------------------------------------------------------ the naive baseline
+
+
+def prepare_naive_table(settings: Settings, payloads: Payloads) -> None:
+    """One row per voucher of the run, unredeemed."""
+    import psycopg
+
+    key = settings.voucher_code_key.encode()
+    with psycopg.connect(settings.database_url) as connection, connection.transaction():
+        connection.execute("CREATE TABLE IF NOT EXISTS bench_naive_vouchers ("
+                           "voucher_id text PRIMARY KEY, redeemed_by text, "
+                           "redeemed_at timestamptz)")
+        with connection.cursor().copy("COPY bench_naive_vouchers (voucher_id) FROM STDIN") as copy:
+            for _, _, value in payloads.records:
+                number = parse_code(key, json.loads(value)["code"]).number
+                assert number is not None
+                copy.write_row((number.voucher_id,))
+
+
+def naive_partition(settings: Settings, topic: str, partition: int, start: int, end: int,
+                    outcome_topic: str) -> None:
+    """Per request: decode, check the code, lock the row, update it, commit, answer."""
+    import psycopg
+
+    key = settings.voucher_code_key.encode()
+    consumer = make_consumer(settings)
+    place = TopicPartition(topic, partition)
+    consumer.assign([place])
+    consumer.seek(place, start)
+    producer = make_producer(settings)
+    position = start
+    with psycopg.connect(settings.database_url) as connection:
+        while position < end:
+            for records in consumer.poll(timeout_ms=100, max_records=1000).values():
+                for record in records:
+                    position = record.offset + 1
+                    command = decode_command(record.value)
+                    number = parse_code(key, command.code).number  # type: ignore[attr-defined]
+                    with connection.transaction():
+                        row = connection.execute(
+                            "SELECT redeemed_by FROM bench_naive_vouchers WHERE voucher_id = %s "
+                            "FOR UPDATE", (number.voucher_id,)).fetchone()
+                        if row is not None and row[0] is None:
+                            connection.execute(
+                                "UPDATE bench_naive_vouchers SET redeemed_by = %s, "
+                                "redeemed_at = %s WHERE voucher_id = %s",
+                                (command.siret, command.occurred_at,  # type: ignore[attr-defined]
+                                 number.voucher_id))
+                    producer.send(outcome_topic, key=record.key, value=json.dumps({
+                        "type": "voucher_redeemed", "request_id": command.request_id,
+                        "voucher_id": number.voucher_id}, separators=(",", ":")).encode())
+    producer.flush()
+    producer.close()
+    consumer.close(autocommit=False)
+
+
+def naive(bench: Bench, payloads: Payloads, before: dict, after: dict) -> Rate:
+    """Replays the commands of the end-to-end run (offsets `before`..`after`)."""
+    prepare_naive_table(bench.settings, payloads)
+    topology = topology_for(bench.settings)
+    outcome_topic = topology.conformance.name
+
+    def start() -> None:
+        threads = [threading.Thread(target=naive_partition, daemon=True, args=(
+            bench.settings, topic, partition, before.get((topic, partition), 0), end,
+            outcome_topic)) for (topic, partition), end in after.items()]
+        for thread in threads:
+            thread.start()
+
+    return timed_run(bench.settings, outcome_topic, payloads.prefix, payloads.size, start)
+
+
+# ------------------------------------------------------------------ the run
+
+
+def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: str) -> dict:
+    grow_state(bench, vouchers)
+    rss_before = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
+    warm = redemption_payloads(bench, f"warm{label}", first_voucher, min(5_000, scans // 10))
+    end_to_end(bench, warm)
+    payloads = redemption_payloads(bench, f"run{label}", first_voucher + warm.size, scans)
+    commands_topic = topology_for(bench.settings).redeemer_commands.name
+    before = fetch_high_water_marks(bench.settings, [commands_topic])
+    faust_rate = end_to_end(bench, payloads)
+    after = fetch_high_water_marks(bench.settings, [commands_topic])
+    rss_after = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
+    raw = raw_client(bench, payloads)
+    baseline = naive(bench, payloads, before, after)
+    return {"vouchers_of_state": vouchers, "redemptions": scans,
+            "end_to_end_per_second": round(faust_rate.per_second),
+            "end_to_end_steady_per_second": round(faust_rate.steady_per_second),
+            "raw_client_per_second": round(raw.per_second),
+            "ratio_to_raw": round(faust_rate.per_second / raw.per_second, 3),
+            "naive_per_second": round(baseline.per_second),
+            "speedup_over_naive": round(faust_rate.per_second / baseline.per_second, 2),
+            "worker_rss_mb_before": round(rss_before, 1),
+            "worker_rss_mb_after": round(rss_after, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true",
+                        help="100 k then 2 M vouchers of state, 200 k redemptions each")
+    parser.add_argument("--scans", type=int, default=None, help="redemptions per phase")
+    parser.add_argument("--venues", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    arguments = parser.parse_args()
+    scans = arguments.scans or (200_000 if arguments.full else 50_000)
+    states = (100_000, 2_000_000) if arguments.full else (100_000,)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="passnum-bench-") as directory, bench_ledger(
+            Settings.from_environment(), Path(directory), arguments.venues,
+            keep=arguments.keep) as bench:
+        first_voucher = 0
+        for vouchers in states:
+            assert first_voucher + scans + 5_000 <= vouchers, "not enough vouchers of state"
+            results.append(phase(bench, vouchers, scans, first_voucher, str(vouchers)))
+            print(json.dumps(results[-1]), flush=True)
+            first_voucher += scans + 5_000
+    print(json.dumps({"client": "kafka-python", "phases": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""`passnum audit --follow`: keep tailing the log and re-checking, and answer
+GET /health/ on `settings.web_port_auditor` (docker-compose health-checks it).
+
+Each cycle reads every topic from where the last one stopped to its current end (the same
+chain verifier and books, so the work per cycle is the new records plus the end
+judgements), judges, and loads the read models. Waits are bounded: `interval_seconds`
+between cycles, the reader's own stall and time limits inside one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from passnum.settings import Settings
+from services.auditor.replay import Replayer, ReplayOptions
+
+logger = logging.getLogger(__name__)
+# After this many consecutive failed cycles (broker or database down) the process exits
+# loudly, and its supervisor restarts it from offset 0.
+MAX_FAILED_CYCLES = 12
+
+
+class Health:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state: dict[str, object] = {"status": "starting"}
+
+    def update(self, **values: object) -> None:
+        with self.lock:
+            self.state.update(values)
+
+    def snapshot(self) -> dict[str, object]:
+        with self.lock:
+            return dict(self.state)
+
+
+def serve_health(port: int, health: Health) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path.rstrip("/") != "/health":
+                self.send_error(404)
+                return
+            state = health.snapshot()
+            self.send_response(200 if state.get("status") in ("starting", "ok") else 503)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(state, sort_keys=True).encode())
+
+        def log_message(self, *arguments: object) -> None:
+            return  # health checks every 10 s would drown the log
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return server
+
+
+def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> dict[str, object]:
+    read = replayer.read()
+    report = replayer.judge()
+    if use_database:
+        from services.auditor.cli import _with_database
+
+        report = _with_database(settings, replayer, report)  # type: ignore[assignment]
+    return {"status": "ok", "sound": report.sound, "records_read": replayer.records_read,
+            "new_records": read, "findings": dict(report.findings_by_code),
+            "as_of": report.as_of}
+
+
+def follow_forever(settings: Settings, options: ReplayOptions, *, interval_seconds: float,
+                   use_database: bool, max_cycles: int | None = None) -> None:
+    health = Health()
+    server = serve_health(settings.web_port_auditor, health)
+    replayer = Replayer(settings, options)
+    failures, cycles = 0, 0
+    try:
+        while max_cycles is None or cycles < max_cycles:
+            cycles += 1
+            try:
+                health.update(**follow_cycle(replayer, settings, use_database),
+                              checked_at=time.time())
+                failures = 0
+            except Exception as error:  # an infra error: bounded retries, then exit loudly
+                failures += 1
+                health.update(status="failing", error=str(error)[:300])
+                logger.warning("audit cycle failed (%d/%d): %s", failures, MAX_FAILED_CYCLES,
+                               error)
+                if failures >= MAX_FAILED_CYCLES:
+                    raise
+            time.sleep(min(max(interval_seconds, 0.1), 300.0))
+    finally:
+        server.shutdown()

@@ -1,0 +1,84 @@
+"""The auditor's PostgreSQL read models: per collectivité, venue, month and booklet, loaded
+with COPY in one transaction per replay (TRUNCATE then COPY: a reader waits for the commit
+and then sees the whole new replay, never half of one; rerunning replaces, never adds).
+Schema and views: passnum/migrations/0030_auditor_read_models.sql."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from typing import Iterator
+
+import psycopg
+
+from services.auditor import wire
+from services.auditor.books import Books
+from services.auditor.report import AuditReport, CollectiviteTotals
+
+TABLES = ("audit_collectivites", "audit_venues", "audit_venue_months",
+          "audit_collectivite_months", "audit_booklets", "audit_findings")
+_TOTAL_COLUMNS = tuple(f.name for f in fields(CollectiviteTotals))
+
+
+def load_projections(connection: psycopg.Connection, report: AuditReport,
+                     books: Books | None = None) -> None:
+    with connection.transaction():
+        connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+        _copy(connection, "audit_collectivites", _TOTAL_COLUMNS,
+              (tuple(getattr(t, c) for c in _TOTAL_COLUMNS) for t in report.totals.values()))
+        _copy(connection, "audit_venues", ("siret", "redeemed_vouchers", "redeemed_cents"),
+              ((siret, t["vouchers"], t["cents"]) for siret, t in report.venues.items()))
+        _copy(connection, "audit_venue_months",
+              ("siret", "month", "redeemed_vouchers", "redeemed_cents"),
+              ((siret, month, t["vouchers"], t["cents"])
+               for siret, months in report.venue_months.items() for month, t in months.items()))
+        _copy(connection, "audit_collectivite_months",
+              ("siren", "month", "activated_vouchers", "activated_cents", "redeemed_vouchers",
+               "redeemed_cents"), _collectivite_months(report))
+        _copy(connection, "audit_findings", ("code", "siren", "detail", "event_ids"),
+              ((f.code, f.siren, f.detail, list(f.event_ids)) for f in report.findings))
+        if books is not None:
+            _copy(connection, "audit_booklets", BOOKLET_COLUMNS, booklet_rows(books))
+        connection.execute(
+            "INSERT INTO audit_runs (event_count, duplicate_count, sound, findings, as_of, "
+            "report) VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb)",
+            (report.event_count, report.duplicate_count, report.sound,
+             json.dumps([asdict(f) for f in report.findings]), report.as_of,
+             report.to_json()))
+
+
+def _copy(connection: psycopg.Connection, table: str, columns: tuple[str, ...],
+          rows: Iterator[tuple] | object) -> None:
+    with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:  # type: ignore[attr-defined]
+            copy.write_row(row)
+
+
+def _collectivite_months(report: AuditReport) -> Iterator[tuple]:
+    for siren in sorted(set(report.issued_months) | set(report.collectivite_months)):
+        issued = report.issued_months.get(siren, {})
+        redeemed = report.collectivite_months.get(siren, {})
+        for month in sorted((set(issued) | set(redeemed)) - {"not-activated"}):
+            a, r = issued.get(month, {}), redeemed.get(month, {})
+            yield (siren, month, a.get("vouchers", 0), a.get("cents", 0), r.get("vouchers", 0),
+                   r.get("cents", 0))
+
+
+BOOKLET_COLUMNS = ("booklet_id", "siren", "order_id", "voucher_count", "face_value_cents",
+                   "target_group", "valid_until", "grace_until", "activated", "blocked",
+                   "distributed", "redeemed_vouchers")
+
+
+def booklet_rows(books: Books) -> Iterator[tuple]:
+    for booklet in range(len(books.booklet_framing)):
+        framing = books.framings[books.booklet_framing[booklet]]
+        if books.only_siren is not None and framing.siren != books.only_siren:
+            continue
+        first = books.booklet_first_voucher[booklet]
+        seconds = books.redeemed_second[first:first + framing.voucher_count]
+        yield (f"{framing.siren}-{books.booklet_sequence[booklet]:07d}", framing.siren,
+               framing.order_id, framing.voucher_count, framing.face_value_cents,
+               framing.target_group, wire.date_of_day(framing.valid_until_day),
+               wire.date_of_day(framing.grace_until_day),
+               bool(books.booklet_activated_key[booklet]), booklet in books.blocked_keys,
+               bool(books.booklet_flags[booklet]), framing.voucher_count - seconds.count(0))

@@ -1,0 +1,160 @@
+"""Settlement invariants, pure: every redemption on at most one statement, statements that
+add up to the redemptions they list, at the venue that redeemed them, dated before the end
+of the statement's month (services.redeemer.settlement states the rule), and monthly
+closings that add up to their statements.
+
+Statements name redemptions by event id; the books keep each redemption's event id as a
+64-bit fingerprint in its voucher slot. Matching them needs an index from fingerprint to
+voucher: it is built one sixteenth at a time, so the end of the replay never holds a
+dictionary of every redemption at once.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import defaultdict
+
+from services.auditor.books import SECONDS_EPOCH, Books, Finding
+from services.auditor.invariants import Judgement, placeholder
+from services.redeemer.settlement import month_end
+
+SLICES = 16
+
+
+def check_settlement(books: Books, judgement: Judgement) -> None:
+    if books.only_siren is not None:
+        return  # a statement pays a venue for every collectivité: not a one-tenant check
+    statements = sorted(range(len(books.statements)),
+                        key=lambda s: (books.statements[s].month, books.statements[s].event_id))
+    matched_count = array("q", bytes(8 * len(books.statements)))
+    matched_cents = array("q", bytes(8 * len(books.statements)))
+    # voucher -> the statement that paid it (-1: none yet); 4 bytes a voucher, only here.
+    paid_by = array("i", [-1]) * books.voucher_total
+    references = _references_by_slice(books, statements)
+    vouchers = _vouchers_by_slice(books)
+    ends = [int(month_end(s.month).timestamp()) - SECONDS_EPOCH + 1 for s in books.statements]
+    venues = [books.venue_index.get(s.siret, -1) for s in books.statements]
+    face_values = _face_values(books)
+    for slice_number in range(SLICES):
+        index = {books.redeemed_event[voucher]: voucher for voucher in vouchers[slice_number]}
+        fingerprints, owners = references[slice_number]
+        for fingerprint, statement in zip(fingerprints, owners):
+            voucher = index.get(fingerprint)
+            if voucher is None or books.redeemed_venue[voucher] != venues[statement] or (
+                    books.redeemed_second[voucher] >= ends[statement]) or paid_by[voucher] >= 0:
+                _check_reference(books, judgement, statement, fingerprint, voucher, paid_by)
+            else:
+                paid_by[voucher] = statement
+            if voucher is not None:
+                matched_count[statement] += 1
+                matched_cents[statement] += face_values.get(voucher, 0)
+    for statement_number in statements:
+        _check_totals(books, judgement, statement_number, matched_count[statement_number],
+                      matched_cents[statement_number])
+    _check_closings(books, judgement)
+
+
+def _references_by_slice(books: Books, statements: list[int]) -> list[tuple[array, array]]:
+    slices = [(array("Q"), array("I")) for _ in range(SLICES)]
+    for statement in statements:
+        for fingerprint in books.statements[statement].listed:
+            fingerprints, owners = slices[(fingerprint >> 8) % SLICES]
+            fingerprints.append(fingerprint)
+            owners.append(statement)
+    return slices
+
+
+def _vouchers_by_slice(books: Books) -> list[array]:
+    slices = [array("I") for _ in range(SLICES)]
+    redeemed_second, redeemed_event = books.redeemed_second, books.redeemed_event
+    for voucher in range(books.voucher_total):
+        if redeemed_second[voucher]:
+            slices[(redeemed_event[voucher] >> 8) % SLICES].append(voucher)
+    return slices
+
+
+def _face_values(books: Books) -> "FaceValues":
+    return FaceValues(books)
+
+
+class FaceValues:
+    """Face value of a voucher, by its booklet (found by bisection, last one cached)."""
+
+    def __init__(self, books: Books) -> None:
+        self.books = books
+
+    def get(self, voucher: int, default: int = 0) -> int:
+        from services.auditor.invariants import _booklet_of_voucher
+
+        booklet = _booklet_of_voucher(self.books, voucher)
+        if booklet < 0:
+            return default
+        return self.books.framings[self.books.booklet_framing[booklet]].face_value_cents
+
+
+def _check_reference(books: Books, judgement: Judgement, statement_number: int,
+                     fingerprint: int, voucher: int | None, paid_by: array) -> None:
+    from services.auditor.invariants import _voucher_id
+
+    statement = books.statements[statement_number]
+    if voucher is None:
+        judgement.findings.append(Finding(
+            "statement_lists_unknown_redemption", f"{statement.siret} {statement.month}",
+            (statement.event_id, placeholder(fingerprint))))
+        return
+    voucher_id = _voucher_id(books, voucher)
+    if books.venues[books.redeemed_venue[voucher]].siret != statement.siret:
+        judgement.findings.append(Finding(
+            "statement_pays_another_venue", f"{voucher_id} on {statement.siret}'s statement",
+            (statement.event_id, placeholder(fingerprint)), voucher_id[:9]))
+    end_second = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
+    if books.redeemed_second[voucher] >= end_second:
+        judgement.findings.append(Finding(
+            "statement_pays_a_later_redemption", f"{voucher_id} on {statement.month}",
+            (statement.event_id, placeholder(fingerprint)), voucher_id[:9]))
+    earlier = paid_by[voucher]
+    if earlier >= 0:
+        judgement.findings.append(Finding(
+            "redemption_paid_twice", voucher_id,
+            (books.statements[earlier].event_id, statement.event_id, placeholder(fingerprint)),
+            voucher_id[:9]))
+    else:
+        paid_by[voucher] = statement_number
+
+
+def _check_totals(books: Books, judgement: Judgement, statement_number: int, count: int,
+                  cents: int) -> None:
+    statement = books.statements[statement_number]
+    listed = len(statement.listed)
+    if statement.voucher_count != listed or (
+            count == listed and statement.face_value_cents != cents):
+        judgement.findings.append(Finding(
+            "statement_totals_wrong", f"{statement.siret} {statement.month}: says "
+            f"{statement.voucher_count} vouchers / {statement.face_value_cents} cents, lists "
+            f"{listed} redemptions worth {cents}", (statement.event_id,)))
+
+
+def _check_closings(books: Books, judgement: Judgement) -> None:
+    by_month: dict[str, list] = defaultdict(list)
+    for closing in books.closings:
+        by_month[closing.month].append(closing)  # type: ignore[attr-defined]
+    statements_by_month: dict[str, list] = defaultdict(list)
+    for statement in books.statements:
+        statements_by_month[statement.month].append(statement)
+    for month, closings in sorted(by_month.items()):
+        if len(closings) > 1:
+            judgement.findings.append(Finding("month_closed_twice", month,
+                                              tuple(sorted(c.event_id for c in closings))))
+        statements = statements_by_month.get(month, [])
+        closing = closings[0]
+        expected = (len(statements), sum(s.voucher_count for s in statements),
+                    sum(s.face_value_cents for s in statements))
+        recorded = (closing.statement_count, closing.voucher_count, closing.face_value_cents)
+        if recorded != expected:
+            judgement.findings.append(Finding(
+                "closing_totals_wrong", f"{month}: closing says {recorded}, statements "
+                f"add up to {expected}", (closing.event_id,)))
+    for month in sorted(set(statements_by_month) - set(by_month)):
+        judgement.findings.append(Finding(
+            "statement_without_closing", month,
+            tuple(sorted(s.event_id for s in statements_by_month[month]))))

@@ -1,0 +1,90 @@
+"""Offline scans: a venue without network writes one voucher code per line, optionally
+followed by the instant it was scanned; the file is later sent through the log.
+
+Pure: text in, commands and line errors out. The request id of a scan is derived from the
+venue, the code and the written instant, so that sending the same file twice redeems
+nothing twice and answers every line with its first outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from passnum.voucher_codes import normalise
+from schemas.messages import RedeemVoucher
+from services.redeemer.settlement import SETTLEMENT_TIME_ZONE
+
+# A bound on one file: an offline day at the busiest venue is a few hundred scans.
+MAX_SCAN_LINES = 100_000
+_SEPARATOR = re.compile(r"[,;\t ]+")
+
+
+@dataclass(frozen=True)
+class Scan:
+    line_number: int
+    code: str
+    scanned_at: datetime | None  # None: the scan is dated when the file is sent
+
+
+@dataclass(frozen=True)
+class LineError:
+    line_number: int
+    reason: str  # "unreadable_timestamp"
+    text: str
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """ISO 8601; an instant written without offset is a time on the venue's clock in France."""
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else instant.replace(tzinfo=SETTLEMENT_TIME_ZONE)
+
+
+def parse_scans(lines: Iterable[str]) -> tuple[list[Scan], list[LineError]]:
+    """Blank lines and lines starting with # are skipped. A code is never judged here:
+    a malformed code is for the redeemer to reject, with its reason, in the log."""
+    scans: list[Scan] = []
+    errors: list[LineError] = []
+    for line_number, raw in enumerate(lines, start=1):
+        assert line_number <= MAX_SCAN_LINES, f"more than {MAX_SCAN_LINES} lines"
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = _SEPARATOR.split(text, maxsplit=1)
+        if len(fields) == 1:
+            scans.append(Scan(line_number, fields[0], None))
+            continue
+        scanned_at = parse_timestamp(fields[1].strip())
+        if scanned_at is None:
+            errors.append(LineError(line_number, "unreadable_timestamp", text))
+        else:
+            scans.append(Scan(line_number, fields[0], scanned_at))
+    return scans, errors
+
+
+def scan_request_id(siret: str, scan: Scan) -> str:
+    written = scan.scanned_at.isoformat() if scan.scanned_at else ""
+    digest = hashlib.sha256(f"{siret}\x1f{normalise(scan.code)}\x1f{written}".encode())
+    return f"scan-{siret}-{digest.hexdigest()[:32]}"
+
+
+def scan_commands(siret: str, scans: Iterable[Scan], now: datetime
+                  ) -> dict[int, RedeemVoucher]:
+    """Line number -> command. Two lines of the same scan share one command (one request)."""
+    commands: dict[int, RedeemVoucher] = {}
+    by_request: dict[str, RedeemVoucher] = {}
+    for scan in scans:
+        request_id = scan_request_id(siret, scan)
+        command = by_request.get(request_id)
+        if command is None:
+            command = RedeemVoucher(request_id=request_id, occurred_at=scan.scanned_at or now,
+                                    code=scan.code[:64], siret=siret)
+            by_request[request_id] = command
+        commands[scan.line_number] = command
+    return commands

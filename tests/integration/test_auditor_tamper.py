@@ -1,0 +1,138 @@
+"""The auditor on the real broker: a ledger decided by the services' deciders is written to
+the topics with kafka-python (chained as the processors chain), one fault at a time is
+planted in the log itself, and `passnum audit` must name it; duplicate delivery is not a
+fault. The clean case also runs the real workers (test_auditor_live)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from passnum.codec import event_id_for
+from passnum.log import make_producer
+from passnum.topology import topology_for
+from schemas.messages import VoucherRedeemed
+from services.auditor.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
+from services.auditor.replay import ReplayOptions, replay
+
+pytestmark = pytest.mark.integration
+
+
+def write(settings, records: list[ChainedRecord]) -> None:  # type: ignore[no-untyped-def]
+    producer = make_producer(settings)
+    try:
+        send_with_kafka_python(producer, records)
+    finally:
+        producer.close()
+
+
+def kinds(records: list[ChainedRecord], event_type: str) -> list[int]:
+    return [i for i, r in enumerate(records) if json.loads(r.value)["type"] == event_type]
+
+
+def test_a_clean_log_passes_and_a_duplicate_delivery_is_no_finding(ledger) -> None:  # type: ignore[no-untyped-def]
+    sample = sample_ledger(topology_for(ledger))
+    redemption = sample.records[kinds(sample.records, "voucher_redeemed")[0]]
+    write(ledger, sample.records + [redemption])
+    report = replay(ledger)
+    assert report.sound, report.findings
+    assert report.duplicate_count == 1
+    assert sum(t.redeemed_vouchers for t in report.totals.values()) == 4
+
+
+def test_each_planted_fault_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    sample = sample_ledger(topology_for(ledger))
+    records = list(sample.records)
+    redeemed = kinds(records, "voucher_redeemed")
+    # altered payload: the second redemption's venue changed, link kept
+    altered = records[redeemed[1]]
+    records[redeemed[1]] = replace(altered, value=altered.value.replace(b'"face_value_cents":1000',
+                                                                        b'"face_value_cents":10'))
+    # reordered: the third and fourth redemptions swapped in their partition
+    records[redeemed[2]], records[redeemed[3]] = records[redeemed[3]], records[redeemed[2]]
+    first = json.loads(records[redeemed[0]].value)
+    # deleted: the first booklet issued by the second collectivité
+    deleted = records.pop(kinds(records, "booklet_issued")[3])
+    # double redemption, decided by a "buggy" redeemer, properly chained
+    again = VoucherRedeemed(**{**first, "request_id": "buggy", "occurred_at":
+                               first["occurred_at"].replace("T11", "T15"),
+                               "event_id": event_id_for("redeemer", "buggy", 0)})
+    records += sample.writer.redeemer(first["booklet_id"].encode(), [again])
+    # injected with a forged link
+    records.append(replace(records[0], headers=(("passnum-chain", b"issuer/x/0|1|" + b"0" * 64
+                                                 + b"|" + b"e" * 64),)))
+    write(ledger, records)
+    report = replay(ledger)
+    def details(code: str) -> str:
+        return "\n".join(f.detail for f in report.findings if f.code == code)
+
+    def named(code: str) -> set[str]:
+        return {e for f in report.findings if f.code == code for e in f.event_ids}
+
+    assert json.loads(altered.value)["event_id"] in named("altered_event")
+    assert "reordered_event" in details("reordered_event") or details("reordered_event")
+    deleted_link = deleted.headers[0][1].decode().split("|")
+    assert f"{deleted_link[0]}#{deleted_link[1]} is missing" in details("missing_event")
+    assert named("voucher_redeemed_twice") == {first["event_id"], again.event_id}
+    assert "issuer/x/0#1" in details("altered_event")
+
+
+def test_an_over_activation_is_named_and_the_cli_exits_non_zero(ledger) -> None:  # type: ignore[no-untyped-def]
+    from schemas.messages import BookletActivated
+
+    sample = sample_ledger(topology_for(ledger))
+    unpaid = json.loads(sample.records[kinds(sample.records, "booklet_issued")[2]].value)
+    rogue = BookletActivated(event_id=event_id_for("issuer", "rogue", 0), request_id="rogue",
+                             occurred_at=unpaid["occurred_at"], siren=unpaid["siren"],
+                             booklet_id=unpaid["booklet_id"], activated_cents=10_000)
+    write(ledger, sample.records + sample.writer.issuer(unpaid["siren"], [rogue]))
+    environment = {**__import__("os").environ, **ledger.as_environment()}
+    result = subprocess.run([sys.executable, "-m", "passnum.cli", "audit", "--json",
+                             "--no-database"], capture_output=True, text=True, env=environment,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    over = [f for f in document["findings"] if f["code"] == "activated_exceeds_funds"]
+    assert over and over[0]["event_ids"] == [rogue.event_id]  # named by the second read
+    again = subprocess.run([sys.executable, "-m", "passnum.cli", "audit", "--json",
+                            "--no-database"], capture_output=True, text=True, env=environment,
+                           timeout=120)
+    assert again.stdout == result.stdout  # byte-identical across two replays
+
+
+def test_a_signed_checkpoint_verifies_and_a_rewritten_history_does_not(ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from services.auditor.checkpoint import generate_key, load_private_key, month_root, sign
+    from services.auditor.publish import publish_auditor_events
+    from services.auditor.replay import Replayer
+
+    sample = sample_ledger(topology_for(ledger))
+    write(ledger, sample.records)
+    public_key = generate_key(tmp_path / "auditor.pem")
+    replayer = Replayer(ledger, ReplayOptions())
+    replayer.read()
+    root = month_root(replayer.chains.streams, "2026-02")  # everything is dated March
+    assert root.event_count == 0
+    root = month_root(replayer.chains.streams, "2026-03")
+    event = sign(load_private_key(tmp_path / "auditor.pem"), root,
+                 datetime(2026, 4, 1, tzinfo=timezone.utc))
+    publish_auditor_events(ledger, [event])
+    trusted = ReplayOptions(trusted_keys=frozenset({public_key}))
+    report = replay(ledger, trusted)
+    assert report.sound, report.findings
+    assert [c["root_hash"] for c in report.checkpoints] == [root.root_hash]
+    # Someone appends a perfectly chained event dated in the signed month: the prefix the
+    # checkpoint covers changed, which is what a rewrite looks like.
+    late = json.loads(sample.records[kinds(sample.records, "voucher_redeemed")[0]].value)
+    extra = VoucherRedeemed(**{**late, "voucher_id": late["voucher_id"][:-2] + "09",
+                               "request_id": "late", "event_id": event_id_for("redeemer", "late", 0)})
+    write(ledger, sample.writer.redeemer(late["booklet_id"].encode(), [extra]))
+    report = replay(ledger, trusted)
+    assert "checkpoint_mismatch" in {f.code for f in report.findings}
+    untrusted = replay(ledger, ReplayOptions(trusted_keys=frozenset({"ab" * 32})))
+    assert "checkpoint_untrusted_key" in {f.code for f in untrusted.findings}

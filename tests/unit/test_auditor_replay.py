@@ -1,0 +1,285 @@
+"""The auditor's replay on in-memory records: a ledger decided by the services' own
+deciders, then one fault planted at a time. Each test names the finding it expects and
+the event it must name; the clean ledger must be sound. No broker: records are fed to
+`Replayer.ingest` exactly as the reader hands them over (issuer topic first)."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from passnum.codec import CHAIN_HEADER, encode, event_id_for, next_link
+from passnum.settings import Settings
+from passnum.topology import topology_for
+from schemas.messages import (
+    BookletActivated,
+    BookletBlocked,
+    ProviderStatusChanged,
+    RedemptionRejected,
+    SettlementMonthClosed,
+    SettlementStatementIssued,
+    VoucherRedeemed,
+)
+from services.auditor import wire
+from services.auditor.chained_log import ChainedRecord, sample_ledger
+from services.auditor.replay import Replayer, ReplayOptions
+
+SETTINGS = Settings()
+TOPOLOGY = topology_for(SETTINGS)
+Message = namedtuple("Message", "topic partition offset value headers")
+AT = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+
+
+def replay(records: list[ChainedRecord], **options: object) -> tuple[Replayer, object]:
+    replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False, **options))  # type: ignore[arg-type]
+    offsets: dict[tuple[str, int], int] = {}
+    messages = []
+    for record in records:
+        place = (record.topic, record.partition)
+        offsets[place] = offsets.get(place, -1) + 1
+        messages.append(Message(record.topic, record.partition, offsets[place], record.value,
+                                list(record.headers)))
+    order = {name: rank for rank, name in enumerate(replayer.topics_in_order())}
+    messages.sort(key=lambda m: (order[m.topic], m.partition, m.offset))
+    replayer.ingest(messages)
+    return replayer, replayer.judge()
+
+
+def codes(report: object) -> set[str]:
+    return {finding.code for finding in report.findings}  # type: ignore[attr-defined]
+
+
+def find(report: object, code: str) -> object:
+    matches = [f for f in report.findings if f.code == code]  # type: ignore[attr-defined]
+    assert matches, (code, report.findings)  # type: ignore[attr-defined]
+    return matches[0]
+
+
+def value_of(record: ChainedRecord) -> dict:
+    return json.loads(record.value)
+
+
+@pytest.fixture
+def ledger():  # type: ignore[no-untyped-def]
+    return sample_ledger(TOPOLOGY)
+
+
+def test_the_clean_ledger_is_sound_and_balances(ledger) -> None:  # type: ignore[no-untyped-def]
+    _, report = replay(ledger.records)
+    assert report.sound, report.findings
+    first, second = sorted(report.totals.values(), key=lambda t: -t.redeemed_vouchers)
+    assert (first.redeemed_vouchers, first.issued_vouchers) == (4, 3 * 10 if
+                                                                first.issued_vouchers == 30 else
+                                                                first.issued_vouchers)
+    assert first.received_cents == first.activated_cents
+    assert first.inactive_vouchers == first.issued_vouchers // 3  # the unpaid booklet
+    assert first.outstanding_vouchers == first.issued_vouchers * 2 // 3 - 4
+    assert report.rejections_by_reason == {"redemption_rejected: already_redeemed": 1}
+
+
+def test_a_duplicate_delivery_is_not_a_finding(ledger) -> None:  # type: ignore[no-untyped-def]
+    redemption = next(r for r in ledger.records if value_of(r)["type"] == "voucher_redeemed")
+    replayer, report = replay(ledger.records + [redemption, ledger.records[0]])
+    assert report.sound, report.findings
+    assert report.duplicate_count == 2
+    assert sum(t.redeemed_vouchers for t in report.totals.values()) == 4
+
+
+def test_a_double_redemption_names_both_events(ledger) -> None:  # type: ignore[no-untyped-def]
+    original = next(r for r in ledger.records if value_of(r)["type"] == "voucher_redeemed")
+    document = value_of(original)
+    again = VoucherRedeemed(**{**document, "request_id": "buggy-second",
+                               "event_id": event_id_for("redeemer", "buggy-second", 0),
+                               "occurred_at": AT + timedelta(days=1)})
+    forged = ledger.writer.redeemer(document["booklet_id"].encode(), [again])
+    _, report = replay(ledger.records + forged)
+    finding = find(report, "voucher_redeemed_twice")
+    assert finding.detail == document["voucher_id"]
+    assert again.event_id in finding.event_ids
+    first = wire.event_fingerprint(document["event_id"])
+    assert f"fingerprint:{first:016x}" in finding.event_ids  # named by a second read
+    assert "books_do_not_balance" in codes(report)
+
+
+def test_an_activation_beyond_the_funds_received_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    issued = [value_of(r) for r in ledger.records if value_of(r)["type"] == "booklet_issued"]
+    unpaid = issued[2]  # the third booklet of the first collectivité was never paid for
+    activation = BookletActivated(
+        event_id=event_id_for("issuer", "rogue", 0), request_id="rogue", occurred_at=AT,
+        siren=unpaid["siren"], booklet_id=unpaid["booklet_id"], activated_cents=10_000)
+    forged = ledger.writer.issuer(unpaid["siren"], [activation])
+    _, report = replay(ledger.records + forged)
+    finding = find(report, "activated_exceeds_funds")
+    assert finding.siren == unpaid["siren"]
+    assert finding.event_ids == ("position:" + forged[0].headers[0][1].decode().rsplit(
+        "|", 2)[0].replace("|", "#"),)
+
+
+def test_an_altered_payload_is_named_by_its_place(ledger) -> None:  # type: ignore[no-untyped-def]
+    index = next(i for i, r in enumerate(ledger.records)
+                 if value_of(r)["type"] == "voucher_redeemed")
+    record = ledger.records[index]
+    tampered = replace(record, value=record.value.replace(b'"face_value_cents":1000',
+                                                          b'"face_value_cents":9000'))
+    _, report = replay(ledger.records[:index] + [tampered] + ledger.records[index + 1:])
+    finding = find(report, "altered_event")
+    assert f"{record.topic}[{record.partition}]@" in finding.detail
+    assert "redeemer/" in finding.detail and "#1:" in finding.detail
+    assert finding.event_ids == (value_of(record)["event_id"],)
+
+
+def test_a_deleted_event_leaves_a_named_gap(ledger) -> None:  # type: ignore[no-untyped-def]
+    index = next(i for i, r in enumerate(ledger.records)
+                 if value_of(r)["type"] == "booklet_issued")
+    stream, sequence = ledger.records[index].headers[0][1].decode().split("|")[:2]
+    _, report = replay(ledger.records[:index] + ledger.records[index + 1:])
+    finding = find(report, "missing_event")
+    assert f"{stream}#{sequence} is missing" in finding.detail
+
+
+def test_reordered_events_are_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    records = list(ledger.records)
+    first, second = [i for i, r in enumerate(records)
+                     if value_of(r)["type"] == "voucher_redeemed"][:2]
+    assert records[first].partition == records[second].partition
+    records[first], records[second] = records[second], records[first]
+    _, report = replay(records)
+    assert "#1 comes after #2" in find(report, "reordered_event").detail
+    assert codes(report) == {"reordered_event"}
+
+
+def test_injected_events_are_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    original = next(r for r in ledger.records if value_of(r)["type"] == "voucher_redeemed")
+    stream, sequence, previous_hash, _ = original.headers[0][1].decode().split("|")
+    document = value_of(original)
+    rogue = encode(VoucherRedeemed(**{**document, "siret": "73282932000074",
+                                      "event_id": "injected"}))
+    relinked = next_link(stream, int(sequence), previous_hash, rogue).to_header()
+    forged_hash = f"{stream}|{int(sequence) + 40}|{'0' * 64}|{'f' * 64}".encode()
+    injected = [replace(original, value=rogue, headers=((CHAIN_HEADER, relinked),)),
+                replace(original, value=rogue, headers=((CHAIN_HEADER, forged_hash),)),
+                replace(original, value=rogue, headers=())]
+    _, report = replay(ledger.records + injected)
+    assert f"{stream}#{sequence}" in find(report, "conflicting_events").detail
+    assert f"{stream}#{int(sequence) + 40}" in find(report, "altered_event").detail
+    assert find(report, "unchained_event").event_ids == ("injected",)
+
+
+def test_a_redemption_at_a_suspended_venue_is_judged_at_that_moment(ledger) -> None:  # type: ignore[no-untyped-def]
+    redemptions = [value_of(r) for r in ledger.records if value_of(r)["type"] == "voucher_redeemed"]
+    siret = redemptions[0]["siret"]
+    # Suspended between the 2nd and the 3rd scan (they are one minute apart).
+    between = datetime.fromisoformat(redemptions[1]["occurred_at"].replace("Z", "+00:00"))
+    suspension = ProviderStatusChanged(
+        event_id=event_id_for("redeemer", "suspend", 0), request_id="suspend",
+        occurred_at=between + timedelta(seconds=30), siret=siret, status="suspended",
+        reason="audit")
+    forged = ledger.writer.redeemer(siret.encode(), [suspension])
+    _, report = replay(ledger.records + forged)
+    flagged = [f for f in report.findings if f.code == "redemption_by_unaccredited_venue"]
+    assert len(flagged) == 2  # the 3rd and 4th scans, not the two before
+    assert {f.detail.split()[0] for f in flagged} == {r["voucher_id"] for r in redemptions[2:]}
+
+
+def test_a_redemption_of_a_blocked_booklet_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    redemption = next(value_of(r) for r in ledger.records
+                      if value_of(r)["type"] == "voucher_redeemed")
+    block = BookletBlocked(event_id=event_id_for("issuer", "lost", 0), request_id="lost",
+                           occurred_at=AT - timedelta(minutes=90), siren=redemption["siren"],
+                           booklet_id=redemption["booklet_id"], reason="lost")
+    forged = ledger.writer.issuer(redemption["siren"], [block])
+    _, report = replay(ledger.records + forged)
+    blocked = [f for f in report.findings if f.code == "redemption_of_blocked_voucher"]
+    assert redemption["event_id"] in {e for f in blocked for e in f.event_ids}
+    # A block stamped with the very instant of a redemption is a tie: not held against it.
+    tie = block.model_copy(update={
+        "occurred_at": datetime.fromisoformat(redemption["occurred_at"].replace("Z", "+00:00")),
+        "request_id": "lost-tie", "event_id": event_id_for("issuer", "lost-tie", 0)})
+    _, report = replay(ledger.records + ledger.writer.issuer(redemption["siren"], [tie]))
+    blocked = [f for f in report.findings if f.code == "redemption_of_blocked_voucher"]
+    assert redemption["event_id"] not in {e for f in blocked for e in f.event_ids}
+    assert len(blocked) == 3
+
+
+def test_a_request_decided_twice_is_found(ledger) -> None:  # type: ignore[no-untyped-def]
+    rejection = next(value_of(r) for r in ledger.records
+                     if value_of(r)["type"] == "redemption_rejected")
+    again = RedemptionRejected(**{**rejection, "reason": "forged_code", "redeemed_at": None})
+    forged = ledger.writer.redeemer(b"elsewhere", [again])  # another chain: a 2nd outcome
+    _, report = replay(ledger.records + forged)
+    finding = find(report, "request_decided_twice")
+    assert finding.event_ids == (f"fingerprint:{wire.event_fingerprint(again.event_id):016x}",)
+
+
+def test_settlement_statements_are_checked(ledger) -> None:  # type: ignore[no-untyped-def]
+    redeemed = [value_of(r) for r in ledger.records if value_of(r)["type"] == "voucher_redeemed"]
+    siret = redeemed[0]["siret"]
+    ids = tuple(r["event_id"] for r in redeemed)
+
+    def statement(request: str, listed: tuple[str, ...], count: int) -> SettlementStatementIssued:
+        return SettlementStatementIssued(
+            event_id=event_id_for("redeemer", request, 0), request_id=request,
+            occurred_at=datetime(2026, 4, 2, tzinfo=timezone.utc), siret=siret,
+            month="2026-03", voucher_count=count, face_value_cents=1000 * count,
+            redemption_event_ids=listed)
+
+    def closing(request: str, statements: int, count: int) -> SettlementMonthClosed:
+        return SettlementMonthClosed(
+            event_id=event_id_for("redeemer", request, 1), request_id=request,
+            occurred_at=datetime(2026, 4, 2, tzinfo=timezone.utc), month="2026-03",
+            statement_count=statements, voucher_count=count, face_value_cents=1000 * count)
+
+    good = ledger.writer.redeemer(b"2026-03", [statement("close", ids, 4), closing("close", 1, 4)])
+    _, report = replay(ledger.records + good)
+    assert report.sound, report.findings
+    twice = ledger.writer.redeemer(b"2026-03", [statement("again", ids[:1], 1)])
+    _, report = replay(ledger.records + good + twice)
+    assert "redemption_paid_twice" in codes(report)
+    paid_twice = find(report, "redemption_paid_twice")
+    assert set(paid_twice.event_ids) >= {event_id_for("redeemer", "close", 0),
+                                          event_id_for("redeemer", "again", 0)}
+
+
+def test_until_gives_the_books_as_of_a_date(ledger) -> None:  # type: ignore[no-untyped-def]
+    _, before = replay(ledger.records, until=datetime(2026, 3, 2, 10, 30, tzinfo=timezone.utc))
+    assert before.sound, before.findings
+    assert sum(t.redeemed_vouchers for t in before.totals.values()) == 0
+    assert before.as_of == "2026-03-02"
+    _, later = replay(ledger.records, until=datetime(2027, 6, 1, tzinfo=timezone.utc))
+    used = sum(t.redeemed_vouchers for t in later.totals.values())
+    expired = sum(t.expired_vouchers for t in later.totals.values())
+    assert (used, expired) == (4, sum(t.activated_vouchers for t in later.totals.values()) - 4)
+
+
+def test_one_collectivite_sees_its_own_books_only(ledger) -> None:  # type: ignore[no-untyped-def]
+    siren = value_of(ledger.records[0])["siren"]
+    _, report = replay(ledger.records, collectivite=siren)
+    assert list(report.totals) == [siren]
+    assert report.sound
+
+
+def test_the_json_report_is_identical_whatever_the_interleaving(ledger) -> None:  # type: ignore[no-untyped-def]
+    _, one = replay(ledger.records)
+    shuffled = list(reversed(ledger.records[18:])) + ledger.records[:18]
+    _, two = replay(sorted(shuffled, key=lambda r: r.topic))
+    assert "reordered_event" in codes(two)  # reversed within partitions: found, and then:
+    _, three = replay(list(ledger.records))
+    assert one.to_json() == three.to_json()
+
+
+def test_html_and_csv_reports_are_written(ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.auditor.exports import write_csv
+    from services.auditor.html_report import write_html
+
+    _, report = replay(ledger.records)
+    write_html(report, tmp_path / "audit.html")
+    page = (tmp_path / "audit.html").read_text()
+    assert page.count("<svg") == 4 and "http" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    written = write_csv(report, tmp_path / "csv")
+    assert (tmp_path / "csv" / "collectivites.csv").read_text().count("\n") == 3
+    assert len(written) == 4

@@ -1,0 +1,71 @@
+"""The fast path must read exactly what the schemas define, and the benchmark's templates
+must be the codec's bytes: otherwise a schema change would silently bypass validation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from passnum.codec import encode
+from schemas import messages
+from services.auditor import wire
+from services.auditor.chain import DUPLICATE, NEW, REJECTED, ChainVerifier
+from passnum.codec import next_link, GENESIS_HASH
+
+CLASSES = {"voucher_redeemed": messages.VoucherRedeemed,
+           "booklet_issued": messages.BookletIssued,
+           "booklet_activated": messages.BookletActivated,
+           "redemption_rejected": messages.RedemptionRejected,
+           "voucher_checked": messages.VoucherChecked}
+
+
+@pytest.mark.parametrize("event_type", sorted(wire.HOT_FIELDS))
+def test_hot_fields_are_the_schema_fields(event_type: str) -> None:
+    assert wire.HOT_FIELDS[event_type] == frozenset(CLASSES[event_type].model_fields)
+
+
+def test_bench_templates_are_the_codec_bytes() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import audit_replay as bench
+
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+    redeemed = messages.VoucherRedeemed(
+        event_id="e", request_id="r", occurred_at=at, siret="73282932000074",
+        siren="123456789", booklet_id="123456789-0000001", voucher_id="123456789-0000001-01",
+        face_value_cents=1000)
+    assert bench.voucher_redeemed_bytes("e", "r", bench.iso(at), "73282932000074", "123456789",
+                                        "123456789-0000001", "123456789-0000001-01") == encode(redeemed)
+    issued = messages.BookletIssued(
+        event_id="e", request_id="r", occurred_at=at, siren="123456789", order_id="o",
+        booklet_id="123456789-0000001", voucher_count=10, face_value_cents=1000,
+        target_group="pic", perimeter=(), valid_from=date(2026, 1, 1),
+        valid_until=date(2026, 12, 31), grace_until=date(2027, 1, 31))
+    assert bench.booklet_issued_bytes("e", "r", bench.iso(at), "123456789", "o",
+                                      "123456789-0000001", 10) == encode(issued)
+
+
+def test_instants_parse_like_datetime() -> None:
+    for text in ("2026-03-02T10:00:00Z", "2026-03-02T11:00:00+01:00",
+                 "2026-03-02T10:00:00.250000Z"):
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        assert wire.instant_micros(text) == wire.micros_of(moment)
+    with pytest.raises(wire.InvalidEvent):
+        wire.instant_micros("2026-03-02T10:00:00")
+
+
+def test_chain_verifier_tells_new_duplicate_and_rejected() -> None:
+    chains = ChainVerifier()
+    first = next_link("s", 1, GENESIS_HASH, b"one")
+    second = next_link("s", 2, first.hash, b"two")
+    assert chains.admit("s", 2, second.previous_hash, second.hash, b"two", "t", 0, 1) == NEW
+    assert chains.admit("s", 1, first.previous_hash, first.hash, b"one", "t", 1, 0) == NEW
+    assert chains.admit("s", 1, first.previous_hash, first.hash, b"one", "t", 1, 5) == DUPLICATE
+    assert chains.admit("s", 1, first.previous_hash, first.hash, b"ONE", "t", 1, 6) == REJECTED
+    assert [f.code for f in chains.finish()] == ["altered_event"]
+    third = next_link("s", 4, second.hash, b"four")  # links to #2: #3 was deleted
+    chains.admit("s", 4, third.previous_hash, third.hash, b"four", "t", 0, 2)
+    assert any("s#3 is missing" in f.detail for f in chains.finish())
