@@ -14,24 +14,24 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from passnum.broker import ManagedBroker, create_topics  # noqa: E402
-from passnum.codec import encode  # noqa: E402
-from passnum.database import apply_migrations, resolve_database  # noqa: E402
-from passnum.log import make_producer  # noqa: E402
-from passnum.processes import WorkerProcess  # noqa: E402
-from passnum.scenario import accreditations  # noqa: E402
-from passnum.seed import Venue, venues  # noqa: E402
-from passnum.settings import Settings  # noqa: E402
-from passnum.topology import booklet_key, route_command, topology_for  # noqa: E402
-from schemas.messages import BookletActivated, BookletIssued  # noqa: E402
+from passnum.broker import ManagedBroker, create_topics
+from passnum.codec import encode
+from passnum.database import apply_migrations, resolve_database
+from passnum.log import make_producer
+from passnum.processes import WorkerProcess
+from passnum.scenario import accreditations
+from passnum.seed import Venue, venues
+from passnum.settings import Settings
+from passnum.topology import booklet_key, route_command, topology_for
+from schemas.messages import BookletActivated, BookletIssued
 
 BENCH_SIREN = "552100554"
 VOUCHERS_PER_BOOKLET = 10
@@ -80,18 +80,28 @@ def booklet_id(sequence: int) -> str:
     return f"{BENCH_SIREN}-{sequence:07d}"
 
 
+def validity_window() -> tuple[date, date, date]:
+    """Valid on BENCH_DAY (the throughput commands' date) and around today (the HTTP
+    latency run, where the server's clock dates each redemption)."""
+    today = date.today()
+    valid_from = min(BENCH_DAY.date(), today - timedelta(days=30))
+    valid_until = max(date(2026, 12, 31), today + timedelta(days=365))
+    return valid_from, valid_until, valid_until + timedelta(days=31)
+
+
 def seed_booklets(settings: Settings, first: int, count: int) -> None:
     """Publish issued + activated facts for booklets first..first+count-1."""
     producer = make_producer(settings)
     topic = topology_for(settings).issuer_events.name
     common = {"request_id": "bench-seed", "occurred_at": BENCH_DAY, "siren": BENCH_SIREN}
+    valid_from, valid_until, grace_until = validity_window()
     for sequence in range(first, first + count):
         identifier = booklet_id(sequence)
         issued = BookletIssued(
             **common, event_id=f"seed-issued-{sequence}", order_id="bench-order",
             booklet_id=identifier, voucher_count=VOUCHERS_PER_BOOKLET, face_value_cents=1000,
-            target_group="general", perimeter=(), valid_from=date(2026, 1, 1),
-            valid_until=date(2026, 12, 31), grace_until=date(2027, 1, 31))
+            target_group="general", perimeter=(), valid_from=valid_from,
+            valid_until=valid_until, grace_until=grace_until)
         activated = BookletActivated(**common, event_id=f"seed-activated-{sequence}",
                                      booklet_id=identifier, activated_cents=10_000)
         for event in (issued, activated):
@@ -106,11 +116,14 @@ def count(settings: Settings, query: str) -> int:
 
 
 def wait_for_count(settings: Settings, query: str, expected: int,
-                   timeout_seconds: float = SEED_TIMEOUT_SECONDS) -> None:
+                   timeout_seconds: float = SEED_TIMEOUT_SECONDS,
+                   worker: WorkerProcess | None = None) -> None:
     deadline = time.monotonic() + timeout_seconds
     while (current := count(settings, query)) < expected:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{query}: {current} of {expected} after {timeout_seconds} s")
+        if worker is not None and not worker.running():
+            raise RuntimeError(f"the worker exited; see {worker.log_path}")
         time.sleep(POLL_SECONDS)
 
 
@@ -122,7 +135,8 @@ def grow_state(bench: Bench, vouchers: int) -> None:
     for first in range(have + 1, wanted + 1, step):
         seed_booklets(bench.settings, first, min(step, wanted + 1 - first))
     wait_for_count(bench.settings, "SELECT count(*) FROM redeemer_booklets WHERE activated",
-                   wanted)
+                   wanted, worker=bench.worker)
+    print(f"state: {wanted * VOUCHERS_PER_BOOKLET} vouchers", file=sys.stderr, flush=True)
 
 
 def accredit(settings: Settings, venue_count: int) -> list[Venue]:

@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka import TopicPartition
 from redeemer_common import (  # type: ignore[import-not-found]
     BENCH_DAY,
     BENCH_SIREN,
@@ -38,7 +42,6 @@ from redeemer_common import (  # type: ignore[import-not-found]
     resident_megabytes,
 )
 
-from kafka import TopicPartition
 from passnum.codec import decode_command, encode
 from passnum.log import fetch_high_water_marks, make_consumer, make_producer
 from passnum.settings import Settings
@@ -47,6 +50,7 @@ from passnum.voucher_codes import VoucherNumber, make_code, parse_code
 from schemas.messages import RedeemVoucher
 
 STALL_SECONDS = 60.0
+NAIVE_MOST = 8_000  # requests replayed through the naive design
 _REQUEST_ID = re.compile(rb'"request_id":"([^"]+)"')
 
 
@@ -92,7 +96,7 @@ class OutcomeCounter(threading.Thread):
     def run(self) -> None:
         try:
             self._consume()
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:
             self.failure = error
 
     def _consume(self) -> None:
@@ -225,26 +229,33 @@ def naive_partition(settings: Settings, topic: str, partition: int, start: int, 
     consumer.close(autocommit=False)
 
 
-def naive(bench: Bench, payloads: Payloads, before: dict, after: dict) -> Rate:
-    """Replays the commands of the end-to-end run (offsets `before`..`after`)."""
+def naive(bench: Bench, payloads: Payloads, before: dict, after: dict, most: int) -> Rate:
+    """Replays (at most `most` of) the commands of the end-to-end run, which sit at offsets
+    `before`..`after` of the command topic: a rate needs no more, and this design is slow."""
     prepare_naive_table(bench.settings, payloads)
     topology = topology_for(bench.settings)
     outcome_topic = topology.conformance.name
+    ranges = {}
+    for (topic, partition), end in after.items():
+        start = before.get((topic, partition), 0)
+        ranges[(topic, partition)] = (start, min(end, start + most // len(after)))
+    expected = sum(end - start for start, end in ranges.values())
 
     def start() -> None:
         threads = [threading.Thread(target=naive_partition, daemon=True, args=(
-            bench.settings, topic, partition, before.get((topic, partition), 0), end,
-            outcome_topic)) for (topic, partition), end in after.items()]
+            bench.settings, topic, partition, first, end, outcome_topic))
+            for (topic, partition), (first, end) in ranges.items()]
         for thread in threads:
             thread.start()
 
-    return timed_run(bench.settings, outcome_topic, payloads.prefix, payloads.size, start)
+    return timed_run(bench.settings, outcome_topic, payloads.prefix, expected, start)
 
 
 # ------------------------------------------------------------------ the run
 
 
-def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: str) -> dict:
+def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: str,
+          only_end_to_end: bool = False) -> dict:
     grow_state(bench, vouchers)
     rss_before = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
     warm = redemption_payloads(bench, f"warm{label}", first_voucher, min(5_000, scans // 10))
@@ -255,8 +266,14 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
     faust_rate = end_to_end(bench, payloads)
     after = fetch_high_water_marks(bench.settings, [commands_topic])
     rss_after = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
+    print(f"end to end: {faust_rate}", file=sys.stderr, flush=True)
+    if only_end_to_end:
+        return {"vouchers_of_state": vouchers, "redemptions": scans,
+                "end_to_end_per_second": round(faust_rate.per_second),
+                "end_to_end_steady_per_second": round(faust_rate.steady_per_second),
+                "worker_rss_mb_after": round(rss_after, 1)}
     raw = raw_client(bench, payloads)
-    baseline = naive(bench, payloads, before, after)
+    baseline = naive(bench, payloads, before, after, NAIVE_MOST)
     return {"vouchers_of_state": vouchers, "redemptions": scans,
             "end_to_end_per_second": round(faust_rate.per_second),
             "end_to_end_steady_per_second": round(faust_rate.steady_per_second),
@@ -276,19 +293,31 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=None, help="redemptions per phase")
     parser.add_argument("--venues", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--profile", default="", help="'timing' or a cProfile output path: "
+                        "sets PASSNUM_REDEEMER_PROFILE for the worker (see its log)")
+    parser.add_argument("--only-end-to-end", action="store_true",
+                        help="skip the raw and naive measurements (profiling runs)")
     arguments = parser.parse_args()
+    if arguments.profile:
+        os.environ["PASSNUM_REDEEMER_PROFILE"] = arguments.profile
     scans = arguments.scans or (200_000 if arguments.full else 50_000)
     states = (100_000, 2_000_000) if arguments.full else (100_000,)
     results = []
-    with tempfile.TemporaryDirectory(prefix="passnum-bench-") as directory, bench_ledger(
-            Settings.from_environment(), Path(directory), arguments.venues,
-            keep=arguments.keep) as bench:
+    # With --keep, the run directory (worker log included) stays for inspection.
+    directory = tempfile.mkdtemp(prefix="passnum-bench-redeemer-")
+    print(f"run directory: {directory}", file=sys.stderr, flush=True)
+    with bench_ledger(Settings.from_environment(), Path(directory), arguments.venues,
+                      keep=arguments.keep) as bench:
         first_voucher = 0
         for vouchers in states:
-            assert first_voucher + scans + 5_000 <= vouchers, "not enough vouchers of state"
-            results.append(phase(bench, vouchers, scans, first_voucher, str(vouchers)))
+            # Every redemption is of a fresh voucher: at most half the state per phase.
+            phase_scans = min(scans, (vouchers - first_voucher) // 2)
+            results.append(phase(bench, vouchers, phase_scans, first_voucher, str(vouchers),
+                                 arguments.only_end_to_end))
             print(json.dumps(results[-1]), flush=True)
-            first_voucher += scans + 5_000
+            first_voucher += phase_scans + min(5_000, phase_scans // 10)
+    if not arguments.keep:
+        shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps({"client": "kafka-python", "phases": results}, indent=2))
 
 

@@ -50,6 +50,7 @@ PHASE_REDEMPTION = 1
 PHASE_RESTRICTING = 2
 # Redemption instants are kept to the second, counted from this epoch (uint32: to 2136).
 SECONDS_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z
+NO_SECOND = 0xFFFF_FFFF
 _CHUNK = 65_536
 FLAG_DISTRIBUTED = 1
 FLAG_HANDED_OUT = 2
@@ -146,15 +147,21 @@ class Books:
     framing_index: dict[Framing, int] = field(default_factory=dict)
     venues: list[Venue] = field(default_factory=list)
     venue_index: dict[str, int] = field(default_factory=dict)
+    # per venue: the earliest redemption second recorded there (0xFFFFFFFF: none), so that
+    # the end judges per voucher only the venues whose accreditation could refuse one
+    venue_first_second: array = field(default_factory=lambda: array("I"))
     streams: list[str] = field(default_factory=list)
     stream_index: dict[str, int] = field(default_factory=dict)
     # booklet columns
-    booklet_collectivite: array = field(default_factory=lambda: array("I"))
+    # (16-bit columns widen to 32 bits past 65,535 collectivités, orders or streams)
+    booklet_collectivite: array = field(default_factory=lambda: array("H"))
     booklet_sequence: array = field(default_factory=lambda: array("I"))
-    booklet_framing: array = field(default_factory=lambda: array("I"))
+    booklet_framing: array = field(default_factory=lambda: array("H"))
     booklet_first_voucher: array = field(default_factory=lambda: array("I"))
     booklet_activated_key: array = field(default_factory=lambda: array("q"))
-    booklet_activation_position: array = field(default_factory=lambda: array("Q"))
+    # where the activation sits in its chain: stream number and sequence (0: none)
+    booklet_activation_stream: array = field(default_factory=lambda: array("H"))
+    booklet_activation_sequence: array = field(default_factory=lambda: array("I"))
     booklet_flags: array = field(default_factory=lambda: array("B"))
     blocked_keys: dict[int, int] = field(default_factory=dict)
     # voucher columns (capacity grows by chunks; `voucher_total` are in use)
@@ -205,6 +212,7 @@ class Books:
                 raise InvalidEvent(f"siret {siret!r}")
             index = self.venue_index[siret] = len(self.venues)
             self.venues.append(Venue(siret))
+            self.venue_first_second.append(NO_SECOND)
             if index == 65_536 and self.redeemed_venue.typecode == "H":
                 self.redeemed_venue = array("I", self.redeemed_venue)
         return index
@@ -247,7 +255,8 @@ class Books:
         booklets = sum(size(c) for c in (
             self.booklet_collectivite, self.booklet_sequence, self.booklet_framing,
             self.booklet_first_voucher, self.booklet_activated_key,
-            self.booklet_activation_position, self.booklet_flags))
+            self.booklet_activation_stream, self.booklet_activation_sequence,
+            self.booklet_flags))
         booklets += sum(size(c.booklets) for c in self.collectivites.values())
         vouchers = sum(size(c) for c in (self.redeemed_second, self.redeemed_venue,
                                           self.redeemed_event))
@@ -269,31 +278,31 @@ class Books:
         if match is None or match.group(1) != siren:
             raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
         framing = self._framing_of(document)
+        self.fold_booklet_issued(siren, int(match.group(2)), self.framing(framing),
+                                 document["event_id"])
+
+    def fold_booklet_issued(self, siren: str, booklet_sequence: int, framing_index: int,
+                            event_id: str) -> None:
+        """A valid `BookletIssued` inside the books asked for (decoded and noted)."""
         collectivite = self.collectivite(siren)
-        booklet_sequence = int(match.group(2))
         if collectivite.booklet_index(booklet_sequence) >= 0:
-            self.finding("booklet_issued_twice", booklet_id, (document["event_id"],), siren)
+            self.finding("booklet_issued_twice", f"{siren}-{booklet_sequence:07d}",
+                         (event_id,), siren)
             return
-        self._add_booklet(collectivite, booklet_sequence, self.framing(framing),
-                          framing.voucher_count)
+        self._add_booklet(collectivite, booklet_sequence, framing_index,
+                          self.framings[framing_index].voucher_count)
 
     def _framing_of(self, document: dict) -> Framing:
-        perimeter = document["perimeter"]
-        if type(perimeter) is not list or any(type(code) is not str for code in perimeter):
-            raise InvalidEvent(f"perimeter {perimeter!r}")
-        if document["target_group"] not in ("pic", "general"):
-            raise InvalidEvent(f"target_group {document['target_group']!r}")
-        voucher_count = wire.positive_int(document["voucher_count"], "voucher_count")
-        if voucher_count > 99:  # a voucher id numbers positions with two digits
-            raise InvalidEvent(f"voucher_count {voucher_count}")
-        if type(document["order_id"]) is not str:
-            raise InvalidEvent("order_id")
-        return Framing(document["siren"], document["order_id"], voucher_count,
-                       wire.positive_int(document["face_value_cents"], "face_value_cents"),
-                       document["target_group"], tuple(perimeter),
-                       wire.day_number(document["valid_from"]),
-                       wire.day_number(document["valid_until"]),
-                       wire.day_number(document["grace_until"]))
+        return make_framing(document["siren"], document["order_id"], document["voucher_count"],
+                            document["face_value_cents"], document["target_group"],
+                            document["perimeter"], document["valid_from"],
+                            document["valid_until"], document["grace_until"])
+
+    def _widen(self) -> None:
+        for name in ("booklet_collectivite", "booklet_framing", "booklet_activation_stream"):
+            column = getattr(self, name)
+            if column.typecode == "H":
+                setattr(self, name, array("I", column))
 
     def _add_booklet(self, collectivite: Collectivite, booklet_sequence: int,
                      framing_index: int, voucher_count: int) -> None:
@@ -302,12 +311,15 @@ class Books:
         if booklet_sequence >= len(table):
             table.frombytes(bytes(4 * (booklet_sequence + 1024 - len(table))))
         table[booklet_sequence] = index + 1
+        if max(collectivite.number, framing_index, len(self.streams)) > 65_535:
+            self._widen()
         self.booklet_collectivite.append(collectivite.number)
         self.booklet_sequence.append(booklet_sequence)
         self.booklet_framing.append(framing_index)
         self.booklet_first_voucher.append(self.voucher_total)
         self.booklet_activated_key.append(0)
-        self.booklet_activation_position.append(0)
+        self.booklet_activation_stream.append(0)
+        self.booklet_activation_sequence.append(0)
         self.booklet_flags.append(0)
         self.voucher_total += voucher_count
         if self.voucher_total > len(self.redeemed_event):
@@ -326,9 +338,15 @@ class Books:
         if match is None or match.group(1) != siren:
             raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
         cents = wire.positive_int(document["activated_cents"], "activated_cents")
+        self.fold_booklet_activated(siren, int(match.group(2)), cents, micros,
+                                    document["event_id"], stream, sequence)
+
+    def fold_booklet_activated(self, siren: str, booklet_sequence: int, cents: int,
+                               micros: int, event_id: str, stream: str, sequence: int) -> None:
+        """A valid `BookletActivated` inside the books asked for (decoded and noted)."""
         collectivite = self.collectivites.get(siren)
-        booklet = collectivite.booklet_index(int(match.group(2))) if collectivite else -1
-        event_id = document["event_id"]
+        booklet = collectivite.booklet_index(booklet_sequence) if collectivite else -1
+        booklet_id = f"{siren}-{booklet_sequence:07d}"
         if booklet < 0:
             self.finding("activation_of_unissued_booklet", booklet_id, (event_id,), siren)
             return
@@ -341,8 +359,11 @@ class Books:
                          f"{booklet_id}: {cents} for a booklet worth "
                          f"{framing.voucher_count * framing.face_value_cents}", (event_id,), siren)
         self.booklet_activated_key[booklet] = time_key(micros, PHASE_ENABLING)
-        self.booklet_activation_position[booklet] = (
-            (self.stream_number(stream) << 40) | sequence)
+        stream_number = self.stream_number(stream)
+        if stream_number > 65_535:
+            self._widen()
+        self.booklet_activation_stream[booklet] = stream_number
+        self.booklet_activation_sequence[booklet] = sequence
 
     def apply_voucher_redeemed(self, document: dict, stream: str, sequence: int) -> None:
         wire.check_fields(document, "voucher_redeemed")
@@ -360,23 +381,36 @@ class Books:
         face_value = wire.positive_int(document["face_value_cents"], "face_value_cents")
         if self.excluded(micros, siren):
             return
-        collectivite = self.collectivite(siren)
+        self.fold_redemption(siren, int(match.group(2)), int(match.group(3)), venue,
+                             face_value, micros, wire.local_day(occurred_at), event_id)
+
+    def fold_redemption(self, siren: str, booklet_sequence: int, position: int, venue: int,
+                        face_value: int, micros: int, day: int, event_id: str) -> None:
+        """A valid `VoucherRedeemed` inside the books asked for (decoded and noted); `day`
+        is its calendar day as written (the day the redeemer judged validity on)."""
+        collectivite = self.collectivites.get(siren) or self.collectivite(siren)
         collectivite.redeemed_vouchers_recorded += 1
         collectivite.redeemed_cents_recorded += face_value
-        booklet = collectivite.booklet_index(int(match.group(2)))
-        position = int(match.group(3))
-        if booklet < 0 or not 1 <= position <= self.framings[
-                self.booklet_framing[booklet]].voucher_count:
+        table = collectivite.booklets
+        booklet = table[booklet_sequence] - 1 if 0 < booklet_sequence < len(table) else -1
+        framing = self.framings[self.booklet_framing[booklet]] if booklet >= 0 else None
+        if framing is None or not 1 <= position <= framing.voucher_count:
+            voucher_id = f"{siren}-{booklet_sequence:07d}-{position:02d}"
             self.finding("redemption_of_unissued_voucher", voucher_id, (event_id,), siren)
             self.orphan_redemptions.append((siren, event_id, face_value))
             return
-        self._judge_redemption_now(booklet, voucher_id, event_id, occurred_at, micros,
-                                   face_value, siren)
+        key = micros * 4 + PHASE_REDEMPTION
+        activated = self.booklet_activated_key[booklet]
+        if (face_value != framing.face_value_cents or not activated or activated > key
+                or booklet in self.blocked_keys
+                or not framing.valid_from_day <= day <= framing.grace_until_day):
+            self._judge_redemption_now(booklet, f"{siren}-{booklet_sequence:07d}-{position:02d}",
+                                       event_id, day, micros, face_value, siren)
         self._record_redemption(self.booklet_first_voucher[booklet] + position - 1, micros,
                                 venue, event_id)
 
     def _judge_redemption_now(self, booklet: int, voucher_id: str, event_id: str,
-                              occurred_at: str, micros: int, face_value: int,
+                              day: int, micros: int, face_value: int,
                               siren: str) -> None:
         """What the issuer's facts decide, all known now (the issuer's topic is read
         first): issued, amount, active, blocked, validity. Venue rules wait for the end."""
@@ -391,16 +425,17 @@ class Books:
         blocked = self.blocked_keys.get(booklet)
         if blocked is not None and blocked < key:
             self.finding("redemption_of_blocked_voucher", voucher_id, (event_id,), siren)
-        day = wire.local_day(occurred_at)
         if not framing.valid_from_day <= day <= framing.grace_until_day:
             self.finding("redemption_outside_validity", f"{voucher_id} on "
-                         f"{occurred_at[:10]}", (event_id,), siren)
+                         f"{wire.date_of_day(day).isoformat()}", (event_id,), siren)
 
     def _record_redemption(self, voucher: int, micros: int, venue: int, event_id: str) -> None:
         seconds = micros // wire.MICROSECONDS - SECONDS_EPOCH + 1
         if not 0 < seconds < 2**32:
             raise InvalidEvent(f"redemption instant out of range: {micros}")
         fingerprint = wire.event_fingerprint(event_id)
+        if seconds < self.venue_first_second[venue]:
+            self.venue_first_second[venue] = seconds
         if self.redeemed_second[voucher] or voucher in self.contested:
             self._contest(voucher, Contest(second_key(seconds, PHASE_REDEMPTION), "redeemed",
                                            event_id, fingerprint, venue))
@@ -432,6 +467,9 @@ class Books:
         reason = document["reason"]
         if reason is not None and type(reason) is not str:
             raise InvalidEvent(f"reason {reason!r}")
+        self.count_outcome(event_type, reason)
+
+    def count_outcome(self, event_type: str, reason: str | None) -> None:
         label = f"{event_type}: {reason or 'valid'}"
         self.rejections_by_reason[label] = self.rejections_by_reason.get(label, 0) + 1
 
@@ -511,6 +549,24 @@ class Books:
             second_key(seconds, PHASE_REDEMPTION), "cancelled", event.event_id,
             wire.event_fingerprint(event.event_id), self.venue(event.siret),
             wire.event_fingerprint(event.redemption_event_id)))
+
+
+def make_framing(siren: str, order_id: object, voucher_count: object, face_value_cents: object,
+                 target_group: object, perimeter: object, valid_from: object,
+                 valid_until: object, grace_until: object) -> Framing:
+    """An order's framing from decoded fields, checked as the invariants need them."""
+    if type(perimeter) is not list or any(type(code) is not str for code in perimeter):
+        raise InvalidEvent(f"perimeter {perimeter!r}")
+    if target_group not in ("pic", "general"):
+        raise InvalidEvent(f"target_group {target_group!r}")
+    count = wire.positive_int(voucher_count, "voucher_count")
+    if count > 99:  # a voucher id numbers positions with two digits
+        raise InvalidEvent(f"voucher_count {count}")
+    if type(order_id) is not str:
+        raise InvalidEvent("order_id")
+    return Framing(siren, order_id, count, wire.positive_int(face_value_cents, "face_value_cents"),
+                   target_group, tuple(perimeter), wire.day_number(valid_from),  # type: ignore[arg-type]
+                   wire.day_number(valid_until), wire.day_number(grace_until))  # type: ignore[arg-type]
 
 
 HOT_APPLIERS = {

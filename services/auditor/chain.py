@@ -6,16 +6,28 @@ Each processor input partition is a stream `processor/topic/partition`; its even
 One stream's events are spread over several output partitions, so they arrive here in any
 order: a link is checked as soon as both of its ends have been seen.
 
-Memory: per stream, the 64-bit prefix of every link hash, indexed by sequence (8 bytes per
-event). That prefix is the event's compact identity: a record whose (stream, sequence) was
-already seen is a re-delivery when its hash is the same (its bytes are then the same, hence
-its event_id), and a finding otherwise. No set of event ids is needed to de-duplicate.
+Memory: per stream, a 32-bit keyed fingerprint of every link hash, indexed by sequence
+(4 bytes per event). That fingerprint is the event's compact identity: a record whose
+(stream, sequence) was already seen is a re-delivery when its fingerprint is the same (its
+bytes are then the same, hence its event_id), and a finding otherwise; a link holds when
+the fingerprint of its previous_hash is the one stored at the sequence before. No set of
+event ids is needed to de-duplicate.
+
+Why 32 bits are enough here: fingerprints are only ever compared at one sequence of one
+stream (never searched among millions, so no birthday bound), and they are keyed:
+multiply-shift hashing (Dietzfelbinger) of the hash's leading 64 bits by a random odd
+multiplier drawn for each replay. The log is written before the key exists, so whoever
+forged a record cannot aim at a collision: for any two different link hashes, the chance
+that their fingerprints agree is at most 2^-31, per forged record, instead of the 2^-32
+an unkeyed 32-bit prefix would give to random records only (a forger could grind those).
 """
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from array import array
+from binascii import hexlify
+from hashlib import sha256
 from dataclasses import dataclass, field
 
 from passnum.codec import GENESIS_HASH
@@ -23,17 +35,11 @@ from passnum.codec import GENESIS_HASH
 NEW = 0
 DUPLICATE = 1
 REJECTED = 2
+UNCHAINED = 3  # no valid `passnum-chain` header
 
-_GROWTH = 65_536
-_ZEROS = array("Q", bytes(8 * _GROWTH))
-
-
-def fingerprint(hex_digest: str) -> int:
-    """64-bit prefix of a hex digest; never 0, which marks "not seen"."""
-    return int(hex_digest[:16], 16) | 1
-
-
-GENESIS_FINGERPRINT = fingerprint(GENESIS_HASH)
+_GROWTH = 16_384
+_ZEROS = array("I", bytes(4 * _GROWTH))
+_MASK_64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,10 @@ class ChainFinding:
     event_ids: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a key of the partition heads
 class StreamChain:
     name: str
-    hashes: array = field(default_factory=lambda: array("Q"))
+    hashes: array = field(default_factory=lambda: array("I"))
     # sequence -> (fingerprint of its previous_hash, where it was read): links whose earlier
     # end has not arrived yet. What is left at the end names a missing event.
     pending_links: dict[int, tuple[int, str]] = field(default_factory=dict)
@@ -54,87 +60,148 @@ class StreamChain:
     # Per month (UTC, of occurred_at): the lowest sequence dated in it and that event's
     # previous_hash, i.e. the head of the chain just before it (see `cut_before`).
     month_firsts: dict[str, tuple[int, str]] = field(default_factory=dict)
-    # The last full hash of the stream, for the live comparison with processor positions.
-    head_hash: str = GENESIS_HASH
+    # The last full hash of the stream (ASCII bytes of the header), for the live comparison
+    # with processor positions and the checkpoints.
+    head_raw: bytes = GENESIS_HASH.encode()
+
+    @property
+    def head_hash(self) -> str:
+        return self.head_raw.decode()
 
 
 class ChainVerifier:
-    def __init__(self) -> None:
+    def __init__(self, key: int | None = None) -> None:
+        # The fingerprint key: random per replay (see the module's docstring).
+        self.key = (secrets.randbits(64) if key is None else key) | 1
+        self.genesis = self.fingerprint(GENESIS_HASH.encode())
         self.streams: dict[str, StreamChain] = {}
         self.findings: list[ChainFinding] = []
         self.duplicates = 0
-        # (stream, topic, partition) -> highest sequence read there: within one output
+        # (topic, partition) -> stream -> highest sequence read there: within one output
         # partition a stream's events are published in sequence order (outbox id order),
         # re-publications aside, so a lower sequence that is new is a reordered record.
-        self.partition_heads: dict[tuple[str, str, int], int] = {}
+        self.partition_heads: dict[tuple[str, int], dict[StreamChain, int]] = {}
+        self.by_raw_name: dict[bytes, StreamChain] = {}  # the header's bytes -> chain
+
+    def fingerprint(self, hex_digest: bytes) -> int:
+        """32 keyed bits of a link hash (ASCII hex); never 0, which marks "not seen"."""
+        return (((int(hex_digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
 
     def admit(self, stream_name: str, sequence: int, previous_hash: str, digest: str,
               value: bytes, topic: str, partition: int, offset: int) -> int:
         """NEW, DUPLICATE or REJECTED (with a finding) for one record's chain link."""
-        where = f"{topic}[{partition}]@{offset}"
-        if hashlib.sha256(previous_hash.encode() + value).hexdigest() != digest:
+        return self.admit_link(stream_name.encode(), sequence, previous_hash.encode(),
+                               digest.encode(), value, topic, partition, offset)
+
+    def admit_header(self, header: bytes, value: bytes, topic: str, partition: int,
+                     offset: int) -> tuple[int, StreamChain | None, int, bytes]:
+        """(verdict, chain, sequence, previous hash) for the raw `passnum-chain` header
+        bytes; verdict UNCHAINED when the header is not a valid link."""
+        parts = header.split(b"|")
+        if len(parts) != 4 or not header.isascii():
+            return UNCHAINED, None, 0, b""
+        stream, sequence_text, previous_hash, digest = parts
+        if len(previous_hash) != 64 or len(digest) != 64:
+            return UNCHAINED, None, 0, b""
+        try:
+            sequence = int(sequence_text)
+        except ValueError:
+            return UNCHAINED, None, 0, b""
+        verdict = self.admit_link(stream, sequence, previous_hash, digest, value, topic,
+                                  partition, offset)
+        return verdict, self.by_raw_name.get(stream), sequence, previous_hash
+
+    def heads_in(self, topic: str, partition: int) -> dict[StreamChain, int]:
+        """Per stream, the highest sequence read in one output partition so far."""
+        place = (topic, partition)
+        heads = self.partition_heads.get(place)
+        if heads is None:
+            heads = self.partition_heads[place] = {}
+        return heads
+
+    def admit_link(self, stream: bytes, sequence: int, previous_hash: bytes, digest: bytes,
+                   value: bytes, topic: str, partition: int, offset: int,
+                   heads: dict[StreamChain, int] | None = None) -> int:
+        """`admit` on the header's own bytes (ASCII), without decoding them; `heads` is
+        `heads_in(topic, partition)`, passed by callers that admit a partition's batch."""
+        if hexlify(sha256(previous_hash + value).digest()) != digest:
             self.findings.append(ChainFinding(
-                "altered_event", f"{where} {stream_name}#{sequence}: the value does not "
-                "hash to its chain link (modified payload or forged link)"))
+                "altered_event", f"{topic}[{partition}]@{offset} {stream.decode()}#{sequence}: "
+                "the value does not hash to its chain link (modified payload or forged link)"))
             return REJECTED
-        chain = self.streams.get(stream_name)
+        chain = self.by_raw_name.get(stream)
         if chain is None:
-            chain = self.streams[stream_name] = StreamChain(stream_name)
+            name = stream.decode()
+            chain = self.streams.get(name)
+            if chain is None:
+                chain = self.streams[name] = StreamChain(name)
+            self.by_raw_name[stream] = chain
         hashes = chain.hashes
         index = sequence - 1
         if index < 0:
-            self.findings.append(ChainFinding("broken_link", f"{where}: sequence {sequence}"))
+            self.findings.append(ChainFinding(
+                "broken_link", f"{topic}[{partition}]@{offset}: sequence {sequence}"))
             return REJECTED
         while index >= len(hashes):
             hashes.extend(_ZEROS)
-        current = fingerprint(digest)
+        current = (((int(digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
         known = hashes[index]
         if known:
             if known == current:
                 self.duplicates += 1
                 return DUPLICATE
             self.findings.append(ChainFinding(
-                "conflicting_events", f"{where}: a second, different event claims "
-                f"{stream_name}#{sequence} (injected or replaced)"))
+                "conflicting_events", f"{topic}[{partition}]@{offset}: a second, different "
+                f"event claims {chain.name}#{sequence} (injected or replaced)"))
+            return REJECTED
+        try:
+            previous = (((int(previous_hash[:16], 16) * self.key) & _MASK_64) >> 32) | 1
+        except ValueError:
+            self.findings.append(ChainFinding(
+                "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
+                "previous_hash is not hexadecimal"))
             return REJECTED
         hashes[index] = current
-        self._link(chain, sequence, fingerprint(previous_hash), current, where)
+        if sequence == 1:
+            if previous != self.genesis:
+                self._broken_genesis(chain, topic, partition, offset)
+        else:
+            before = hashes[index - 1]
+            if before == 0:
+                chain.pending_links[sequence] = (previous, f"{topic}[{partition}]@{offset}")
+            elif before != previous:
+                self._broken_previous(chain, sequence, topic, partition, offset)
+        if chain.pending_links:
+            waiting = chain.pending_links.pop(sequence + 1, None)
+            if waiting is not None and waiting[0] != current:
+                self.findings.append(ChainFinding(
+                    "broken_link", f"{waiting[1]} {chain.name}#{sequence + 1}: previous_hash "
+                    f"is not the hash of #{sequence} ({topic}[{partition}]@{offset})"))
         if sequence > chain.highest:
             chain.highest = sequence
-            chain.head_hash = digest
-        self._check_partition_order(stream_name, sequence, topic, partition, where)
-        return NEW
-
-    def _link(self, chain: StreamChain, sequence: int, previous: int, current: int,
-              where: str) -> None:
-        if sequence == 1:
-            if previous != GENESIS_FINGERPRINT:
-                self.findings.append(ChainFinding(
-                    "broken_link", f"{where} {chain.name}#1 does not start from genesis"))
-        else:
-            before = chain.hashes[sequence - 2]
-            if before == 0:
-                chain.pending_links[sequence] = (previous, where)
-            elif before != previous:
-                self.findings.append(ChainFinding(
-                    "broken_link", f"{where} {chain.name}#{sequence}: previous_hash is not "
-                    f"the hash of #{sequence - 1}"))
-        waiting = chain.pending_links.pop(sequence + 1, None)
-        if waiting is not None and waiting[0] != current:
-            self.findings.append(ChainFinding(
-                "broken_link", f"{waiting[1]} {chain.name}#{sequence + 1}: previous_hash is "
-                f"not the hash of #{sequence} ({where})"))
-
-    def _check_partition_order(self, stream_name: str, sequence: int, topic: str,
-                               partition: int, where: str) -> None:
-        place = (stream_name, topic, partition)
-        highest = self.partition_heads.get(place, 0)
+            chain.head_raw = digest
+        if heads is None:
+            heads = self.heads_in(topic, partition)
+        highest = heads.get(chain, 0)
         if sequence < highest:
             self.findings.append(ChainFinding(
-                "reordered_event", f"{where} {stream_name}#{sequence} comes after "
-                f"#{highest} in the same partition"))
+                "reordered_event", f"{topic}[{partition}]@{offset} {chain.name}#{sequence} "
+                f"comes after #{highest} in the same partition"))
         else:
-            self.partition_heads[place] = sequence
+            heads[chain] = sequence
+        return NEW
+
+    def _broken_genesis(self, chain: StreamChain, topic: str, partition: int,
+                        offset: int) -> None:
+        self.findings.append(ChainFinding(
+            "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#1 does not start "
+            "from genesis"))
+
+    def _broken_previous(self, chain: StreamChain, sequence: int, topic: str, partition: int,
+                         offset: int) -> None:
+        self.findings.append(ChainFinding(
+            "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
+            f"previous_hash is not the hash of #{sequence - 1}"))
 
     def note_month(self, stream_name: str, sequence: int, month: str,
                    previous_hash: str) -> None:
@@ -179,7 +246,8 @@ class ChainVerifier:
                 for name, chain in sorted(self.streams.items())}
 
     def memory_bytes(self) -> int:
-        return sum(chain.hashes.buffer_info()[1] * 8 for chain in self.streams.values())
+        return sum(chain.hashes.buffer_info()[1] * chain.hashes.itemsize
+                   for chain in self.streams.values())
 
 
 def cut_before(chain: StreamChain, month: str) -> tuple[int, str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter
+from itertools import repeat
+from operator import add, itemgetter, mul
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -26,6 +28,7 @@ from zoneinfo import ZoneInfo
 from schemas.messages import BookletActivated, FundsReceived
 from services.auditor import wire
 from services.auditor.books import (
+    NO_SECOND,
     PHASE_REDEMPTION,
     SECONDS_EPOCH,
     Books,
@@ -101,11 +104,31 @@ class Judgement:
 
 def fold_envelopes(books: Books, judgement: Judgement) -> None:
     for siren, collectivite in books.collectivites.items():
-        events = list(collectivite.envelope_events) + _activations_of(books, siren)
-        events.sort(key=lambda item: (item[0], item[1]))
+        facts = [(stream, sequence, event, 0, 0)
+                 for stream, sequence, event in collectivite.envelope_events]
+        facts += _activations_of(books, siren)
+        facts.sort(key=itemgetter(0, 1))
         envelope = issuer_domain.Envelope(siren)
         over_funds_reported = False
-        for stream, sequence, event in events:
+        start = 0
+        while start < len(facts):
+            stream, sequence, event, _, _ = facts[start]
+            end = start + 1
+            if event is None:  # a run of activations, folded as one (see _activation_run)
+                while end < len(facts) and facts[end][2] is None:
+                    end += 1
+                activated_before = envelope.activated_cents
+                envelope = issuer_domain.evolve(envelope, _activation_run(siren, facts[start:end]))
+                if envelope.activated_cents > envelope.received_cents and not over_funds_reported:
+                    over_funds_reported = True
+                    stream, sequence = _first_over(facts[start:end], activated_before,
+                                                   envelope.received_cents)
+                    judgement.findings.append(Finding(
+                        "activated_exceeds_funds", f"{siren}: activated "
+                        f"{envelope.activated_cents} > received {envelope.received_cents} after "
+                        f"{stream}#{sequence}", (position_placeholder(stream, sequence),), siren))
+                start = end
+                continue
             envelope = issuer_domain.evolve(envelope, event)
             if isinstance(event, FundsReceived) and (
                     event.total_received_cents != envelope.received_cents):
@@ -119,6 +142,7 @@ def fold_envelopes(books: Books, judgement: Judgement) -> None:
                     "activated_exceeds_funds", f"{siren}: activated "
                     f"{envelope.activated_cents} > received {envelope.received_cents} after "
                     f"{stream}#{sequence}", (_event_name(event, stream, sequence),), siren))
+            start = end
         books_of = judgement.collectivites.setdefault(siren, CollectiviteBooks(siren))
         books_of.name = envelope.name
         books_of.committed_cents = envelope.committed_cents
@@ -127,29 +151,47 @@ def fold_envelopes(books: Books, judgement: Judgement) -> None:
         books_of.activated_cents = envelope.activated_cents
 
 
+def _activation_run(siren: str, run: list[tuple]) -> BookletActivated:
+    """Consecutive activations of the decision order as one `BookletActivated`: the sum of
+    their amounts, for the highest booklet sequence. The issuer's evolve adds the amount
+    and moves the activation cursor to max(cursor, sequence + 1) then past blocked
+    booklets; that composes, so folding the run as one event gives the same envelope
+    (tests/unit/test_auditor_fast_path.py checks it against folding each event). No check
+    between the events of a run can differ: only activations move `activated_cents`, and
+    `_first_over` names the one that crossed the funds."""
+    highest = max(item[4] for item in run)
+    return BookletActivated.model_construct(
+        event_id="", request_id="", occurred_at=datetime.min, siren=siren,
+        booklet_id=f"{siren}-{highest:07d}", activated_cents=sum(item[3] for item in run))
+
+
+def _first_over(run: list[tuple], activated_before: int, received: int) -> tuple[str, int]:
+    activated = activated_before
+    for stream, sequence, _, cents, _ in run:
+        activated += cents
+        if activated > received:
+            return stream, sequence
+    raise AssertionError("the run exceeds the funds, so one of its activations does")
+
+
 def _event_name(event: object, stream: str, sequence: int) -> str:
     event_id = getattr(event, "event_id", "")
     return event_id or position_placeholder(stream, sequence)
 
 
-def _activations_of(books: Books, siren: str) -> list[tuple[str, int, object]]:
-    """The booklet activations of a collectivité, as events for the issuer's evolve."""
+def _activations_of(books: Books, siren: str) -> list[tuple[str, int, None, int, int]]:
+    """(stream, sequence, None, cents, booklet sequence) of a collectivité's activations."""
     collectivite = books.collectivites[siren]
     activations = []
-    for booklet_plus_one in collectivite.booklets:
-        if not booklet_plus_one:
-            continue
+    sequences, stream_of = books.booklet_activation_sequence, books.booklet_activation_stream
+    framing_of, streams = books.booklet_framing, books.streams
+    values = [framing.voucher_count * framing.face_value_cents for framing in books.framings]
+    for booklet_plus_one in filter(None, collectivite.booklets):
         booklet = booklet_plus_one - 1
-        position = books.booklet_activation_position[booklet]
-        if not position:
-            continue
-        framing = books.framings[books.booklet_framing[booklet]]
-        stream = books.streams[position >> 40]
-        event = BookletActivated.model_construct(
-            event_id="", request_id="", occurred_at=datetime.min, siren=siren,
-            booklet_id=f"{siren}-{books.booklet_sequence[booklet]:07d}",
-            activated_cents=framing.voucher_count * framing.face_value_cents)
-        activations.append((stream, position & ((1 << 40) - 1), event))
+        sequence = sequences[booklet]
+        if sequence:
+            activations.append((streams[stream_of[booklet]], sequence, None,
+                                values[framing_of[booklet]], books.booklet_sequence[booklet]))
     return activations
 
 
@@ -255,10 +297,20 @@ def fingerprint_buckets(books: Books) -> list[array]:
     return buckets
 
 
-def requests_decided_twice(books: Books) -> list[Finding]:
+def requests_decided_twice(books: Books, index: dict[int, int] | None = None) -> list[Finding]:
     """Event ids are uuid5(origin, request_id, index): a request decided twice records
     the same event ids again at new chain positions (a re-delivery keeps its position and
-    was counted once). So a repeated event id means two outcomes for one request."""
+    was counted once). So a repeated event id means two outcomes for one request.
+
+    With the index of standing redemptions (fingerprint -> voucher), a sound log is told in
+    C: as many index entries as standing redemptions, and every other event's fingerprint
+    unique in its bucket and absent from the index. Otherwise every fingerprint is counted."""
+    if index is not None:
+        events = books.redeemed_event[:books.voucher_total]
+        if len(index) == len(events) - events.count(0) and all(
+                len(set(bucket)) == len(bucket) and not any(map(index.__contains__, bucket))
+                for bucket in books.event_fingerprints):
+            return []
     findings = []
     for bucket in fingerprint_buckets(books):
         if len(set(bucket)) == len(bucket):
@@ -285,41 +337,131 @@ class VenueRules:
         timeline = self.timelines[venue]
         if timeline.status_at(key) != "accredited":
             return "redemption_by_unaccredited_venue"
+        return None if self.inside(books, framing_index, venue) else (
+            "redemption_outside_perimeter")
+
+    def inside(self, books: Books, framing_index: int, venue: int) -> bool:
         place = (framing_index, venue)
         inside = self.perimeter_cache.get(place)
         if inside is None:
             inside = self.perimeter_cache[place] = redeemer_domain.in_perimeter(
-                books.framings[framing_index].perimeter, timeline.address_code)
-        return None if inside else "redemption_outside_perimeter"
+                books.framings[framing_index].perimeter, self.timelines[venue].address_code)
+        return inside
+
+    def accredited_after(self, venue: int) -> int | None:
+        """The second key after which the venue is accredited for good (None: it is not
+        accredited at the end). A redemption keyed above it needs no per-voucher look."""
+        timeline = self.timelines[venue]
+        if not timeline.statuses or timeline.statuses[-1] != "accredited":
+            return None
+        index = len(timeline.statuses) - 1
+        while index > 0 and timeline.statuses[index - 1] == "accredited":
+            index -= 1
+        return timeline.keys[index]
+
+
+class MonthIndex:
+    """Paris calendar months of seconds (as the voucher columns count them), by bisection
+    over month starts; month number 0 is "no redemption" (second 0), so that whole voucher
+    columns map in C."""
+
+    def __init__(self, first_second: int, last_second: int) -> None:
+        month = month_of_second(max(first_second, 1))
+        self.labels: list[str] = ["", month]
+        self.bounds: list[int] = [1]
+        while True:
+            month = _next_month(month)
+            start = _month_start_second(month)
+            if start > last_second:
+                break
+            self.labels.append(month)
+            self.bounds.append(start)
+
+    def of_seconds(self, seconds: array) -> array:
+        return array("H", map(bisect.bisect_right, repeat(self.bounds), seconds))
+
+    def label(self, second: int) -> str:
+        if second < 1:
+            return month_of_second(second)
+        return self.labels[bisect.bisect_right(self.bounds, second)]
+
+
+def _next_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year + number // 12}-{number % 12 + 1:02d}"
+
+
+def _month_start_second(month: str) -> int:
+    start = datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=FRANCE)
+    return int(start.timestamp()) - SECONDS_EPOCH + 1
+
+
+def _activation_second(key: int) -> int:
+    return key // 4 // wire.MICROSECONDS - SECONDS_EPOCH + 1
 
 
 def sweep_vouchers(books: Books, judgement: Judgement, rules: VenueRules) -> None:
-    """One pass over every booklet: each voucher is redeemed, blocked, inactive, expired or
-    outstanding as of the as-of day, and each redemption is judged against its venue."""
-    for booklet in range(len(books.booklet_framing)):
-        framing_index = books.booklet_framing[booklet]
+    """Each voucher is redeemed, blocked, inactive, expired or outstanding as of the as-of
+    day, and each redemption is judged against its venue. Whole voucher columns are mapped
+    in C (months, keys, counts); Python loops run per booklet, and per voucher only for
+    the venues or framings where a redemption could be refused."""
+    seconds = books.redeemed_second[:books.voucher_total]
+    activations = [_activation_second(key) for key in (
+        min(filter(None, books.booklet_activated_key), default=0),
+        max(books.booklet_activated_key, default=0)) if key]
+    known = [second for second in (min(filter(None, seconds), default=0),
+                                   max(seconds, default=0)) if second] + activations
+    months = MonthIndex(min(known, default=1), max(known, default=1))
+    groups = _booklet_groups(books, months)
+    _tally_booklets(books, judgement, groups)
+    _tally_redemptions(books, judgement, months, months.of_seconds(seconds))
+    _judge_venues(books, judgement, rules)
+
+
+def _booklet_groups(books: Books, months: MonthIndex) -> dict[tuple, int]:
+    """(framing, activation month, state, redeemed vouchers, distributed) -> booklets."""
+    groups: dict[tuple, int] = {}
+    counts = [framing.voucher_count for framing in books.framings]
+    redeemed_second, firsts = books.redeemed_second, books.booklet_first_voucher
+    framings, activated_keys, flags = (books.booklet_framing, books.booklet_activated_key,
+                                       books.booklet_flags)
+    blocked, label = books.blocked_keys, months.label
+    for booklet in range(len(framings)):
+        framing = framings[booklet]
+        first = firsts[booklet]
+        size = counts[framing]
+        redeemed = size - redeemed_second[first:first + size].count(0)
+        activated = activated_keys[booklet]
+        if booklet in blocked:
+            state = 0
+        else:
+            state = 2 if activated else 1
+        month = label(_activation_second(activated)) if activated else ""
+        place = (framing, month, state, redeemed, flags[booklet] != 0)
+        groups[place] = groups.get(place, 0) + 1
+    return groups
+
+
+def _tally_booklets(books: Books, judgement: Judgement, groups: dict[tuple, int]) -> None:
+    years = [wire.date_of_day(f.valid_until_day).year for f in books.framings]
+    for (framing_index, month, state, redeemed, distributed), booklets in sorted(
+            groups.items()):
         framing = books.framings[framing_index]
-        siren = framing.siren
+        siren, size, value = framing.siren, framing.voucher_count, framing.face_value_cents
         totals = judgement.collectivites.setdefault(siren, CollectiviteBooks(siren))
-        count, value = framing.voucher_count, framing.face_value_cents
-        first = books.booklet_first_voucher[booklet]
-        totals.issued.add(count, count * value)
-        totals.booklets_issued += 1
-        flags = books.booklet_flags[booklet]
-        totals.booklets_distributed += 1 if flags else 0
-        seconds = books.redeemed_second[first:first + count]
-        redeemed = count - seconds.count(0)
-        if redeemed:
-            totals.booklets_started += 1
-            _judge_redemptions(books, judgement, rules, booklet, framing_index, seconds)
-            totals.redeemed.add(redeemed, redeemed * value)
+        issued, used, unused = size * booklets, redeemed * booklets, (size - redeemed) * booklets
+        totals.issued.add(issued, issued * value)
+        totals.booklets_issued += booklets
+        totals.booklets_distributed += booklets if distributed else 0
+        activated = month != ""
+        if used:
+            totals.booklets_started += booklets
+            totals.redeemed.add(used, used * value)
             if framing.target_group == "pic":
-                totals.redeemed_target_group.add(redeemed, redeemed * value)
-        unused = count - redeemed
-        activated = books.booklet_activated_key[booklet]
+                totals.redeemed_target_group.add(used, used * value)
         if activated:
-            totals.activated.add(count, count * value)
-        if booklet in books.blocked_keys:
+            totals.activated.add(issued, issued * value)
+        if state == 0:
             totals.blocked.add(unused, unused * value)
         elif not activated:
             totals.inactive.add(unused, unused * value)
@@ -327,50 +469,92 @@ def sweep_vouchers(books: Books, judgement: Judgement, rules: VenueRules) -> Non
             totals.expired.add(unused, unused * value)
         else:
             totals.outstanding.add(unused, unused * value)
-        _add_month(judgement.issued_months, (siren, _issue_month(books, booklet)), count, value)
+        _add_month(judgement.issued_months, (siren, month or "not-activated"), issued, value)
         year = judgement.validity_years.setdefault(
-            (siren, wire.date_of_day(framing.valid_until_day).year),
+            (siren, years[framing_index]),
             {name: Tally() for name in ("issued", "activated", "redeemed", "redeemed_pic",
                                         "unused_activated")})
-        year["issued"].add(count, count * value)
-        year["redeemed"].add(redeemed, redeemed * value)
+        year["issued"].add(issued, issued * value)
+        year["redeemed"].add(used, used * value)
         if framing.target_group == "pic":
-            year["redeemed_pic"].add(redeemed, redeemed * value)
+            year["redeemed_pic"].add(used, used * value)
         if activated:
-            year["activated"].add(count, count * value)
+            year["activated"].add(issued, issued * value)
             year["unused_activated"].add(unused, unused * value)
 
 
-def _issue_month(books: Books, booklet: int) -> str:
-    activated = books.booklet_activated_key[booklet]
-    if not activated:
-        return "not-activated"
-    return month_of_second(activated // 4 // wire.MICROSECONDS - SECONDS_EPOCH + 1)
-
-
-def _judge_redemptions(books: Books, judgement: Judgement, rules: VenueRules, booklet: int,
-                       framing_index: int, seconds: array) -> None:
-    framing = books.framings[framing_index]
-    first = books.booklet_first_voucher[booklet]
-    value = framing.face_value_cents
-    for position, second in enumerate(seconds):
-        if not second:
+def _tally_redemptions(books: Books, judgement: Judgement, months: MonthIndex,
+                       month_of: array) -> None:
+    """Per venue and month, and per collectivité and month, by counting keys built in C:
+    (owner class x months + month), the owner class being (venue or collectivité, face
+    value) so that cents follow from the counts."""
+    month_count = len(months.labels)
+    faces = sorted({framing.face_value_cents for framing in books.framings})
+    face_class = {face: number for number, face in enumerate(faces)}
+    collectivite_count = max(1, len(books.collectivite_sirens))
+    # per voucher: (collectivité, face) class and face class, laid out booklet by booklet
+    owner_of = array("I")
+    face_of = array("I")
+    collectivite_of_booklet, framings = books.booklet_collectivite, books.booklet_framing
+    for booklet in range(len(framings)):
+        framing = books.framings[framings[booklet]]
+        face = face_class[framing.face_value_cents]
+        owner_of.extend(repeat(face * collectivite_count + collectivite_of_booklet[booklet],
+                               framing.voucher_count))
+        face_of.extend(repeat(face, framing.voucher_count))
+    venue_keys = Counter(map(add, map(mul, map(add, map(mul, books.redeemed_venue[:len(face_of)],
+                                                            repeat(len(faces))), face_of),
+                                      repeat(month_count)), month_of))
+    owner_keys = Counter(map(add, map(mul, owner_of, repeat(month_count)), month_of))
+    for key, vouchers in sorted(venue_keys.items()):
+        rest, month = divmod(key, month_count)
+        if not month:
             continue
-        voucher = first + position
-        venue = books.redeemed_venue[voucher]
-        refusal = rules.refusal(books, framing_index, venue, second_key(second, PHASE_REDEMPTION))
-        if refusal is not None:
-            judgement.findings.append(Finding(
-                refusal, f"{_voucher_id(books, voucher)} at {books.venues[venue].siret}",
-                (placeholder(books.redeemed_event[voucher]),), framing.siren))
-        month = month_of_second(second)
-        siret = books.venues[venue].siret
-        _add_month(judgement.venue_months, (siret, month), 1, value)
-        _add_month(judgement.collectivite_months, (framing.siren, month), 1, value)
+        venue, face = divmod(rest, len(faces))
+        siret, value = books.venues[venue].siret, faces[face]
+        _add_month(judgement.venue_months, (siret, months.labels[month]), vouchers, value)
         tally = judgement.venues.get(siret)
         if tally is None:
             tally = judgement.venues[siret] = Tally()
-        tally.add(1, value)
+        tally.add(vouchers, vouchers * value)
+    for key, vouchers in sorted(owner_keys.items()):
+        rest, month = divmod(key, month_count)
+        if not month:
+            continue
+        face, collectivite = divmod(rest, collectivite_count)
+        _add_month(judgement.collectivite_months,
+                   (books.collectivite_sirens[collectivite], months.labels[month]), vouchers,
+                   faces[face])
+
+
+def _judge_venues(books: Books, judgement: Judgement, rules: VenueRules) -> None:
+    """Redemptions at venues that were not accredited at their instant, or outside their
+    booklet's perimeter: looked at per voucher only where one could be."""
+    suspects = set()
+    for venue, first_second in enumerate(books.venue_first_second):
+        if first_second == NO_SECOND:
+            continue
+        clear_after = rules.accredited_after(venue)
+        if clear_after is None or second_key(first_second, PHASE_REDEMPTION) <= clear_after:
+            suspects.add(venue)
+    bounded = {index for index, framing in enumerate(books.framings) if framing.perimeter}
+    if not suspects and not bounded:
+        return
+    for booklet in range(len(books.booklet_framing)):
+        framing_index = books.booklet_framing[booklet]
+        framing = books.framings[framing_index]
+        first = books.booklet_first_voucher[booklet]
+        for voucher in range(first, first + framing.voucher_count):
+            second = books.redeemed_second[voucher]
+            venue = books.redeemed_venue[voucher]
+            if not second or (venue not in suspects and framing_index not in bounded):
+                continue
+            refusal = rules.refusal(books, framing_index, venue,
+                                    second_key(second, PHASE_REDEMPTION))
+            if refusal is not None:
+                judgement.findings.append(Finding(
+                    refusal, f"{_voucher_id(books, voucher)} at {books.venues[venue].siret}",
+                    (placeholder(books.redeemed_event[voucher]),), framing.siren))
 
 
 def _add_month(table: dict, place: tuple[str, str], vouchers: int, value: int) -> None:

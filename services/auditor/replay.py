@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Iterable
 
-from kafka.consumer.fetcher import ConsumerRecord
-
+from passnum.codec import CHAIN_HEADER
 from passnum.settings import Settings
 from passnum.topology import topology_for
 from services.auditor import checkpoint, wire
 from services.auditor.books import Books, Finding, apply_value
+from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier
 from services.auditor.invariants import (
     Judgement,
@@ -38,9 +38,9 @@ from services.auditor.invariants import (
     sweep_vouchers,
     venue_timelines,
 )
-from services.auditor.reader import read_batches
+from services.auditor.reader import read_batches, read_record_batches
 from services.auditor.report import AuditReport, build_report
-from services.auditor.settlement_checks import check_settlement
+from services.auditor.settlement_checks import check_settlement, redemption_index
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Replayer:
     def __post_init__(self) -> None:
         until = wire.micros_of(self.options.until) if self.options.until else None
         self.books = Books(until_micros=until, only_siren=self.options.collectivite)
+        self.canonical = CanonicalDecoder(self.books)
         self.topology = topology_for(self.settings)
 
     def topics_in_order(self) -> list[str]:
@@ -84,63 +85,100 @@ class Replayer:
             ends: dict[tuple[str, int], int] = {}
             starts = {place: offset for place, offset in self.next_offsets.items()
                       if place[0] == topic}
-            for batch in read_batches(self.settings, [topic], start_offsets=starts, ends=ends):
-                self.ingest(batch)
+            for topic_name, partition, records in read_record_batches(
+                    self.settings, [topic], start_offsets=starts, ends=ends):
+                self.ingest_batch(topic_name, partition, records)
                 if progress is not None:
-                    progress(len(batch))
+                    progress(len(records))
             self.next_offsets.update(ends)
         return self.records_read - before
 
-    def ingest(self, messages: Iterable[ConsumerRecord]) -> None:
-        chains, books = self.chains, self.books
-        admit, note_month = chains.admit, chains.note_month
-        auditor_topic = self.topology.auditor_events.name
+    def ingest(self, messages: Iterable) -> None:
+        """Records that carry their own topic and partition (kafka-python's, the tests')."""
+        run: list = []
+        place: tuple[str, int] | None = None
         for message in messages:
-            self.records_read += 1
-            link = wire.parse_chain_header(message.headers)
+            if (message.topic, message.partition) != place:
+                if run:
+                    self.ingest_batch(place[0], place[1], run)  # type: ignore[index]
+                run, place = [], (message.topic, message.partition)
+            run.append(message)
+        if run:
+            self.ingest_batch(place[0], place[1], run)  # type: ignore[index]
+
+    def ingest_batch(self, topic: str, partition: int, records: list) -> None:
+        """One partition's records in offset order: each has offset, value and headers."""
+        chains, fold = self.chains, self.canonical.fold
+        admit_link, by_raw_name = chains.admit_link, chains.by_raw_name
+        heads = chains.heads_in(topic, partition)
+        signed_topic = topic == self.topology.auditor_events.name
+        self.records_read += len(records)
+        for record in records:
+            header = None
+            for name, raw in record.headers:
+                if name == CHAIN_HEADER and raw:
+                    header = raw
+                    break
+            value = record.value
+            link = _link_of(header) if header is not None else None
             if link is None:
-                self._unchained(message, message.topic == auditor_topic)
+                self._unchained(topic, partition, record.offset, value, signed_topic)
                 continue
             stream, sequence, previous_hash, digest = link
-            verdict = admit(stream, sequence, previous_hash, digest, message.value or b"",
-                            message.topic, message.partition, message.offset)
+            verdict = admit_link(stream, sequence, previous_hash, digest, value or b"", topic,
+                                 partition, record.offset, heads)
             if verdict != NEW:
                 if verdict == REJECTED:
-                    self._name_rejected(message)
+                    self._name_rejected(value)
                 continue
-            books.current_micros = -1
-            failure = apply_value(books, message.value, stream, sequence)
-            if failure is not None:
-                self._invalid(message, f"{stream}#{sequence}: {failure}")
-            if books.current_micros >= 0:
-                note_month(stream, sequence, wire.utc_month(books.current_micros),
-                           previous_hash)
+            chain = by_raw_name[stream]
+            month = fold(value, chain.name, sequence)
+            if month is None:
+                month = self._fold_in_general(topic, partition, record.offset, value,
+                                              chain.name, sequence)
+                if month is None:
+                    continue
+            first = chain.month_firsts.get(month)
+            if first is None or sequence < first[0]:
+                chain.month_firsts[month] = (sequence, previous_hash.decode())
 
-    def _name_rejected(self, message: ConsumerRecord) -> None:
+    def _fold_in_general(self, topic: str, partition: int, offset: int, value: bytes | None,
+                         stream: str, sequence: int) -> str | None:
+        """The general path (json, the codec); the UTC month of the event, if it has one."""
+        books = self.books
+        books.current_micros = -1
+        failure = apply_value(books, value, stream, sequence)
+        if failure is not None:
+            self._invalid(topic, partition, offset, value, f"{stream}#{sequence}: {failure}")
+        return wire.utc_month(books.current_micros) if books.current_micros >= 0 else None
+
+    def _name_rejected(self, value: bytes | None) -> None:
         """A rejected record's finding names the event id its value claims."""
-        event_id = _event_id_of(message.value)
+        event_id = _event_id_of(value)
         if event_id:
             last = self.chains.findings[-1]
             self.chains.findings[-1] = replace(last, event_ids=(event_id,))
 
-    def _unchained(self, message: ConsumerRecord, signed_topic: bool) -> None:
+    def _unchained(self, topic: str, partition: int, offset: int, value: bytes | None,
+                   signed_topic: bool) -> None:
         """Only the auditor's own events (signed checkpoints, credit notes) carry no chain
         link: anything else without one was not written by a processor."""
         if signed_topic:
-            failure = apply_value(self.books, message.value, "", 0)
+            failure = apply_value(self.books, value, "", 0)
             if failure is not None:
-                self._invalid(message, failure)
+                self._invalid(topic, partition, offset, value, failure)
             return
-        event_id = _event_id_of(message.value)
+        event_id = _event_id_of(value)
         self.record_findings.append(Finding(
-            "unchained_event", f"{message.topic}[{message.partition}]@{message.offset} has "
+            "unchained_event", f"{topic}[{partition}]@{offset} has "
             "no valid chain link: not written by a processor", (event_id,) if event_id else ()))
 
-    def _invalid(self, message: ConsumerRecord, reason: str) -> None:
+    def _invalid(self, topic: str, partition: int, offset: int, value: bytes | None,
+                 reason: str) -> None:
         self.invalid_count += 1
-        event_id = _event_id_of(message.value)
+        event_id = _event_id_of(value)
         self.record_findings.append(Finding(
-            "invalid_event", f"{message.topic}[{message.partition}]@{message.offset} "
+            "invalid_event", f"{topic}[{partition}]@{offset} "
             f"{reason}", (event_id,) if event_id else ()))
 
     def judge(self, as_of: datetime | None = None) -> AuditReport:
@@ -158,8 +196,10 @@ class Replayer:
         fold_envelopes(books, judgement)
         sweep_vouchers(books, judgement, VenueRules(venue_timelines(books)))
         check_balance(books, judgement)
-        check_settlement(books, judgement)
-        findings.extend(requests_decided_twice(books))
+        index = redemption_index(books)
+        check_settlement(books, judgement, index)
+        findings.extend(requests_decided_twice(books, index))
+        del index
         for signed in books.checkpoints:
             findings.extend(checkpoint.verify(signed, self.chains.streams,
                                               self.options.trusted_keys))
@@ -168,6 +208,18 @@ class Replayer:
             report = report.with_names(resolve_names(self.settings, self.topics_in_order(),
                                                      report.unresolved_names()))
         return report
+
+
+def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
+    """(stream, sequence, previous hash, hash) of a `passnum-chain` header, as its ASCII
+    bytes; None when it is not a link (what `wire.parse_chain_header` refuses)."""
+    parts = header.split(b"|")
+    if len(parts) != 4 or len(parts[2]) != 64 or len(parts[3]) != 64 or not header.isascii():
+        return None
+    try:
+        return parts[0], int(parts[1]), parts[2], parts[3]
+    except ValueError:
+        return None
 
 
 def _as_findings(chain_findings: Iterable) -> list[Finding]:

@@ -12,18 +12,81 @@ dictionary of every redemption at once.
 from __future__ import annotations
 
 from array import array
-from collections import defaultdict
+from collections import defaultdict, deque
+from itertools import compress, repeat
 
 from services.auditor.books import SECONDS_EPOCH, Books, Finding
 from services.auditor.invariants import Judgement, placeholder
 from services.redeemer.settlement import month_end
 
 SLICES = 16
+# Up to this many standing redemptions, one dictionary fingerprint -> voucher is built in C
+# (about 100 bytes a redemption, only during the end judgement) and each statement is
+# checked with C-level maps over its list; beyond, the index is built a sixteenth at a time.
+WHOLE_INDEX_REDEMPTIONS = 2_500_000
 
 
-def check_settlement(books: Books, judgement: Judgement) -> None:
+def redemption_index(books: Books) -> dict[int, int] | None:
+    """Fingerprint -> voucher of every standing redemption, built in C; None when there are
+    too many redemptions to hold them in one dictionary."""
+    events = books.redeemed_event[:books.voucher_total]
+    if len(events) - events.count(0) > WHOLE_INDEX_REDEMPTIONS:
+        return None
+    return dict(zip(compress(events, events), compress(range(len(events)), events)))
+
+
+def check_settlement(books: Books, judgement: Judgement,
+                     index: dict[int, int] | None = None) -> None:
     if books.only_siren is not None:
         return  # a statement pays a venue for every collectivité: not a one-tenant check
+    index = index if index is not None else redemption_index(books)
+    if index is None:
+        _check_settlement_by_slices(books, judgement)
+    else:
+        _check_settlement_with_index(books, judgement, index)
+    _check_closings(books, judgement)
+
+
+def _check_settlement_with_index(books: Books, judgement: Judgement,
+                                 index: dict[int, int]) -> None:
+    """Statements in (month, event id) order: the first to list a redemption pays it. A
+    statement whose references all resolve to distinct, unpaid redemptions of its venue
+    dated before its month's end is checked in C; any other goes reference by reference."""
+    faces = {framing.face_value_cents for framing in books.framings}
+    face_values = _face_values(books)
+    paid_by = array("i", [-1]) * books.voucher_total
+    venues_of, seconds_of = books.redeemed_venue.__getitem__, books.redeemed_second.__getitem__
+    order = sorted(range(len(books.statements)),
+                   key=lambda s: (books.statements[s].month, books.statements[s].event_id))
+    for number in order:
+        statement = books.statements[number]
+        vouchers = list(map(index.get, statement.listed))
+        venue = books.venue_index.get(statement.siret, -1)
+        end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
+        clean = (None not in vouchers and len(set(vouchers)) == len(vouchers)
+                 and list(map(venues_of, vouchers)).count(venue) == len(vouchers)
+                 and max(map(seconds_of, vouchers), default=0) < end
+                 and max(map(paid_by.__getitem__, vouchers), default=-1) < 0)
+        if clean:
+            deque(map(paid_by.__setitem__, vouchers, repeat(number)), maxlen=0)
+            cents = (len(vouchers) * next(iter(faces)) if len(faces) == 1
+                     else sum(map(face_values.get, vouchers)))
+            _check_totals(books, judgement, number, len(vouchers), cents)
+            continue
+        count = cents = 0
+        for fingerprint, voucher in zip(statement.listed, vouchers):
+            if voucher is None or venues_of(voucher) != venue or seconds_of(voucher) >= end \
+                    or paid_by[voucher] >= 0:
+                _check_reference(books, judgement, number, fingerprint, voucher, paid_by)
+            else:
+                paid_by[voucher] = number
+            if voucher is not None:
+                count += 1
+                cents += face_values.get(voucher, 0)
+        _check_totals(books, judgement, number, count, cents)
+
+
+def _check_settlement_by_slices(books: Books, judgement: Judgement) -> None:
     statements = sorted(range(len(books.statements)),
                         key=lambda s: (books.statements[s].month, books.statements[s].event_id))
     matched_count = array("q", bytes(8 * len(books.statements)))
@@ -51,7 +114,6 @@ def check_settlement(books: Books, judgement: Judgement) -> None:
     for statement_number in statements:
         _check_totals(books, judgement, statement_number, matched_count[statement_number],
                       matched_cents[statement_number])
-    _check_closings(books, judgement)
 
 
 def _references_by_slice(books: Books, statements: list[int]) -> list[tuple[array, array]]:

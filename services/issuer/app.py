@@ -17,7 +17,8 @@ from services.issuer.web import attach_api
 
 settings = Settings.from_environment()
 topology = topology_for(settings)
-handler = IssuerHandler(topology, Policy(grace_days_after_year_end=settings.grace_days_after_year_end))
+policy = Policy(grace_days_after_year_end=settings.grace_days_after_year_end)
+handler = IssuerHandler(topology, policy)
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_agent(app, handler, settings, [topology.issuer_commands.name],
                             lambda: connect(settings.database_url))

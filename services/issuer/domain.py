@@ -39,6 +39,7 @@ from schemas.messages import (
 )
 
 ORIGIN = "issuer"
+MAXIMUM_BOOKLET_SEQUENCE = 9_999_999
 
 # Rejection reasons, in the order in which they are checked (first failing one wins).
 REJECTION_PRECEDENCE = (
@@ -48,6 +49,7 @@ REJECTION_PRECEDENCE = (
     "invalid_framing",
     "over_cap",
     "over_envelope",
+    "booklet_numbering_exhausted",
     "unknown_booklet",
     "booklet_blocked",
     "already_handed_out",
@@ -301,6 +303,9 @@ def decide_order(envelope: Envelope, command: OrderBooklets, policy: Policy) -> 
     if envelope.ordered_cents + value > envelope.committed_cents:
         return _reject(command, command.siren, "over_envelope",
                        f"ordered {envelope.ordered_cents} + {value} > {envelope.committed_cents}")
+    if envelope.next_sequence + command.booklet_count > MAXIMUM_BOOKLET_SEQUENCE + 1:
+        # Booklet ids and printed codes carry 7 digits of sequence per collectivité.
+        return _reject(command, command.siren, "booklet_numbering_exhausted")
     builder = _Events(command)
     order_id = f"{command.siren}-order-{len(envelope.orders) + 1:05d}"
     framing = dict(face_value_cents=face_value_cents, target_group=command.target_group,

@@ -37,7 +37,8 @@ class IssuerHandler:
 
     def _route(self, event: Event) -> tuple[str, bytes, Event]:
         booklet_id = getattr(event, "booklet_id", None)
-        key = booklet_key(booklet_id) if booklet_id else siren_key(event.siren)  # type: ignore[attr-defined]
+        siren: str = event.siren  # type: ignore[attr-defined]
+        key = booklet_key(booklet_id) if booklet_id else siren_key(siren)
         return self.topology.issuer_events.name, key, event
 
     def decide_commands(self, connection: psycopg.Connection,

@@ -49,7 +49,7 @@ _QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
                "schema": {"enum": ["issued", "distributed", "handed_out", "blocked"]}},
     "after": {"name": "after", "in": "query", "required": False,
               "description": "booklet id of the last item of the previous page",
-              "schema": {"type": "string", "pattern": r"^\d{9}-\d{7}$"}},
+              "schema": {"type": "string", "pattern": r"^[0-9]{9}-[0-9]{7}$"}},
     "limit": {"name": "limit", "in": "query", "required": False,
               "schema": {"type": "integer", "minimum": 1, "maximum": LIMITS.page_size_max,
                          "default": LIMITS.page_size_default}},
@@ -89,7 +89,7 @@ def _operation(route: Route) -> dict[str, Any]:
     parameters = [_QUERY_PARAMETERS[name] for name in route.query_parameters]
     if "{booklet_id}" in route.path:
         parameters.insert(0, {"name": "booklet_id", "in": "path", "required": True,
-                              "schema": {"type": "string", "pattern": r"^\d{9}-\d{7}$"}})
+                              "schema": {"type": "string", "pattern": r"^[0-9]{9}-[0-9]{7}$"}})
     if route.method == "post":
         parameters.append({
             "name": IDEMPOTENCY_HEADER, "in": "header", "required": True,

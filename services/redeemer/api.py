@@ -27,7 +27,7 @@ from typing import Annotated, Any, Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from passnum.http import CommandGateway, Outcome, Tenant, authenticate, error_body
+from passnum.http import Outcome, Tenant, authenticate, error_body
 from passnum.settings import Settings
 from schemas.base import Command, Event
 from schemas.messages import (
@@ -39,6 +39,7 @@ from schemas.messages import (
 )
 from services.redeemer import queries
 from services.redeemer.domain import REDEMPTION_PRECEDENCE
+from services.redeemer.gateway import BatchedCommandGateway
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ class RedeemerApi:
     def __init__(self, settings: Settings, limits: ApiLimits = LIMITS) -> None:
         self.settings = settings
         self.limits = limits
-        self.gateway: CommandGateway | None = None
+        self.gateway: BatchedCommandGateway | None = None
         self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
         self.ready = asyncio.Event()
 
@@ -332,7 +333,7 @@ class RedeemerApi:
                                    kwargs={"autocommit": True}, open=False,
                                    name="redeemer-api")
         await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
-        gateway = CommandGateway(self.settings, PROCESSOR)
+        gateway = BatchedCommandGateway(self.settings, PROCESSOR)
         await gateway.start()
         self.pool, self.gateway = pool, gateway
         self.ready.set()
@@ -355,7 +356,7 @@ class RedeemerApi:
             return Answer(504, error_body(
                 "outcome_pending", "the command is in the log but its outcome is not "
                 f"recorded yet; retry with the same {IDEMPOTENCY_HEADER}"))
-        except Exception:  # noqa: BLE001 - the edge answers 500; no event is lost here
+        except Exception:
             logger.exception("redeemer API: unexpected failure")
             return Answer(500, error_body("internal_error", "see the redeemer's log"))
 
@@ -390,22 +391,30 @@ class RedeemerApi:
         return answer_for_outcome(outcome, request_id, route.success_status)
 
     async def check(self, request: Any, tenant: Tenant) -> Answer:
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["checkVoucher"], lambda request_id, at, body: (
-            CheckVoucher(request_id=request_id, occurred_at=at, code=body.code,
-                         siret=tenant.identifier)))
+        def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
+            return CheckVoucher(request_id=request_id, occurred_at=at, code=body.code,
+                                siret=tenant.identifier)
+
+        return await self._submit(request, tenant, ROUTE_BY_OPERATION["checkVoucher"], build)
 
     async def redeem(self, request: Any, tenant: Tenant) -> Answer:
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["redeemVoucher"], lambda request_id, at, body: (
-            RedeemVoucher(request_id=request_id, occurred_at=at, code=body.code,
-                          siret=tenant.identifier)))
+        def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
+            return RedeemVoucher(request_id=request_id, occurred_at=at, code=body.code,
+                                 siret=tenant.identifier)
+
+        return await self._submit(request, tenant, ROUTE_BY_OPERATION["redeemVoucher"], build)
 
     async def cancel(self, request: Any, tenant: Tenant) -> Answer:
         voucher_id = request.match_info["voucher_id"]
         if not _VOUCHER_ID.match(voucher_id):
             raise ApiError(404, "not_redeemed_here", "no such redemption of this venue")
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["cancelRedemption"], lambda request_id, at, body: (
-            CancelRedemption(request_id=request_id, occurred_at=at, voucher_id=voucher_id,
-                             siret=tenant.identifier)))
+
+        def build(request_id: str, at: datetime, body: EmptyRequest) -> Command:
+            return CancelRedemption(request_id=request_id, occurred_at=at,
+                                    voucher_id=voucher_id, siret=tenant.identifier)
+
+        return await self._submit(request, tenant, ROUTE_BY_OPERATION["cancelRedemption"],
+                                  build)
 
     # ------------------------------------------------------------------ reads
 

@@ -11,10 +11,11 @@ No Kafka, no database, no clock: "now" is the command's `occurred_at`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 from typing import Mapping, MutableMapping, Sequence
+from zoneinfo import ZoneInfo
 
 from passnum.codec import event_id_for
 from passnum.voucher_codes import parse_code, parse_voucher_id
@@ -38,6 +39,10 @@ from schemas.messages import (
 )
 
 ORIGIN = "redeemer"
+
+# A batch parses each code twice (to load its booklets, then to decide): parsing is pure
+# and costs an HMAC, so it is memoised, within a bound.
+parse_code = functools.lru_cache(maxsize=8192)(parse_code)
 
 # Checked in this order; the first failing reason is the answer.
 REDEMPTION_PRECEDENCE = (

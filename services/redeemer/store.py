@@ -16,8 +16,9 @@ from schemas.messages import (
     SettlementMonthClosed,
     SettlementStatementIssued,
 )
-from services.redeemer.domain import BookletFacts, Provider, Redemption, RedeemerView
+from services.redeemer.domain import BookletFacts, Provider, RedeemerView, Redemption
 from services.redeemer.settlement import SettlementBook, UnsettledRedemption
+
 
 class ConcurrentSettlement(RuntimeError):
     """A redemption this batch decided about was settled by a concurrent close: the batch
@@ -75,10 +76,12 @@ def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
 def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                       after_redemptions: dict[str, Redemption],
                       providers: Iterable[Provider]) -> None:
+    # Compare the redemptions themselves, not only the voucher ids: a redemption cancelled
+    # and a new one decided in the same batch must replace the row (delete, then insert).
     added = [r for voucher_id, r in after_redemptions.items()
-             if voucher_id not in before.redemptions]
-    removed = [voucher_id for voucher_id in before.redemptions
-               if voucher_id not in after_redemptions]
+             if before.redemptions.get(voucher_id) != r]
+    removed = [voucher_id for voucher_id, r in before.redemptions.items()
+               if after_redemptions.get(voucher_id) != r]
     if removed:
         # Only an unpaid redemption may go. A month closed by a concurrent transaction
         # (another partition) since this batch loaded its view makes the count differ:

@@ -194,6 +194,10 @@ def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
         stranger = issue_token(connection, "collectivite", "552100554")  # never registered
     answer = world.call("POST", "/v1/orders", token=stranger, key="o", body={"booklet_count": 1})
     assert (answer[0], answer[1]["error"]["reason"]) == (409, "unknown_collectivite")
+    padding = {"distributor": "CAF", "beneficiary_identifier": "x" * 200, "pad": "y" * 70_000}
+    answer = world.call("POST", f"/v1/booklets/{booklet}/distribution", token=world.token,
+                        key="big", body=padding)
+    assert (answer[0], answer[1]["error"]["reason"]) == (413, "body_too_large")
     for query in ("status=lost", "limit=0", "limit=100000", "after=12"):
         answer = world.call("GET", f"/v1/booklets?{query}", token=world.token)
         assert (answer[0], answer[1]["error"]["reason"]) == (422, "invalid_query"), query

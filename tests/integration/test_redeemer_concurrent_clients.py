@@ -46,7 +46,7 @@ def _attempt_all(settings, siret: str, codes: list[str], seed: int, results: dic
         outcomes = client.wait_for([c.request_id for c in commands], timeout_seconds=180)
         results[seed] = outcomes
         client.close()
-    except BaseException as error:  # noqa: BLE001 - reported by the test thread
+    except BaseException as error:
         failures.append(error)
 
 

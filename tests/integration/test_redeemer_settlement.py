@@ -148,7 +148,12 @@ def test_close_pay_once_late_redemptions_next_month_and_exports(ledger, start_wo
             "SELECT event_id, settlement_month FROM redemptions").fetchall())
     assert replay.settled_month_of() == recorded
 
-    rows, document = _export(ledger, "2026-03", tmp_path)
+    _check_exports(ledger, tmp_path, venue_list, paid_in_march)
+    client.close()
+
+
+def _check_exports(ledger, directory: Path, venue_list: list, paid_in_march: int) -> None:
+    rows, document = _export(ledger, "2026-03", directory)
     assert sum(int(row["voucher_count"]) for row in rows) == paid_in_march
     assert sum(int(row["face_value_cents"]) for row in rows) == paid_in_march * 1000
     ibans = {venue.siret: venue.iban for venue in venue_list}
@@ -159,7 +164,6 @@ def test_close_pay_once_late_redemptions_next_month_and_exports(ledger, start_wo
     assert header.findtext("p:CtrlSum", namespaces=namespace) == f"{paid_in_march * 10}.00"
     credited = {node.text for node in document.iterfind(".//p:CdtrAcct/p:Id/p:IBAN", namespace)}
     assert credited == set(ibans.values())
-    client.close()
 
 
 def test_a_burst_of_redemptions_around_a_close_is_paid_exactly_once(ledger, start_worker

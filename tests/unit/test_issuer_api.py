@@ -36,6 +36,7 @@ def distributed() -> BookletDistributed:
     ("unknown_booklet", 404), ("already_registered", 409), ("booklet_blocked", 409),
     ("already_handed_out", 409), ("invalid_framing", 422), ("over_envelope", 409),
     ("over_cap", 409), ("unknown_collectivite", 409), ("invalid_siren", 422),
+    ("booklet_numbering_exhausted", 409),
 ])
 def test_each_recorded_rejection_has_its_status(reason: str, status: int) -> None:
     answer = api.answer_for_outcome(Outcome([rejection(reason)], True), "r", 200)
@@ -138,3 +139,8 @@ def test_every_post_documents_its_idempotency_key_and_conflicts() -> None:
             headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
             assert headers == ["Idempotency-Key"], path
             assert {"401", "409", "422"} <= set(operation["responses"]), path
+
+
+def test_a_reason_the_table_does_not_know_yet_reads_as_a_conflict() -> None:
+    answer = api.answer_for_outcome(Outcome([rejection("some_future_reason")], True), "r", 200)
+    assert answer.status == api.UNMAPPED_REJECTION_STATUS == 409

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Iterable
 
 import pytest
+from pydantic import ValidationError
 
 from passnum.codec import event_id_for
 from schemas.base import Command, Event
@@ -440,7 +441,8 @@ def test_a_booklet_blocked_after_activation_keeps_its_funds_consumed() -> None:
     state = given(past)
     assert state.envelope.activated_cents == 10_000
     assert state.envelope.blocked_inactive == frozenset()
-    assert state.booklets[booklet_id(1)].activated and state.booklets[booklet_id(1)].status == "blocked"
+    first = state.booklets[booklet_id(1)]
+    assert first.activated and first.status == "blocked"
     assert activated_ids(when(state, receive(9_999))) == []
 
 
@@ -534,7 +536,8 @@ def test_block_refusals_in_precedence_order() -> None:
     assert rejection(when(given([]), block(booklet_id(1)))) == "unknown_collectivite"
     assert rejection(when(given(own), block(booklet_id(9)))) == "unknown_booklet"
     assert booklet_id(1, OTHER_SIREN) in given(own + other).booklets
-    assert rejection(when(given(own + other), block(booklet_id(1, OTHER_SIREN)))) == "unknown_booklet"
+    foreign = block(booklet_id(1, OTHER_SIREN))
+    assert rejection(when(given(own + other), foreign)) == "unknown_booklet"
     assert rejection(when(given(blocked), block(booklet_id(1)))) == "booklet_blocked"
 
 
@@ -567,7 +570,11 @@ def test_every_rejection_reason_is_reachable(reason: str, commands: list[Command
 
 
 def test_the_reason_table_covers_the_whole_precedence() -> None:
-    assert [case[0] for case in _reason_cases()] == list(REJECTION_PRECEDENCE)
+    # booklet_numbering_exhausted needs ten million booklets of history: its own test
+    # (test_an_order_beyond_the_booklet_numbering_is_rejected_not_raised) starts from a
+    # nearly full envelope state instead.
+    expected = [r for r in REJECTION_PRECEDENCE if r != "booklet_numbering_exhausted"]
+    assert [case[0] for case in _reason_cases()] == expected
 
 
 # ------------------------------------------------------------------------------ determinism
@@ -643,6 +650,16 @@ def test_replaying_the_same_history_gives_the_same_state() -> None:
 
 def test_an_order_on_new_years_eve_is_valid_that_day_and_through_the_grace() -> None:
     late = datetime(2024, 12, 31, 23, 30, tzinfo=timezone.utc)
-    events = when(given(registered_with_envelope()), order(occurred_at=late))
-    assert events[0].valid_until == date(2024, 12, 31)  # type: ignore[attr-defined]
-    assert events[0].grace_until == date(2024, 12, 31) + timedelta(days=31)  # type: ignore[attr-defined]
+    ordered = when(given(registered_with_envelope()), order(occurred_at=late))[0]
+    assert isinstance(ordered, BookletsOrdered)
+    assert (ordered.valid_from, ordered.valid_until) == (date(2024, 12, 31), date(2024, 12, 31))
+    assert ordered.grace_until == date(2024, 12, 31) + timedelta(days=31)
+
+
+def test_an_order_beyond_the_booklet_numbering_is_rejected_not_raised() -> None:
+    nearly_full = Envelope(SIREN, registered=True, committed_cents=300_000_000,
+                           next_sequence=9_999_999)
+    command = order(2, vouchers_per_booklet=5, face_value_cents=1)
+    events = list(domain.decide(nearly_full, None, command, POLICY))
+    assert len(events) == 1 and isinstance(events[0], IssuerCommandRejected)
+    assert events[0].reason == "booklet_numbering_exhausted"

@@ -1,0 +1,204 @@
+"""The hot event types decoded straight from the codec's bytes, without building a dict.
+
+Every event on the log was written by the one codec (`passnum.codec.encode`, pydantic's
+`model_dump_json`): compact JSON, fields in the order the model declares them, UTC
+instants written `...Z`. For the frequent types, the patterns below match exactly that
+form, and only documents that are valid for the model and for the books: the exact key
+set in order (so no missing, extra or repeated key), `schema_version` 1, the identifier
+formats and their consistency (a voucher id is its booklet id plus a position, both under
+the event's SIREN, checked by back-references), positive integer amounts, free-text
+fields of printable ASCII without escapes within the lengths `wire.check_fields` allows.
+A record that does not match is not judged here: it goes down the general path
+(`books.apply_value`: `json`, field checks, the codec for the other types), which accepts
+it, or reports it as `invalid_event`, exactly as before. So this module decides nothing on
+its own: a match is a document the general path would decode to the same values, and
+both paths then call the same `Books.fold_*` methods (tested on random logs:
+tests/unit/test_auditor_fast_path.py).
+
+Why: `json.loads` builds a dict of ten strings per event, about four times the cost of one
+compiled pattern matched over the bytes, and the replay reads tens of millions of events.
+"""
+
+from __future__ import annotations
+
+import re
+
+from services.auditor import wire
+from services.auditor.books import Books, make_framing
+from services.auditor.wire import InvalidEvent
+
+# A JSON string as the codec writes printable ASCII: no quote, no backslash, no control.
+_TEXT = rb'[\x20\x21\x23-\x5b\x5d-\x7e]'
+_HEAD = (rb'\{"schema_version":1,"request_id":"(' + _TEXT + rb'{1,128})",'
+         rb'"occurred_at":"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):([0-5][0-9]):'
+         rb'([0-5][0-9])(?:\.([0-9]{1,6}))?Z","event_id":"(' + _TEXT + rb'{1,64})","type":"')
+_CENTS = rb'([1-9][0-9]{0,17})'
+_DATE = rb'"([0-9]{4}-[0-9]{2}-[0-9]{2})"'
+# Groups 1-7 of every pattern: request_id, date, hour, minute, second, fraction, event_id.
+VOUCHER_REDEEMED = re.compile(
+    _HEAD + rb'voucher_redeemed","siret":"([0-9]{14})","siren":"([0-9]{9})",'
+    rb'"booklet_id":"\9-([0-9]{7})","voucher_id":"\9-\10-([0-9]{2})",'
+    rb'"face_value_cents":' + _CENTS + rb'\}')
+BOOKLET_ISSUED = re.compile(
+    _HEAD + rb'booklet_issued","siren":"([0-9]{9})","order_id":"(' + _TEXT + rb'*)",'
+    rb'"booklet_id":"\8-([0-9]{7})","voucher_count":([1-9][0-9]?),'
+    rb'"face_value_cents":' + _CENTS + rb',"target_group":"(pic|general)",'
+    rb'"perimeter":\[((?:"' + _TEXT + rb'*"(?:,"' + _TEXT + rb'*")*)?)\],'
+    rb'"valid_from":' + _DATE + rb',"valid_until":' + _DATE + rb',"grace_until":' + _DATE
+    + rb'\}')
+BOOKLET_ACTIVATED = re.compile(
+    _HEAD + rb'booklet_activated","siren":"([0-9]{9})","booklet_id":"\8-([0-9]{7})",'
+    rb'"activated_cents":' + _CENTS + rb'\}')
+REDEMPTION_REJECTED = re.compile(
+    _HEAD + rb'redemption_rejected","siret":"([0-9]{14})","voucher_id":(?:null|"' + _TEXT
+    + rb'*"),"reason":"([a-z_]{1,64})","redeemed_at":(?:null|"' + _TEXT + rb'*")\}')
+VOUCHER_CHECKED = re.compile(
+    _HEAD + rb'voucher_checked","siret":"([0-9]{14})","voucher_id":(?:null|"' + _TEXT
+    + rb'*"),"valid":(?:true|false),"reason":(?:null|"([a-z_]{1,64})")\}')
+_TYPE_FIELD = b'","type":"'
+
+
+class CanonicalDecoder:
+    """Folds canonical hot events into `books`; `fold` answers None for anything else."""
+
+    def __init__(self, books: Books) -> None:
+        self.books = books
+        self.days: dict[bytes, int] = {}
+        self.months: dict[bytes, str] = {}  # date -> its month
+        self.venues: dict[bytes, int] = {}
+        self.sirens: dict[bytes, str] = {}
+        self.framings: dict[tuple[bytes, bytes, bytes], int] = {}
+        # Outside the filtered books (--until, --collectivite) the general path decides.
+        self.enabled = books.until_micros is None and books.only_siren is None
+
+    def fold(self, value: bytes, stream: str, sequence: int) -> str | None:
+        """The UTC month ("YYYY-MM") of the event folded, or None: not canonical (or a
+        type decoded elsewhere), nothing done, the general path must take it."""
+        if not self.enabled or type(value) is not bytes:
+            return None
+        # Which pattern to try: the type name after the first `","type":"` (a wrong guess,
+        # possible only in a non-canonical document, matches nothing).
+        at = value.find(_TYPE_FIELD) + len(_TYPE_FIELD)
+        if value.startswith(b'voucher_redeemed"', at):
+            match = VOUCHER_REDEEMED.fullmatch(value)
+            return None if match is None else self._redeemed(match)
+        if value.startswith(b'booklet_issued"', at):
+            match = BOOKLET_ISSUED.fullmatch(value)
+            return None if match is None else self._issued(match, value)
+        if value.startswith(b'booklet_activated"', at):
+            match = BOOKLET_ACTIVATED.fullmatch(value)
+            return None if match is None else self._activated(match, stream, sequence)
+        if value.startswith(b'redemption_rejected"', at):
+            match = REDEMPTION_REJECTED.fullmatch(value)
+            return None if match is None else self._outcome(match, "redemption_rejected")
+        if value.startswith(b'voucher_checked"', at):
+            match = VOUCHER_CHECKED.fullmatch(value)
+            return None if match is None else self._outcome(match, "voucher_checked")
+        return None
+
+    def _instant(self, match: re.Match) -> tuple[int, int] | None:
+        """(microseconds since the epoch, day number) of groups 2-6, None if no such day."""
+        date, hour, minute, second, fraction = match.group(2, 3, 4, 5, 6)
+        day = self.days.get(date)
+        if day is None:
+            day = self._day(date)
+            if day is None:
+                return None
+        micros = (day * 86_400 + int(hour) * 3_600 + int(minute) * 60 + int(second)) * 1_000_000
+        if fraction is not None:
+            micros += int(fraction.ljust(6, b"0"))
+        return micros, day
+
+    def _day(self, date: bytes) -> int | None:
+        try:
+            day = self.days[date] = wire.day_number(date.decode())
+        except ValueError:
+            return None
+        self.months[date] = date[:7].decode()
+        return day
+
+    def _month(self, match: re.Match) -> str:
+        return self.months[match.group(2)]
+
+    def _venue(self, siret: bytes) -> int:
+        venue = self.venues.get(siret)
+        if venue is None:
+            venue = self.venues[siret] = self.books.venue(siret.decode())
+        return venue
+
+    def _redeemed(self, match: re.Match) -> str | None:
+        (_, date, hour, minute, second, fraction, event_id, siret, siren, booklet, position,
+         cents) = match.groups()
+        day = self.days.get(date)
+        if day is None:
+            day = self._day(date)
+            if day is None:
+                return None
+        micros = (day * 86_400 + int(hour) * 3_600 + int(minute) * 60 + int(second)) * 1_000_000
+        if fraction is not None:
+            micros += int(fraction.ljust(6, b"0"))
+        venue = self.venues.get(siret)
+        if venue is None:
+            venue = self._venue(siret)
+        siren_text = self.sirens.get(siren)
+        if siren_text is None:
+            siren_text = self.sirens[siren] = siren.decode()
+        books = self.books
+        event_text = event_id.decode()
+        books.note_event("voucher_redeemed", event_text, micros)
+        books.fold_redemption(siren_text, int(booklet), int(position), venue, int(cents),
+                              micros, day, event_text)
+        return self.months[date]
+
+    def _issued(self, match: re.Match, value: bytes) -> str | None:
+        instant = self._instant(match)
+        if instant is None:
+            return None
+        siren = match.group(8)
+        key = (siren, match.group(9), value[match.start(11):])
+        framing = self.framings.get(key)
+        if framing is None:
+            framing = self._framing(match)
+            if framing is None:
+                return None
+            self.framings[key] = framing
+        books = self.books
+        event_id = match.group(7).decode()
+        books.note_event("booklet_issued", event_id, instant[0])
+        books.fold_booklet_issued(siren.decode(), int(match.group(10)), framing, event_id)
+        return self._month(match)
+
+    def _framing(self, match: re.Match) -> int | None:
+        listed = match.group(14)
+        perimeter = [code.decode() for code in listed[1:-1].split(b'","')] if listed else []
+        try:
+            framing = make_framing(
+                match.group(8).decode(), match.group(9).decode(), int(match.group(11)),
+                int(match.group(12)), match.group(13).decode(), perimeter,
+                match.group(15).decode(), match.group(16).decode(), match.group(17).decode())
+        except (InvalidEvent, ValueError):
+            return None
+        return self.books.framing(framing)
+
+    def _activated(self, match: re.Match, stream: str, sequence: int) -> str | None:
+        instant = self._instant(match)
+        if instant is None:
+            return None
+        books = self.books
+        event_id = match.group(7).decode()
+        books.note_event("booklet_activated", event_id, instant[0])
+        books.fold_booklet_activated(match.group(8).decode(), int(match.group(9)),
+                                     int(match.group(10)), instant[0], event_id, stream,
+                                     sequence)
+        return self._month(match)
+
+    def _outcome(self, match: re.Match, event_type: str) -> str | None:
+        instant = self._instant(match)
+        if instant is None:
+            return None
+        books = self.books
+        books.note_event(event_type, match.group(7).decode(), instant[0])
+        self._venue(match.group(8))
+        reason = match.group(9)
+        books.count_outcome(event_type, reason.decode() if reason is not None else None)
+        return self._month(match)
