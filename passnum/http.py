@@ -73,6 +73,7 @@ class CommandGateway:
         self.producer: AIOKafkaProducer | None = None
         self.listener: psycopg.AsyncConnection | None = None
         self.reader: psycopg.AsyncConnection | None = None
+        self.listen_task: asyncio.Task[None] | None = None
         # Replaced at each notification, so that every waiter wakes (an Event cleared by
         # one waiter could hide the notification from another).
         self.wakeup: asyncio.Future[None] | None = None
@@ -87,7 +88,7 @@ class CommandGateway:
         self.listener = await psycopg.AsyncConnection.connect(self.settings.database_url,
                                                               autocommit=True)
         await self.listener.execute("LISTEN passnum_outcomes")
-        asyncio.get_running_loop().create_task(self._listen())
+        self.listen_task = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
         assert self.listener is not None
@@ -97,6 +98,10 @@ class CommandGateway:
                 woken.set_result(None)
 
     async def stop(self) -> None:
+        if self.listen_task is not None:
+            # Cancel the listener before closing its connection, or it logs a spurious error.
+            self.listen_task.cancel()
+            await asyncio.gather(self.listen_task, return_exceptions=True)
         if self.producer is not None:
             await self.producer.stop()
         for connection in (self.reader, self.listener):

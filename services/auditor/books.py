@@ -186,6 +186,11 @@ class Books:
     orphan_redemptions: list[tuple[str, str, int]] = field(default_factory=list)
     latest_micros: int = 0
     current_micros: int = -1  # occurred_at of the event folded last (for the chain's months)
+    # A part of the log folded in a worker process (services.auditor.parallel): a fact about
+    # a booklet this part does not hold could be about one another part holds, so it is not
+    # judged here: the whole log is then replayed in one process.
+    partial: bool = False
+    needs_whole_log: bool = False
 
     # ------------------------------------------------------------------ registries
 
@@ -227,6 +232,11 @@ class Books:
     def finding(self, code: str, detail: str, event_ids: tuple[str, ...] = (),
                 siren: str = "") -> None:
         self.findings.append(Finding(code, detail, event_ids, siren))
+
+    def unknown_booklet(self) -> None:
+        """A fact names a booklet these books do not hold."""
+        if self.partial:
+            self.needs_whole_log = True
 
     def note_event(self, event_type: str, event_id: str, micros: int) -> None:
         self.event_count += 1
@@ -348,6 +358,7 @@ class Books:
         booklet = collectivite.booklet_index(booklet_sequence) if collectivite else -1
         booklet_id = f"{siren}-{booklet_sequence:07d}"
         if booklet < 0:
+            self.unknown_booklet()
             self.finding("activation_of_unissued_booklet", booklet_id, (event_id,), siren)
             return
         if self.booklet_activated_key[booklet]:
@@ -395,6 +406,8 @@ class Books:
         booklet = table[booklet_sequence] - 1 if 0 < booklet_sequence < len(table) else -1
         framing = self.framings[self.booklet_framing[booklet]] if booklet >= 0 else None
         if framing is None or not 1 <= position <= framing.voucher_count:
+            if framing is None:
+                self.unknown_booklet()
             voucher_id = f"{siren}-{booklet_sequence:07d}-{position:02d}"
             self.finding("redemption_of_unissued_voucher", voucher_id, (event_id,), siren)
             self.orphan_redemptions.append((siren, event_id, face_value))
@@ -406,8 +419,20 @@ class Books:
                 or not framing.valid_from_day <= day <= framing.grace_until_day):
             self._judge_redemption_now(booklet, f"{siren}-{booklet_sequence:07d}-{position:02d}",
                                        event_id, day, micros, face_value, siren)
-        self._record_redemption(self.booklet_first_voucher[booklet] + position - 1, micros,
-                                venue, event_id)
+        voucher = self.booklet_first_voucher[booklet] + position - 1
+        seconds = micros // 1_000_000 - SECONDS_EPOCH + 1
+        if not 0 < seconds < 2**32:
+            raise InvalidEvent(f"redemption instant out of range: {micros}")
+        fingerprint = wire.event_fingerprint(event_id)
+        if seconds < self.venue_first_second[venue]:
+            self.venue_first_second[venue] = seconds
+        if self.redeemed_second[voucher] or voucher in self.contested:
+            self._contest(voucher, Contest(second_key(seconds, PHASE_REDEMPTION), "redeemed",
+                                           event_id, fingerprint, venue))
+            return
+        self.redeemed_second[voucher] = seconds
+        self.redeemed_venue[voucher] = venue
+        self.redeemed_event[voucher] = fingerprint
 
     def _judge_redemption_now(self, booklet: int, voucher_id: str, event_id: str,
                               day: int, micros: int, face_value: int,
@@ -428,21 +453,6 @@ class Books:
         if not framing.valid_from_day <= day <= framing.grace_until_day:
             self.finding("redemption_outside_validity", f"{voucher_id} on "
                          f"{wire.date_of_day(day).isoformat()}", (event_id,), siren)
-
-    def _record_redemption(self, voucher: int, micros: int, venue: int, event_id: str) -> None:
-        seconds = micros // wire.MICROSECONDS - SECONDS_EPOCH + 1
-        if not 0 < seconds < 2**32:
-            raise InvalidEvent(f"redemption instant out of range: {micros}")
-        fingerprint = wire.event_fingerprint(event_id)
-        if seconds < self.venue_first_second[venue]:
-            self.venue_first_second[venue] = seconds
-        if self.redeemed_second[voucher] or voucher in self.contested:
-            self._contest(voucher, Contest(second_key(seconds, PHASE_REDEMPTION), "redeemed",
-                                           event_id, fingerprint, venue))
-            return
-        self.redeemed_second[voucher] = seconds
-        self.redeemed_venue[voucher] = venue
-        self.redeemed_event[voucher] = fingerprint
 
     def _contest(self, voucher: int, contest: Contest) -> None:
         """A second fact about one voucher (a cancellation, a second redemption): all its
@@ -517,6 +527,7 @@ class Books:
                        micros: int) -> None:
         booklet = self._booklet_of(event.booklet_id)
         if booklet < 0:
+            self.unknown_booklet()
             self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
                          event.siren)
             return
@@ -527,6 +538,7 @@ class Books:
     def _apply_distributed(self, event: BookletDistributed) -> None:
         booklet = self._booklet_of(event.booklet_id)
         if booklet < 0:
+            self.unknown_booklet()
             self.finding("distribution_of_unissued_booklet", event.booklet_id,
                          (event.event_id,), event.siren)
             return
@@ -539,7 +551,11 @@ class Books:
         collectivite = self.collectivite(event.siren)
         collectivite.redeemed_vouchers_recorded -= 1
         collectivite.redeemed_cents_recorded -= event.face_value_cents
-        if booklet < 0:
+        if booklet < 0 or not 1 <= position <= self.framings[
+                self.booklet_framing[booklet]].voucher_count:
+            # (a position beyond the booklet was once taken as a voucher of the next one)
+            if booklet < 0:
+                self.unknown_booklet()
             self.finding("cancellation_of_unknown_redemption", event.voucher_id,
                          (event.event_id,), event.siren)
             return

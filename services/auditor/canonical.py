@@ -56,6 +56,9 @@ VOUCHER_CHECKED = re.compile(
     _HEAD + rb'voucher_checked","siret":"([0-9]{14})","voucher_id":(?:null|"' + _TEXT
     + rb'*"),"valid":(?:true|false),"reason":(?:null|"([a-z_]{1,64})")\}')
 _TYPE_FIELD = b'","type":"'
+AMOUNTS_CACHED = 1_024
+# "00" to "99" -> 0 to 99: hours, minutes, seconds and positions without int() each time.
+_TWO_DIGITS = {f"{number:02d}".encode(): number for number in range(100)}
 
 
 class CanonicalDecoder:
@@ -67,6 +70,7 @@ class CanonicalDecoder:
         self.months: dict[bytes, str] = {}  # date -> its month
         self.venues: dict[bytes, int] = {}
         self.sirens: dict[bytes, str] = {}
+        self.amounts: dict[bytes, int] = {}
         self.framings: dict[tuple[bytes, bytes, bytes], int] = {}
         # Outside the filtered books (--until, --collectivite) the general path decides.
         self.enabled = books.until_micros is None and books.only_siren is None
@@ -134,9 +138,16 @@ class CanonicalDecoder:
             day = self._day(date)
             if day is None:
                 return None
-        micros = (day * 86_400 + int(hour) * 3_600 + int(minute) * 60 + int(second)) * 1_000_000
+        two_digits = _TWO_DIGITS
+        micros = (day * 86_400 + two_digits[hour] * 3_600 + two_digits[minute] * 60
+                  + two_digits[second]) * 1_000_000
         if fraction is not None:
             micros += int(fraction.ljust(6, b"0"))
+        amount = self.amounts.get(cents)
+        if amount is None:
+            amount = int(cents)
+            if len(self.amounts) < AMOUNTS_CACHED:  # face values are few; a bound anyway
+                self.amounts[cents] = amount
         venue = self.venues.get(siret)
         if venue is None:
             venue = self._venue(siret)
@@ -146,7 +157,7 @@ class CanonicalDecoder:
         books = self.books
         event_text = event_id.decode()
         books.note_event("voucher_redeemed", event_text, micros)
-        books.fold_redemption(siren_text, int(booklet), int(position), venue, int(cents),
+        books.fold_redemption(siren_text, int(booklet), two_digits[position], venue, amount,
                               micros, day, event_text)
         return self.months[date]
 

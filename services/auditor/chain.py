@@ -53,9 +53,12 @@ class ChainFinding:
 class StreamChain:
     name: str
     hashes: array = field(default_factory=lambda: array("I"))
-    # sequence -> (fingerprint of its previous_hash, where it was read): links whose earlier
-    # end has not arrived yet. What is left at the end names a missing event.
-    pending_links: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # Links whose earlier end had not arrived when they were read: sequence, fingerprint of
+    # its previous_hash, where it was read (see `ChainVerifier.place`), 16 bytes each.
+    # Checked when the verifier settles them; what is left then names a missing event.
+    pending_sequences: array = field(default_factory=lambda: array("I"))
+    pending_previous: array = field(default_factory=lambda: array("I"))
+    pending_places: array = field(default_factory=lambda: array("Q"))
     highest: int = 0
     # Per month (UTC, of occurred_at): the lowest sequence dated in it and that event's
     # previous_hash, i.e. the head of the chain just before it (see `cut_before`).
@@ -82,6 +85,8 @@ class ChainVerifier:
         # re-publications aside, so a lower sequence that is new is a reordered record.
         self.partition_heads: dict[tuple[str, int], dict[StreamChain, int]] = {}
         self.by_raw_name: dict[bytes, StreamChain] = {}  # the header's bytes -> chain
+        self.topics: list[str] = []
+        self.topic_numbers: dict[str, int] = {}
 
     def fingerprint(self, hex_digest: bytes) -> int:
         """32 keyed bits of a link hash (ASCII hex); never 0, which marks "not seen"."""
@@ -154,29 +159,12 @@ class ChainVerifier:
                 "conflicting_events", f"{topic}[{partition}]@{offset}: a second, different "
                 f"event claims {chain.name}#{sequence} (injected or replaced)"))
             return REJECTED
-        try:
-            previous = (((int(previous_hash[:16], 16) * self.key) & _MASK_64) >> 32) | 1
-        except ValueError:
-            self.findings.append(ChainFinding(
-                "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
-                "previous_hash is not hexadecimal"))
+        if sequence == chain.highest + 1 and previous_hash == chain.head_raw:
+            # The common case, read in order: the link is the whole previous hash (the
+            # genesis hash for #1), nothing to look up.
+            hashes[index] = current
+        elif not self._link(chain, sequence, previous_hash, current, topic, partition, offset):
             return REJECTED
-        hashes[index] = current
-        if sequence == 1:
-            if previous != self.genesis:
-                self._broken_genesis(chain, topic, partition, offset)
-        else:
-            before = hashes[index - 1]
-            if before == 0:
-                chain.pending_links[sequence] = (previous, f"{topic}[{partition}]@{offset}")
-            elif before != previous:
-                self._broken_previous(chain, sequence, topic, partition, offset)
-        if chain.pending_links:
-            waiting = chain.pending_links.pop(sequence + 1, None)
-            if waiting is not None and waiting[0] != current:
-                self.findings.append(ChainFinding(
-                    "broken_link", f"{waiting[1]} {chain.name}#{sequence + 1}: previous_hash "
-                    f"is not the hash of #{sequence} ({topic}[{partition}]@{offset})"))
         if sequence > chain.highest:
             chain.highest = sequence
             chain.head_raw = digest
@@ -191,6 +179,32 @@ class ChainVerifier:
             heads[chain] = sequence
         return NEW
 
+    def _link(self, chain: StreamChain, sequence: int, previous_hash: bytes, current: int,
+              topic: str, partition: int, offset: int) -> bool:
+        """Record a new event read out of order and check (or leave waiting) its link;
+        False, with a finding, when its previous_hash is not a hash at all."""
+        try:
+            previous = (((int(previous_hash[:16], 16) * self.key) & _MASK_64) >> 32) | 1
+        except ValueError:
+            self.findings.append(ChainFinding(
+                "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
+                "previous_hash is not hexadecimal"))
+            return False
+        hashes = chain.hashes
+        hashes[sequence - 1] = current
+        if sequence == 1:
+            if previous != self.genesis:
+                self._broken_genesis(chain, topic, partition, offset)
+        else:
+            before = hashes[sequence - 2]
+            if before == 0:
+                chain.pending_sequences.append(sequence)
+                chain.pending_previous.append(previous)
+                chain.pending_places.append(self.place(topic, partition, offset))
+            elif before != previous:
+                self._broken_previous(chain, sequence, topic, partition, offset)
+        return True
+
     def _broken_genesis(self, chain: StreamChain, topic: str, partition: int,
                         offset: int) -> None:
         self.findings.append(ChainFinding(
@@ -203,6 +217,38 @@ class ChainVerifier:
             "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
             f"previous_hash is not the hash of #{sequence - 1}"))
 
+    def place(self, topic: str, partition: int, offset: int) -> int:
+        number = self.topic_numbers.get(topic)
+        if number is None:
+            number = self.topic_numbers[topic] = len(self.topics)
+            self.topics.append(topic)
+        return (number << 56) | (partition << 40) | offset
+
+    def where(self, place: int) -> str:
+        return (f"{self.topics[place >> 56]}[{(place >> 40) & 0xFFFF}]@"
+                f"{place & ((1 << 40) - 1)}")
+
+    def settle(self) -> None:
+        """Check every waiting link whose earlier end has arrived since (a broken one is a
+        finding); keep the others waiting."""
+        for chain in self.streams.values():
+            if not chain.pending_sequences:
+                continue
+            waiting = (array("I"), array("I"), array("Q"))
+            hashes = chain.hashes
+            for sequence, previous, place in zip(chain.pending_sequences,
+                                                 chain.pending_previous, chain.pending_places):
+                before = hashes[sequence - 2]
+                if before == 0:
+                    waiting[0].append(sequence)
+                    waiting[1].append(previous)
+                    waiting[2].append(place)
+                elif before != previous:
+                    self.findings.append(ChainFinding(
+                        "broken_link", f"{self.where(place)} {chain.name}#{sequence}: "
+                        f"previous_hash is not the hash of #{sequence - 1}"))
+            chain.pending_sequences, chain.pending_previous, chain.pending_places = waiting
+
     def note_month(self, stream_name: str, sequence: int, month: str,
                    previous_hash: str) -> None:
         chain = self.streams[stream_name]
@@ -212,18 +258,23 @@ class ChainVerifier:
 
     def finish(self) -> list[ChainFinding]:
         """Every finding so far, plus those about events that have not arrived: gaps, and
-        links left waiting. Does not change the verifier (a follower calls it each cycle)."""
+        links left waiting. Settles the waiting links first; a follower calls it each cycle
+        (a link is settled once, so no finding is repeated)."""
+        self.settle()
         missing: list[ChainFinding] = []
         for name in sorted(self.streams):
             chain = self.streams[name]
-            for sequence, (_, where) in sorted(chain.pending_links.items()):
+            waiting = sorted(zip(chain.pending_sequences, chain.pending_places))
+            for sequence, place in waiting:
                 missing.append(ChainFinding(
                     "missing_event", f"{chain.name}#{sequence - 1} is missing: "
-                    f"#{sequence} ({where}) links to an event that is not in the log"))
-            self._report_gaps(chain, missing)
+                    f"#{sequence} ({self.where(place)}) links to an event that is not in the "
+                    "log"))
+            self._report_gaps(chain, missing, {sequence for sequence, _ in waiting})
         return self.findings + missing
 
-    def _report_gaps(self, chain: StreamChain, missing: list[ChainFinding]) -> None:
+    def _report_gaps(self, chain: StreamChain, missing: list[ChainFinding],
+                     waiting: set[int]) -> None:
         hashes = chain.hashes
         start = 0
         while True:
@@ -235,7 +286,7 @@ class ChainVerifier:
             while end < chain.highest and hashes[end] == 0:
                 end += 1
             # The last missing sequence of a gap was already named by its waiting link.
-            last = end - 1 if (end + 1) in chain.pending_links else end
+            last = end - 1 if (end + 1) in waiting else end
             if last > gap:
                 missing.append(ChainFinding(
                     "missing_event", f"{chain.name}#{gap + 1}..#{last} missing"))
@@ -246,8 +297,10 @@ class ChainVerifier:
                 for name, chain in sorted(self.streams.items())}
 
     def memory_bytes(self) -> int:
-        return sum(chain.hashes.buffer_info()[1] * chain.hashes.itemsize
-                   for chain in self.streams.values())
+        return sum(column.buffer_info()[1] * column.itemsize
+                   for chain in self.streams.values()
+                   for column in (chain.hashes, chain.pending_sequences, chain.pending_previous,
+                                  chain.pending_places))
 
 
 def cut_before(chain: StreamChain, month: str) -> tuple[int, str]:

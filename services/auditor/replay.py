@@ -26,6 +26,7 @@ from passnum.settings import Settings
 from passnum.topology import topology_for
 from services.auditor import checkpoint, wire
 from services.auditor.books import Books, Finding, apply_value
+from services.auditor.wire import InvalidEvent
 from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier
 from services.auditor.invariants import (
@@ -38,6 +39,7 @@ from services.auditor.invariants import (
     sweep_vouchers,
     venue_timelines,
 )
+from services.auditor.parallel import Forked
 from services.auditor.reader import read_batches, read_record_batches
 from services.auditor.report import AuditReport, build_report
 from services.auditor.settlement_checks import check_settlement, redemption_index
@@ -53,6 +55,9 @@ class ReplayOptions:
     collectivite: str | None = None  # one tenant's books
     trusted_keys: frozenset[str] = frozenset()  # checkpoint keys; empty: any valid signature
     resolve_names: bool = True
+    # Worker processes for the first read, split by partition (services.auditor.parallel);
+    # 0: one per core (at most 4), 1: read in this process.
+    processes: int = 0
 
 
 @dataclass
@@ -81,7 +86,12 @@ class Replayer:
     def read(self, progress: ProgressCallback | None = None) -> int:
         """Read every topic from where the last read stopped to its current end."""
         before = self.records_read
-        for topic in self.topics_in_order():
+        topics = self.topics_in_order()
+        if self._read_in_parts():
+            if progress is not None:
+                progress(self.records_read - before)
+            topics = topics[2:]
+        for topic in topics:
             ends: dict[tuple[str, int], int] = {}
             starts = {place: offset for place, offset in self.next_offsets.items()
                       if place[0] == topic}
@@ -92,6 +102,26 @@ class Replayer:
                     progress(len(records))
             self.next_offsets.update(ends)
         return self.records_read - before
+
+    def _read_in_parts(self) -> bool:
+        """The first read of a whole log, in worker processes split by partition."""
+        from services.auditor import parallel
+
+        processes = self.options.processes or parallel.DEFAULT_PROCESSES
+        if (processes < 2 or self.records_read or self.next_offsets
+                or self.books.until_micros is not None or self.books.only_siren is not None):
+            return False
+        return parallel.read_in_parts(self, processes)
+
+    def adopt(self, books: Books, chains: ChainVerifier, parts: list) -> None:
+        """Take the merged books and chains of the parts read in worker processes."""
+        self.books, self.chains = books, chains
+        self.canonical = CanonicalDecoder(books)
+        for part in parts:
+            self.records_read += part.records_read
+            self.invalid_count += part.invalid_count
+            self.record_findings.extend(part.record_findings)
+            self.next_offsets.update(part.ends)
 
     def ingest(self, messages: Iterable) -> None:
         """Records that carry their own topic and partition (kafka-python's, the tests')."""
@@ -114,17 +144,23 @@ class Replayer:
         signed_topic = topic == self.topology.auditor_events.name
         self.records_read += len(records)
         for record in records:
-            header = None
-            for name, raw in record.headers:
-                if name == CHAIN_HEADER and raw:
-                    header = raw
-                    break
+            headers = record.headers
+            if len(headers) == 1 and headers[0][0] == CHAIN_HEADER:
+                header = headers[0][1] or None
+            else:
+                header = _chain_header(headers)
             value = record.value
-            link = _link_of(header) if header is not None else None
-            if link is None:
-                self._unchained(topic, partition, record.offset, value, signed_topic)
-                continue
-            stream, sequence, previous_hash, digest = link
+            parts = header.split(b"|") if header is not None else ()
+            if (len(parts) != 4 or len(parts[2]) != 64 or len(parts[3]) != 64
+                    or not header.isascii() or not parts[1].isdigit()):  # type: ignore[union-attr]
+                link = _link_of(header) if header is not None else None
+                if link is None:
+                    self._unchained(topic, partition, record.offset, value, signed_topic)
+                    continue
+                stream, sequence, previous_hash, digest = link
+            else:
+                stream, sequence, previous_hash, digest = (parts[0], int(parts[1]), parts[2],
+                                                           parts[3])
             verdict = admit_link(stream, sequence, previous_hash, digest, value or b"", topic,
                                  partition, record.offset, heads)
             if verdict != NEW:
@@ -132,7 +168,13 @@ class Replayer:
                     self._name_rejected(value)
                 continue
             chain = by_raw_name[stream]
-            month = fold(value, chain.name, sequence)
+            try:
+                month = fold(value, chain.name, sequence)
+            except InvalidEvent as error:  # found after the event was noted, as in general
+                self._invalid(topic, partition, record.offset, value,
+                              f"{chain.name}#{sequence}: "
+                              + f"{type(error).__name__}: {error}"[:300])
+                month = wire.utc_month(self.books.current_micros)
             if month is None:
                 month = self._fold_in_general(topic, partition, record.offset, value,
                                               chain.name, sequence)
@@ -193,13 +235,12 @@ class Replayer:
         findings.extend(books.findings)
         findings.extend(_as_findings(self.chains.finish()))
         resolve_contested(books, findings)
+        # Settlement and the uniqueness of event ids in a forked child, the rest here.
+        settlement = Forked(_settlement_findings, books)
         fold_envelopes(books, judgement)
         sweep_vouchers(books, judgement, VenueRules(venue_timelines(books)))
         check_balance(books, judgement)
-        index = redemption_index(books)
-        check_settlement(books, judgement, index)
-        findings.extend(requests_decided_twice(books, index))
-        del index
+        findings.extend(settlement.get())
         for signed in books.checkpoints:
             findings.extend(checkpoint.verify(signed, self.chains.streams,
                                               self.options.trusted_keys))
@@ -208,6 +249,14 @@ class Replayer:
             report = report.with_names(resolve_names(self.settings, self.topics_in_order(),
                                                      report.unresolved_names()))
         return report
+
+
+def _chain_header(headers: Iterable) -> bytes | None:
+    """The first non-empty `passnum-chain` header (as `wire.parse_chain_header` takes it)."""
+    for name, raw in headers:
+        if name == CHAIN_HEADER and raw:
+            return raw  # type: ignore[no-any-return]
+    return None
 
 
 def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
@@ -220,6 +269,13 @@ def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
         return parts[0], int(parts[1]), parts[2], parts[3]
     except ValueError:
         return None
+
+
+def _settlement_findings(books: Books) -> list[Finding]:
+    index = redemption_index(books)
+    judgement = Judgement(as_of_day=0)
+    check_settlement(books, judgement, index)
+    return judgement.findings + requests_decided_twice(books, index)
 
 
 def _as_findings(chain_findings: Iterable) -> list[Finding]:

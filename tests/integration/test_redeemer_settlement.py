@@ -282,3 +282,29 @@ def test_a_cancellation_racing_a_close_fails_and_is_decided_again(ledger) -> Non
         decision = handler.decide_commands(connection, [cancel])[0]
     assert decision.events[0][2].reason == "already_settled"
     assert scalar(ledger, "SELECT settlement_month FROM redemptions") == "2026-03"
+
+
+def test_inside_one_batch_the_log_order_decides_what_a_close_pays(ledger) -> None:
+    """A redemption before the close in the batch is on the statement; a cancellation after
+    it sees the payment (not a crash, not a cancelled paid redemption); a redemption after
+    it waits for the next month."""
+    handler = _handler_on(ledger)
+    siret, codes = _seed_state(ledger, handler)
+    first, second = codes[0], codes[1]
+    voucher_id = f"{collectivites(1)[0].siren}-0000001-01"
+    batch = [_redeem("before", first, siret, MARCH),
+             _close("close", "2026-03", APRIL_FIRST),
+             CancelRedemption(request_id="cancel-after", occurred_at=MARCH + timedelta(
+                 minutes=5), voucher_id=voucher_id, siret=siret),
+             _redeem("after", second, siret, MARCH + timedelta(minutes=6))]
+    with psycopg.connect(ledger.database_url) as connection, connection.transaction():
+        decisions = handler.decide_commands(connection, batch)
+    types = [[event.type for _, _, event in decision.events] for decision in decisions]
+    assert types == [["voucher_redeemed"],
+                     ["settlement_statement_issued", "settlement_month_closed"],
+                     ["redeemer_command_rejected"], ["voucher_redeemed"]]
+    statement = decisions[1].events[0][2]
+    assert statement.redemption_event_ids == (decisions[0].events[0][2].event_id,)
+    assert decisions[2].events[0][2].reason == "already_settled"
+    assert scalar(ledger, "SELECT count(*) FROM redemptions WHERE settlement_month IS NULL") == 1
+

@@ -207,6 +207,16 @@ def chained(events: list, encodings: list[str]) -> list[ChainedRecord]:
 def replay(records: list[ChainedRecord], canonical: bool) -> Replayer:
     replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
     replayer.canonical.enabled = canonical
+    # every event as it is noted (type, id, instant to the microsecond), in reading order
+    noted: list[tuple[str, str, int]] = []
+    note_event = replayer.books.note_event
+
+    def noting(event_type: str, event_id: str, micros: int) -> None:
+        noted.append((event_type, event_id, micros))
+        note_event(event_type, event_id, micros)
+
+    replayer.books.note_event = noting  # type: ignore[method-assign]
+    replayer.noted = noted  # type: ignore[attr-defined]
     offsets: dict[tuple[str, int], int] = {}
     messages = []
     for record in records:
@@ -237,6 +247,7 @@ def book_columns(replayer: Replayer) -> dict:
     columns["months"] = {name: chain.month_firsts for name, chain in
                          replayer.chains.streams.items()}
     columns["record_findings"] = replayer.record_findings
+    columns["noted"] = getattr(replayer, "noted", None)
     return columns
 
 
@@ -262,6 +273,38 @@ def test_canonical_decoding_folds_exactly_like_the_general_path(events, encoding
     fast, general = replay(records, canonical=True), replay(records, canonical=False)
     assert book_columns(fast) == book_columns(general)
     assert fast.judge().to_json() == general.judge().to_json()
+
+
+def test_a_canonical_event_refused_by_the_books_is_invalid_on_both_paths() -> None:
+    from services.auditor.chained_log import sample_ledger
+
+    ledger = sample_ledger(TOPOLOGY)
+    document = next(json.loads(r.value) for r in ledger.records
+                    if b'"voucher_redeemed"' in r.value)
+    ancient = VoucherRedeemed(**{**document, "occurred_at": datetime(1999, 12, 31, 23, 0,
+                                                                     tzinfo=timezone.utc),
+                                 "event_id": "ancient", "request_id": "ancient"})
+    records = ledger.records + ledger.writer.redeemer(document["booklet_id"].encode(),
+                                                      [ancient])
+    fast, general = replay(records, canonical=True), replay(records, canonical=False)
+    assert [f.code for f in fast.record_findings] == ["invalid_event"]
+    assert book_columns(fast) == book_columns(general)
+    assert fast.judge().to_json() == general.judge().to_json()
+
+
+def test_booklet_copy_lines_are_the_rows() -> None:
+    from services.auditor.chained_log import sample_ledger
+    from services.auditor.projections import booklet_lines, booklet_rows
+
+    books = replay(sample_ledger(TOPOLOGY).records, canonical=True).books
+    books.framings[0] = replace(books.framings[0], order_id="tab\there\\and\nline")
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return "t" if value else "f"
+        return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+    rendered = ["\t".join(map(text, row)) + "\n" for row in booklet_rows(books)]
+    assert list(booklet_lines(books)) == rendered
 
 
 # ------------------------------------------------------------------ against evolve

@@ -69,3 +69,47 @@ def test_chain_verifier_tells_new_duplicate_and_rejected() -> None:
     third = next_link("s", 4, second.hash, b"four")  # links to #2: #3 was deleted
     chains.admit("s", 4, third.previous_hash, third.hash, b"four", "t", 0, 2)
     assert any("s#3 is missing" in f.detail for f in chains.finish())
+
+
+def _batch_bytes(base_offset: int, values: list[bytes]) -> bytes:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 20)
+    for delta, value in enumerate(values):
+        builder.append(delta, timestamp=1, key=None, value=value,
+                       headers=[("passnum-chain", b"link")])
+    raw = bytearray(builder.build())
+    raw[0:8] = base_offset.to_bytes(8, "big")  # the broker assigns the base offset
+    # the CRC covers what follows it, not the base offset: the batch stays valid
+    return bytes(raw)
+
+
+def test_the_bulk_reader_hands_over_whole_batches_and_leaves_other_consumers_alone() -> None:
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import TopicPartition
+
+    from services.auditor import reader
+
+    assert fetcher.PartitionRecords is reader._BatchPartitionRecords
+    data = _batch_bytes(0, [b"a", b"b", b"c"]) + _batch_bytes(3, [b"d", b"e"])
+
+    def records(value_deserializer, fetch_offset: int = 0) -> list:  # type: ignore[no-untyped-def]
+        return list(fetcher.PartitionRecords(
+            TopicPartition("t", 0), MemoryRecords(data), None, fetch_offset, None,
+            value_deserializer, True, 0))
+
+    batches = records(reader._whole_batches, fetch_offset=1)
+    assert [[(r.offset, r.value, r.headers) for r in batch] for batch in batches] == [
+        [(1, b"b", [("passnum-chain", b"link")]), (2, b"c", [("passnum-chain", b"link")])],
+        [(3, b"d", [("passnum-chain", b"link")]), (4, b"e", [("passnum-chain", b"link")])]]
+    plain = records(None)
+    assert [(m.offset, m.value) for m in plain] == [(0, b"a"), (1, b"b"), (2, b"c"),
+                                                    (3, b"d"), (4, b"e")]
+    corrupted = bytearray(data)
+    corrupted[-1] ^= 0xFF
+    data = bytes(corrupted)
+    with pytest.raises(Exception, match="CRC"):
+        records(reader._whole_batches)

@@ -1,0 +1,127 @@
+"""The replay split by partition (services.auditor.parallel) against the replay in one
+process, on random logs keyed as the processors key them: when the parts merge, the report
+is the one-process report byte for byte; when a part meets a fact it cannot judge alone
+(a booklet of another partition) or the parts overlap, the split is refused, never wrong."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from hypothesis import given, strategies as st
+
+from services.auditor import parallel
+from services.auditor.chain import ChainVerifier
+from services.auditor.chained_log import ChainedLogWriter, ChainedRecord
+from services.auditor.replay import Replayer, ReplayOptions
+
+from .test_auditor_fast_path import FAST, SETTINGS, TOPOLOGY, ledgers
+
+Message = namedtuple("Message", "offset value headers")
+
+
+def keyed(events: list) -> list[ChainedRecord]:
+    """Events written as the processors write them: issuer decisions keyed by SIREN,
+    redeemer decisions by booklet (or venue, or month), events by their own key."""
+    writer = ChainedLogWriter(TOPOLOGY)
+    records: list[ChainedRecord] = []
+    for event in events:
+        if event.type in ("collectivite_registered", "envelope_funded", "booklets_ordered",
+                          "funds_received", "booklet_issued", "booklet_activated",
+                          "booklet_blocked"):
+            records += writer.issuer(event.siren, [event])
+        else:
+            key = (getattr(event, "booklet_id", None) or getattr(event, "siret", None)
+                   or event.month)
+            records += writer.redeemer(key.encode(), [event])
+    return records
+
+
+def batches(records: list[ChainedRecord], places: set[tuple[str, int]] | None = None) -> list:
+    """(topic, partition, records) in the reading order: issuer topic, then redeemer."""
+    by_place: dict[tuple[str, int], list] = {}
+    for record in records:
+        place = (record.topic, record.partition)
+        if places is None or place in places:
+            rows = by_place.setdefault(place, [])
+            rows.append(Message(len(rows), record.value, list(record.headers)))
+    order = [TOPOLOGY.issuer_events.name, TOPOLOGY.redeemer_events.name]
+    return [(topic, partition, rows) for (topic, partition), rows in
+            sorted(by_place.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))]
+
+
+def without_memory(replayer: Replayer) -> str:
+    """The report, but for the memory figures (the parts allocate their own chunks)."""
+    import json
+
+    document = json.loads(replayer.judge().to_json())
+    document.pop("memory")
+    return json.dumps(document, sort_keys=True)
+
+
+def whole(records: list[ChainedRecord]) -> Replayer:
+    replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False, processes=1))
+    for topic, partition, rows in batches(records):
+        replayer.ingest_batch(topic, partition, rows)
+    return replayer
+
+
+def in_parts(records: list[ChainedRecord], workers: int) -> Replayer | None:
+    issuer, redeemer = TOPOLOGY.issuer_events.name, TOPOLOGY.redeemer_events.name
+    plan = parallel.split_places([(issuer, n) for n in range(TOPOLOGY.issuer_events.partitions)],
+                                 [(redeemer, n) for n in
+                                  range(TOPOLOGY.redeemer_events.partitions)], workers)
+    assert plan is not None
+    key = ChainVerifier().key
+    parts = []
+    for places in plan:
+        replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
+        replayer.chains = ChainVerifier(key)
+        replayer.books.partial = True
+        for topic, partition, rows in batches(records, set(places)):
+            replayer.ingest_batch(topic, partition, rows)
+        parts.append(parallel.Part(replayer, {}))
+    if any(part.books.needs_whole_log for part in parts):
+        return None
+    merged = parallel.merge_parts(parts, key)
+    if merged is None:
+        return None
+    result = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
+    result.adopt(*merged, parts)
+    return result
+
+
+@FAST
+@given(ledgers(), st.sampled_from([2, 3, 4]))
+def test_the_merged_parts_report_what_one_process_reports(events, workers) -> None:  # type: ignore[no-untyped-def]
+    records = keyed(events)
+    merged = in_parts(records, workers)
+    if merged is None:
+        return  # refused: the caller replays in one process
+    one = whole(records)
+    assert merged.records_read == one.records_read
+    assert without_memory(merged) == without_memory(one)
+
+
+def test_a_sound_keyed_log_is_split() -> None:
+    from services.auditor.chained_log import sample_ledger
+
+    records = sample_ledger(TOPOLOGY).records
+    merged = in_parts(records, 2)
+    assert merged is not None
+    assert without_memory(merged) == without_memory(whole(records))
+
+
+def test_a_booklet_fact_in_another_partition_refuses_the_split() -> None:
+    from services.auditor.chained_log import sample_ledger
+
+    ledger = sample_ledger(TOPOLOGY)
+    redemption = next(r for r in ledger.records if b'"voucher_redeemed"' in r.value)
+    moved = [replace_partition(r, (r.partition + 1) % 4) if r is redemption else r
+             for r in ledger.records]
+    assert in_parts(moved, 4) is None
+
+
+def replace_partition(record: ChainedRecord, partition: int) -> ChainedRecord:
+    from dataclasses import replace
+
+    return replace(record, partition=partition)
