@@ -8,10 +8,15 @@ order explained there). What is kept here per voucher is not a state machine but
 recorded facts the invariants judge: when and where it was redeemed, by which event.
 
 Memory, per voucher: redemption second (4 bytes), venue index (2, widened to 4 past
-65,535 venues), redemption event fingerprint (8); per booklet: framing index, first voucher
-index, activation time and chain position, flags (about 29 bytes, shared by its 5 or 10
-vouchers). Booklet ids are never stored: a booklet is (collectivité, sequence), and
-`BookletIssued` numbers booklets 1, 2, 3 ... per collectivité.
+65,535 venues), redemption event fingerprint (8); per booklet: collectivité, sequence,
+framing, first voucher, activation time and chain position, flags (27 bytes, plus 4 in its
+collectivité's sequence table, shared by its 5 or 10 vouchers). Booklet ids are never
+stored: a booklet is (collectivité, sequence), and `BookletIssued` numbers booklets 1, 2,
+3 ... per collectivité.
+
+Two decoders feed the same `fold_*` methods: `services.auditor.canonical` (compiled
+patterns over the codec's bytes, the hot path) and `apply_value` below (json, field checks,
+the codec), which takes everything the patterns do not.
 
 Event time. A fact's time key is `occurred_at` in microseconds x 4 + a phase, so that at an
 equal instant enabling facts (issue, activation, accreditation) come first, redemptions
@@ -396,9 +401,11 @@ class Books:
                              face_value, micros, wire.local_day(occurred_at), event_id)
 
     def fold_redemption(self, siren: str, booklet_sequence: int, position: int, venue: int,
-                        face_value: int, micros: int, day: int, event_id: str) -> None:
+                        face_value: int, micros: int, day: int, event_id: str,
+                        fingerprint: int = 0) -> None:
         """A valid `VoucherRedeemed` inside the books asked for (decoded and noted); `day`
-        is its calendar day as written (the day the redeemer judged validity on)."""
+        is its calendar day as written (the day the redeemer judged validity on);
+        `fingerprint`, when given, is `wire.event_fingerprint(event_id)`."""
         collectivite = self.collectivites.get(siren) or self.collectivite(siren)
         collectivite.redeemed_vouchers_recorded += 1
         collectivite.redeemed_cents_recorded += face_value
@@ -423,7 +430,8 @@ class Books:
         seconds = micros // 1_000_000 - SECONDS_EPOCH + 1
         if not 0 < seconds < 2**32:
             raise InvalidEvent(f"redemption instant out of range: {micros}")
-        fingerprint = wire.event_fingerprint(event_id)
+        if not fingerprint:
+            fingerprint = wire.event_fingerprint(event_id)
         if seconds < self.venue_first_second[venue]:
             self.venue_first_second[venue] = seconds
         if self.redeemed_second[voucher] or voucher in self.contested:

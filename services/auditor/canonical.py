@@ -156,9 +156,15 @@ class CanonicalDecoder:
             siren_text = self.sirens[siren] = siren.decode()
         books = self.books
         event_text = event_id.decode()
+        fingerprint = 0
+        if len(event_id) == 36 and event_id[8] == 45:  # a UUID: wire.event_fingerprint
+            try:
+                fingerprint = int(event_id[:8] + event_id[9:13] + event_id[14:18], 16) | 1
+            except ValueError:
+                fingerprint = 0
         books.note_event("voucher_redeemed", event_text, micros)
         books.fold_redemption(siren_text, int(booklet), two_digits[position], venue, amount,
-                              micros, day, event_text)
+                              micros, day, event_text, fingerprint)
         return self.months[date]
 
     def _issued(self, match: re.Match, value: bytes) -> str | None:

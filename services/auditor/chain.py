@@ -27,8 +27,8 @@ from __future__ import annotations
 import secrets
 from array import array
 from binascii import hexlify
-from hashlib import sha256
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from passnum.codec import GENESIS_HASH
 

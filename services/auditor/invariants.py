@@ -18,11 +18,11 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter
-from itertools import repeat
-from operator import add, itemgetter, mul
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import repeat
+from operator import add, itemgetter, mul
 from zoneinfo import ZoneInfo
 
 from schemas.messages import BookletActivated, FundsReceived

@@ -48,7 +48,7 @@ DEFAULT_PROCESSES = max(1, min(4, os.cpu_count() or 1))
 class Part:
     """What one worker read: its books, chains and counters (pickled back to the parent)."""
 
-    def __init__(self, replayer: "Replayer", ends: dict[tuple[str, int], int]) -> None:
+    def __init__(self, replayer: Replayer, ends: dict[tuple[str, int], int]) -> None:
         self.books, self.chains = replayer.books, replayer.chains
         self.records_read, self.invalid_count = replayer.records_read, replayer.invalid_count
         self.record_findings = replayer.record_findings
@@ -69,7 +69,7 @@ def split_places(issuer_places: list[tuple[str, int]], redeemer_places: list[tup
             for k in range(workers)]
 
 
-def read_in_parts(replayer: "Replayer", processes: int) -> bool:
+def read_in_parts(replayer: Replayer, processes: int) -> bool:
     """Read the issuer's and the redeemer's topics in worker processes and merge the parts
     into `replayer`; False (and `replayer` untouched) when the log must be read whole."""
     issuer, redeemer = replayer.topics_in_order()[:2]
@@ -92,7 +92,7 @@ def read_in_parts(replayer: "Replayer", processes: int) -> bool:
     return True
 
 
-def _run_workers(replayer: "Replayer", plan: list[list[tuple[str, int]]]) -> list[Part]:
+def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[Part]:
     # fork is cheapest, but only safe while this process runs no other thread
     method = "fork" if threading.active_count() == 1 else "spawn"
     context = multiprocessing.get_context(method)
@@ -140,7 +140,7 @@ def _worker(sending: Any, settings: Any, options: Any, key: int,
                 break
         replayer.canonical = None  # type: ignore[assignment]  # caches, not state
         payload = pickle.dumps(Part(replayer, ends), protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException as error:  # handed to the parent, raised there
+    except BaseException as error:  # noqa: BLE001 (handed to the parent, raised there)
         payload = pickle.dumps(error)
     sending.send_bytes(payload)
     sending.close()
@@ -305,7 +305,7 @@ class Forked:
             os.close(reader)
             try:
                 payload = pickle.dumps(function(*arguments), protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 (raised in the parent)
                 payload = pickle.dumps(error)
             with os.fdopen(writer, "wb") as channel:
                 channel.write(payload)

@@ -223,7 +223,7 @@ class _BatchReader:
         try:
             asyncio.run(self._read())
             self._put(_END)
-        except BaseException as error:  # handed to the reading thread, raised there
+        except BaseException as error:  # noqa: BLE001 (raised in the reading thread)
             self._put(error)
 
     def _put(self, item: object) -> bool:
@@ -236,7 +236,8 @@ class _BatchReader:
         return False
 
     async def _read(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition as AioPartition
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka import TopicPartition as AioPartition
 
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,

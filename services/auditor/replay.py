@@ -26,7 +26,6 @@ from passnum.settings import Settings
 from passnum.topology import topology_for
 from services.auditor import checkpoint, wire
 from services.auditor.books import Books, Finding, apply_value
-from services.auditor.wire import InvalidEvent
 from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier
 from services.auditor.invariants import (
@@ -42,7 +41,8 @@ from services.auditor.invariants import (
 from services.auditor.parallel import Forked
 from services.auditor.reader import read_batches, read_record_batches
 from services.auditor.report import AuditReport, build_report
-from services.auditor.settlement_checks import check_settlement, redemption_index
+from services.auditor.settlement_checks import check_settlement, redemption_places
+from services.auditor.wire import InvalidEvent
 
 logger = logging.getLogger(__name__)
 
@@ -272,10 +272,13 @@ def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
 
 
 def _settlement_findings(books: Books) -> list[Finding]:
-    index = redemption_index(books)
+    """Settlement, and event ids decided twice: one index of the standing redemptions (by
+    event fingerprint) serves both, the second consuming it."""
+    places = redemption_places(books)
+    findings = requests_decided_twice(books, places)
     judgement = Judgement(as_of_day=0)
-    check_settlement(books, judgement, index)
-    return judgement.findings + requests_decided_twice(books, index)
+    check_settlement(books, judgement, places=places)
+    return judgement.findings + findings
 
 
 def _as_findings(chain_findings: Iterable) -> list[Finding]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 from collections import defaultdict, deque
 from itertools import compress, repeat
+from operator import lshift, or_
 
 from services.auditor.books import SECONDS_EPOCH, Books, Finding
 from services.auditor.invariants import Judgement, placeholder
@@ -35,16 +36,64 @@ def redemption_index(books: Books) -> dict[int, int] | None:
     return dict(zip(compress(events, events), compress(range(len(events)), events)))
 
 
+def redemption_places(books: Books) -> dict[int, int] | None:
+    """Fingerprint -> (venue << 32 | second) of every standing redemption, built in C;
+    None when there are too many redemptions to hold them in one dictionary."""
+    count = books.voucher_total
+    events = books.redeemed_event[:count]
+    if len(events) - events.count(0) > WHOLE_INDEX_REDEMPTIONS:
+        return None
+    return dict(zip(compress(events, events), compress(map(
+        or_, map(lshift, books.redeemed_venue[:count], repeat(32)),
+        books.redeemed_second[:count]), events)))
+
+
 def check_settlement(books: Books, judgement: Judgement,
-                     index: dict[int, int] | None = None) -> None:
+                     index: dict[int, int] | None = None,
+                     places: dict[int, int] | None = None) -> None:
+    """`places` (from `redemption_places`) is consumed."""
     if books.only_siren is not None:
         return  # a statement pays a venue for every collectivité: not a one-tenant check
-    index = index if index is not None else redemption_index(books)
-    if index is None:
-        _check_settlement_by_slices(books, judgement)
-    else:
-        _check_settlement_with_index(books, judgement, index)
+    if not _sound_settlement(books, judgement, places):
+        index = index if index is not None else redemption_index(books)
+        if index is None:
+            _check_settlement_by_slices(books, judgement)
+        else:
+            _check_settlement_with_index(books, judgement, index)
     _check_closings(books, judgement)
+
+
+def _sound_settlement(books: Books, judgement: Judgement,
+                      places: dict[int, int] | None) -> bool:
+    """The sound case, told with one lookup per reference, all in C: one face value, and
+    every reference found (and taken out, so a second listing is not found) among the
+    standing redemptions, with (venue << 32 | second) between (venue << 32) and (venue << 32)
+    + the end of the statement's month, i.e. at the statement's venue and before that end.
+    Then each statement pays what it lists, once, and only its totals are left to check.
+    False, with nothing judged, as soon as one of these does not hold: the exact check
+    then runs (on an index of its own)."""
+    faces = {framing.face_value_cents for framing in books.framings}
+    if len(faces) > 1:
+        return False
+    places = places if places is not None else redemption_places(books)
+    if places is None:
+        return False
+    face = next(iter(faces), 0)
+    totals = []
+    for number, statement in enumerate(books.statements):
+        # popped: a reference listed a second time (paid twice) is then not found
+        found = list(map(places.pop, statement.listed, repeat(None)))
+        venue = books.venue_index.get(statement.siret)
+        if venue is None or None in found:
+            return False
+        low = venue << 32
+        end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
+        if found and not (min(found) > low and max(found) < low + end):
+            return False
+        totals.append((number, len(found), len(found) * face))
+    for number, matched, cents in totals:
+        _check_totals(books, judgement, number, matched, cents)
+    return True
 
 
 def _check_settlement_with_index(books: Books, judgement: Judgement,
@@ -135,7 +184,7 @@ def _vouchers_by_slice(books: Books) -> list[array]:
     return slices
 
 
-def _face_values(books: Books) -> "FaceValues":
+def _face_values(books: Books) -> FaceValues:
     return FaceValues(books)
 
 

@@ -1,9 +1,11 @@
-"""From record bytes to what the books need, fast.
+"""From record bytes to what the books need, fast: the general path's field checks.
 
 Full pydantic validation of every event costs about 10 µs an event (94 k/s measured),
 which alone would cap the replay. So the frequent event types (`HOT_TYPES`) are decoded
-with the standard `json` module into a dict whose fields the books read and check
-themselves; every other type goes through the one codec (`passnum.codec.decode_event`).
+without it: first by the compiled patterns of `services.auditor.canonical` (the codec's
+own bytes), and otherwise with the standard `json` module into a dict whose fields the
+books read and check themselves (here); every other type goes through the one codec
+(`passnum.codec.decode_event`).
 
 Why that is still sound:
 - every event was validated by the producer's codec before it was written, and the chain

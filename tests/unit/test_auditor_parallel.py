@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.auditor import parallel
 from services.auditor.chain import ChainVerifier
