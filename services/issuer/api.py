@@ -31,7 +31,7 @@ from typing import Annotated, Any, Awaitable, Callable, Literal
 from aiohttp.web import HTTPRequestEntityTooLarge
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from passnum.http import CommandGateway, Outcome, Tenant, authenticate, error_body
+from passnum.http import BatchedCommandGateway, Outcome, Tenant, authenticate, error_body
 from passnum.settings import Settings
 from passnum.voucher_codes import VoucherNumber, make_code
 from schemas.base import Cents, Command, PositiveCents
@@ -341,7 +341,7 @@ class IssuerApi:
         self.settings = settings
         self.limits = limits
         self.code_key = settings.voucher_code_key.encode()
-        self.gateway: CommandGateway | None = None
+        self.gateway: BatchedCommandGateway | None = None
         self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
         self.ready = asyncio.Event()
 
@@ -353,7 +353,7 @@ class IssuerApi:
                                    kwargs={"autocommit": True}, open=False,
                                    name="issuer-api")
         await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
-        gateway = CommandGateway(self.settings, PROCESSOR)
+        gateway = BatchedCommandGateway(self.settings, PROCESSOR)
         await gateway.start()
         self.pool, self.gateway = pool, gateway
         self.ready.set()

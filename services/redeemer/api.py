@@ -39,7 +39,7 @@ from schemas.messages import (
 )
 from services.redeemer import queries
 from services.redeemer.domain import REDEMPTION_PRECEDENCE
-from services.redeemer.gateway import BatchedCommandGateway
+from passnum.http import BatchedCommandGateway
 
 logger = logging.getLogger(__name__)
 
