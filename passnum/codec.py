@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -52,6 +53,17 @@ def _upcast(document: dict[str, Any]) -> dict[str, Any]:
 def _decode_with(adapter: TypeAdapter[Any], raw: bytes | None) -> Any:
     if raw is None:
         return DecodeFailure("empty_value", "the record has no value")
+    # Fast path: pydantic parses and validates the JSON in one pass (Rust), about 4x cheaper
+    # than json.loads then validate_python. It stands only for a document that no upcaster
+    # claims: an older version that validates, or anything that fails, takes the full path
+    # below, which gives the same models and the same failure reasons as before.
+    try:
+        message = adapter.validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        if (message.type, message.schema_version) not in UPCASTERS:
+            return message
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as error:
@@ -78,15 +90,40 @@ def decode_message(raw: bytes | None) -> Message | DecodeFailure:
 
 def event_id_for(origin: str, request_id: str, index: int) -> str:
     """Deterministic event id: the same request decided again gives the same id, so a
-    re-published event is recognisably the same fact."""
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{origin}\x1f{request_id}\x1f{index}"))
+    re-published event is recognisably the same fact. Equal to
+    `uuid.uuid5(_EVENT_ID_NAMESPACE, name)`, computed without building UUID objects (this
+    runs for every decided event)."""
+    name = f"{origin}\x1f{request_id}\x1f{index}".encode()
+    digest = bytearray(hashlib.sha1(_EVENT_ID_NAMESPACE.bytes + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+FINGERPRINT_VERSION = "v2:"
 
 
 def request_fingerprint(command: Command) -> str:
     """Digest of a command without its timestamp: a reused `request_id` with a different
-    body is told apart from an honest retry."""
+    body is told apart from an honest retry. Version 2 digests pydantic's own JSON of the
+    model (fields in model order: deterministic), which costs a tenth of version 1's
+    `model_dump` + `json.dumps(sort_keys=True)`."""
+    body = command.model_dump_json(exclude={"occurred_at"}).encode()
+    return FINGERPRINT_VERSION + hashlib.sha256(body).hexdigest()[:32]
+
+
+def _legacy_request_fingerprint(command: Command) -> str:
     body = command.model_dump(mode="json", exclude={"occurred_at"})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def fingerprint_matches(recorded: str, command: Command) -> bool:
+    """Whether a recorded fingerprint is this command's, whichever version recorded it
+    (outcomes recorded before version 2 keep their version-1 digests)."""
+    if recorded.startswith(FINGERPRINT_VERSION):
+        return recorded == request_fingerprint(command)
+    return recorded == _legacy_request_fingerprint(command)
 
 
 # ------------------------------------------------------------------ hash chain header
@@ -123,3 +160,46 @@ def parse_chain_header(raw: bytes) -> ChainLink | None:
         return ChainLink(stream, int(sequence), previous_hash, digest)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+# ------------------------------------------------------------------ recorded outcomes
+# A request's outcome is kept in PostgreSQL as one `bytea`: the events it produced, each as
+# (topic, key, payload, chain link), every field a 4-byte big-endian length (-1 for none)
+# then its bytes, after a 4-byte count. One value per request instead of six arrays:
+# psycopg builds arrays in Python, element by element, which cost more than the decision.
+# Migration 0006 converts outcomes recorded as arrays into this form, in SQL.
+
+_LENGTH = struct.Struct(">i")
+OutcomeEvent = tuple[str, "bytes | None", bytes, "bytes | None"]
+
+
+def _field(value: bytes | None) -> bytes:
+    return _LENGTH.pack(-1) if value is None else _LENGTH.pack(len(value)) + value
+
+
+def pack_outcome(events: list[tuple[str, bytes | None, bytes, bytes | None]]) -> bytes:
+    parts = [_LENGTH.pack(len(events))]
+    for topic, key, payload, link in events:
+        parts += (_field(topic.encode()), _field(key), _field(payload), _field(link))
+    return b"".join(parts)
+
+
+def unpack_outcome(blob: bytes) -> list[tuple[str, bytes | None, bytes, bytes | None]]:
+    view = memoryview(blob)
+    (count,), position = _LENGTH.unpack_from(view, 0), _LENGTH.size
+    fields: list[bytes | None] = []
+    for _ in range(count * 4):
+        (length,) = _LENGTH.unpack_from(view, position)
+        position += _LENGTH.size
+        if length < 0:
+            fields.append(None)
+        else:
+            fields.append(bytes(view[position:position + length]))
+            position += length
+    assert position == len(blob), "trailing bytes in a recorded outcome"
+    events = []
+    for index in range(0, len(fields), 4):
+        topic, key, payload, link = fields[index:index + 4]
+        assert topic is not None and payload is not None
+        events.append((topic.decode(), key, payload, link))
+    return events

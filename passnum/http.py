@@ -224,7 +224,7 @@ class BatchedCommandGateway(CommandGateway):
         async with self.reader.cursor(binary=True) as cursor:
             await cursor.execute(
                 "SELECT request_id, fingerprint, payloads FROM request_outcomes "
-                "WHERE processor = %s AND request_id = ANY(%s)", (self.processor, request_ids))
+                "WHERE processor = %s AND request_id = ANY(%b)", (self.processor, request_ids))
             rows = await cursor.fetchall()
         for request_id, fingerprint, payloads in rows:
             entry = self.waiting.pop(request_id, None)

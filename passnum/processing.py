@@ -34,7 +34,9 @@ from passnum.codec import (
     decode_event,
     encode,
     next_link,
+    pack_outcome,
     request_fingerprint,
+    unpack_outcome,
 )
 from schemas.base import Command, Event
 
@@ -59,8 +61,7 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    id: int
+class OutboxEvent:
     topic: str
     key: bytes | None
     payload: bytes
@@ -68,6 +69,14 @@ class OutboxRow:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [(CHAIN_HEADER, self.chain_link)] if self.chain_link else []
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One outbox row: the events one batch decided from one input partition, in order."""
+
+    id: int
+    events: list[OutboxEvent]
 
 
 class Handler(Protocol):
@@ -92,12 +101,16 @@ class _Position:
     chain_hash: str
 
 
+# An outbox row before it has an id: input topic, input partition, topic, key, payload, link.
+PendingRow = tuple[str, int, str, "bytes | None", bytes, "bytes | None"]
+# A recorded outcome: its fingerprint and its events (topic, key, payload, chain link).
+Recorded = tuple[str, list[tuple[str, "bytes | None", bytes, "bytes | None"]]]
+
+
 @dataclass
 class _BatchOutput:
-    outbox: list[tuple[str, int, str, bytes | None, bytes, bytes | None]] = field(
-        default_factory=list)
-    outcomes: list[tuple[str, str, list[str], list[str], list[str], list[bytes], list[bytes],
-                         list[bytes]]] = field(default_factory=list)
+    outbox: list[PendingRow] = field(default_factory=list)
+    outcomes: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, print, packed
 
 
 def _lock_positions(connection: psycopg.Connection, processor: str,
@@ -106,12 +119,12 @@ def _lock_positions(connection: psycopg.Connection, processor: str,
     numbers = [number for _, number in partitions]
     connection.execute(
         "INSERT INTO processor_positions (processor, topic, partition) "
-        "SELECT %s, t, p FROM unnest(%s::text[], %s::int[]) AS u(t, p) ON CONFLICT DO NOTHING",
+        "SELECT %s, t, p FROM unnest(%b::text[], %b::int[]) AS u(t, p) ON CONFLICT DO NOTHING",
         (processor, topics, numbers))
     rows = connection.execute(
         "SELECT topic, partition, next_offset, chain_sequence, chain_hash "
         "FROM processor_positions WHERE processor = %s "
-        "AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
+        "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) "
         "ORDER BY topic, partition FOR UPDATE",
         (processor, topics, numbers)).fetchall()
     return {(topic, number): _Position(offset, sequence, digest)
@@ -129,14 +142,15 @@ def _save_positions(connection: psycopg.Connection, processor: str,
 
 
 def _recorded_outcomes(connection: psycopg.Connection, processor: str,
-                       request_ids: list[str]) -> dict[str, tuple]:
+                       request_ids: list[str]) -> dict[str, Recorded]:
     if not request_ids:
         return {}
     rows = connection.execute(
-        "SELECT request_id, fingerprint, event_ids, event_types, topics, keys, payloads, "
-        "chain_links FROM request_outcomes WHERE processor = %s AND request_id = ANY(%s)",
+        "SELECT request_id, fingerprint, outcome FROM request_outcomes "
+        "WHERE processor = %s AND request_id = ANY(%b)",
         (processor, request_ids), binary=True).fetchall()
-    return {row[0]: row[1:] for row in rows}
+    return {request_id: (fingerprint, unpack_outcome(outcome))
+            for request_id, fingerprint, outcome in rows}
 
 
 def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
@@ -154,17 +168,15 @@ def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
                    failure.reason)
 
 
-def _replay_outcome(output: _BatchOutput, record: InputRecord, recorded: tuple) -> None:
-    _, _, _, topics, keys, payloads, links = recorded
-    for topic, key, payload, link in zip(topics, keys, payloads, links):
-        output.outbox.append((record.topic, record.partition, topic, key, payload, link or None))
+def _replay_outcome(output: _BatchOutput, record: InputRecord, recorded: Recorded) -> None:
+    for topic, key, payload, link in recorded[1]:
+        output.outbox.append((record.topic, record.partition, topic, key, payload, link))
 
 
 def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
-                     position: _Position, decision: Decision) -> tuple:
+                     position: _Position, decision: Decision) -> Recorded:
     stream = f"{processor}/{record.topic}/{record.partition}"
-    outcome: tuple = (decision.command.request_id, request_fingerprint(decision.command),
-                      [], [], [], [], [], [])
+    events: list[tuple[str, bytes | None, bytes, bytes | None]] = []
     for topic, key, event in decision.events:
         payload = encode(event)
         position.chain_sequence += 1
@@ -172,11 +184,10 @@ def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
         position.chain_hash = link.hash
         header = link.to_header()
         output.outbox.append((record.topic, record.partition, topic, key, payload, header))
-        for column, value in zip(outcome[2:], (event.event_id, event.type, topic, key,
-                                               payload, header)):
-            column.append(value)
-    output.outcomes.append(outcome)
-    return outcome[1:]
+        events.append((topic, key, payload, header))
+    fingerprint = request_fingerprint(decision.command)
+    output.outcomes.append((decision.command.request_id, fingerprint, pack_outcome(events)))
+    return fingerprint, events
 
 
 def _process_commands(connection: psycopg.Connection, handler: Handler,
@@ -221,36 +232,58 @@ def _process_events(connection: psycopg.Connection, handler: Handler,
     handler.apply_events(connection, events)
 
 
-def _write_output(connection: psycopg.Connection, processor: str, output: _BatchOutput) -> None:
+def _write_output(connection: psycopg.Connection, processor: str,
+                  output: _BatchOutput) -> list[OutboxRow]:
+    """Record the outcomes and append the outbox: one row per input partition, its events
+    packed. Returns the rows with their ids, so that the worker publishes from memory."""
     if output.outcomes:
         _insert_outcomes(connection, processor, output.outcomes)
-    if output.outbox:
-        # Binary COPY: in text format every payload byte would be written as hex escapes.
-        with connection.cursor().copy(
-                "COPY outbox (processor, input_topic, input_partition, topic, key, payload, "
-                "chain_link) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "int4", "text", "bytea", "bytea", "bytea"])
-            for row in output.outbox:
-                copy.write_row((processor, *row))
+    if not output.outbox:
+        return []
+    by_partition: dict[tuple[str, int], list[OutboxEvent]] = defaultdict(list)
+    for input_topic, input_partition, topic, key, payload, link in output.outbox:
+        by_partition[(input_topic, input_partition)].append(
+            OutboxEvent(topic, key, payload, link))
+    groups = sorted(by_partition.items())
+    # Ids drawn here rather than by COPY, which cannot return them. Increasing (the
+    # publication order), not necessarily contiguous when another worker draws too.
+    identifiers = [row[0] for row in connection.execute(
+        "SELECT nextval('outbox_id_seq') FROM generate_series(1, %s)", (len(groups),))]
+    with connection.cursor().copy(
+            "COPY outbox (id, processor, input_topic, input_partition, events) FROM STDIN "
+            "(FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "text", "text", "int4", "bytea"])
+        for identifier, ((input_topic, input_partition), events) in zip(identifiers, groups):
+            copy.write_row((identifier, processor, input_topic, input_partition, pack_outcome(
+                [(e.topic, e.key, e.payload, e.chain_link) for e in events])))
+    return [OutboxRow(identifier, events) for identifier, (_, events) in zip(identifiers, groups)]
 
 
-def _insert_outcomes(connection: psycopg.Connection, processor: str, outcomes: list) -> None:
-    """One row per request. `ON CONFLICT DO NOTHING`: a client that reuses a request_id on
-    another partition must not crash the worker; the first recorded outcome stands.
-    Binary parameters (%b): in text format psycopg escapes every array element with a
-    regular expression, which cost a third of a 1000-booklet order's batch."""
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO request_outcomes (processor, request_id, fingerprint, event_ids, "
-            "event_types, topics, keys, payloads, chain_links) "
-            "VALUES (%b, %b, %b, %b, %b, %b, %b, %b, %b) ON CONFLICT DO NOTHING",
-            [(processor, *outcome) for outcome in outcomes])
+def _insert_outcomes(connection: psycopg.Connection, processor: str,
+                     outcomes: list[tuple[str, str, bytes]]) -> None:
+    """One row per request, by COPY. The request ids were looked up at the start of this
+    batch; a client that reused one on another partition, decided by another worker in the
+    meantime, makes the COPY fail on the primary key: the whole batch rolls back and its
+    bounded retry finds the recorded outcome and answers with it. The first outcome stands."""
+    with connection.cursor().copy(
+            "COPY request_outcomes (processor, request_id, fingerprint, outcome) FROM STDIN "
+            "(FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text", "text", "bytea"])
+        for request_id, fingerprint, outcome in outcomes:
+            copy.write_row((processor, request_id, fingerprint, outcome))
 
 
 @dataclass(frozen=True)
 class BatchResult:
     partitions: list[tuple[str, int]]  # the input partitions whose outbox to publish
-    outbox_rows: int  # rows this batch added to the outbox
+    outbox: list[OutboxRow]  # the rows this batch added to the outbox, in id order
+    # Whether rows older than this batch's (a crash's leftovers) wait in the outbox of these
+    # partitions: then they must be published first, from the database.
+    older_rows_pending: bool = False
+
+    @property
+    def outbox_events(self) -> int:
+        return sum(len(row.events) for row in self.outbox)
 
 
 def decide_batch(connection: psycopg.Connection, handler: Handler,
@@ -258,7 +291,7 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
     """Steps 1 to 6 in one transaction."""
     partitions = sorted({(record.topic, record.partition) for record in records})
     if not partitions:
-        return BatchResult([], 0)
+        return BatchResult([], [])
     with connection.transaction():
         positions = _lock_positions(connection, handler.processor, partitions)
         by_kind: dict[str, list[InputRecord]] = defaultdict(list)
@@ -275,33 +308,46 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             _process_events(connection, handler, by_kind["event"], output)
         if by_kind["command"]:
             _process_commands(connection, handler, by_kind["command"], positions, output)
-        _write_output(connection, handler.processor, output)
+        written = _write_output(connection, handler.processor, output)
+        older_pending = _older_rows_pending(connection, handler.processor, partitions,
+                                            written[0].id if written else None)
         _save_positions(connection, handler.processor, positions)
         if output.outcomes:
             # Wakes HTTP handlers waiting for an outcome (passnum.http); delivered at COMMIT.
             connection.execute("SELECT pg_notify('passnum_outcomes', %s)", (handler.processor,))
-    return BatchResult(partitions, len(output.outbox))
+    return BatchResult(partitions, written, older_pending)
+
+
+def _older_rows_pending(connection: psycopg.Connection, processor: str,
+                        partitions: Sequence[tuple[str, int]], first_new_id: int | None) -> bool:
+    """Under the position locks, so no other worker adds rows to these partitions meanwhile."""
+    row = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE processor = %s AND (input_topic, "
+        "input_partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) AND id < %s)",
+        (processor, [t for t, _ in partitions], [p for _, p in partitions],
+         first_new_id if first_new_id is not None else 2**62)).fetchone()
+    return bool(row and row[0])
 
 
 def pending_outbox(connection: psycopg.Connection, processor: str,
                    partitions: Iterable[tuple[str, int]] | None = None) -> list[OutboxRow]:
     """Rows decided but not yet confirmed published, oldest first."""
     if partitions is None:
-        query = ("SELECT id, topic, key, payload, chain_link FROM outbox WHERE processor = %s "
-                 "ORDER BY id")
+        query = "SELECT id, events FROM outbox WHERE processor = %s ORDER BY id"
         parameters: tuple = (processor,)
     else:
         pairs = list(partitions)
-        query = ("SELECT id, topic, key, payload, chain_link FROM outbox WHERE processor = %s "
+        query = ("SELECT id, events FROM outbox WHERE processor = %s "
                  "AND (input_topic, input_partition) IN "
-                 "(SELECT * FROM unnest(%s::text[], %s::int[])) ORDER BY id")
+                 "(SELECT * FROM unnest(%b::text[], %b::int[])) ORDER BY id")
         parameters = (processor, [t for t, _ in pairs], [p for _, p in pairs])
     rows = connection.execute(query, parameters, binary=True).fetchall()
     connection.commit()
-    return [OutboxRow(*row) for row in rows]
+    return [OutboxRow(identifier, [OutboxEvent(*event) for event in unpack_outcome(events)])
+            for identifier, events in rows]
 
 
 def forget_published(connection: psycopg.Connection, row_ids: list[int]) -> None:
     if row_ids:
         with connection.transaction():
-            connection.execute("DELETE FROM outbox WHERE id = ANY(%s)", (row_ids,))
+            connection.execute("DELETE FROM outbox WHERE id = ANY(%b)", (row_ids,))

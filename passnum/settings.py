@@ -28,6 +28,10 @@ class Settings:
     # One PostgreSQL transaction per batch of at most this many commands.
     batch_max_commands: int = 1000
     batch_max_wait_seconds: float = 0.05
+    # How a worker takes its input: "batch" (aiokafka getmany in a service of the faust
+    # worker, the default) or "stream" (a faust agent's take_events, about 4 k records/s at
+    # most here: kept to measure against). See passnum/worker.py.
+    consumer: str = "batch"
     producer_linger_milliseconds: int = 5
     producer_max_batch_bytes: int = 1_048_576
     # Infra errors (database, broker) are retried this many times, then the worker exits

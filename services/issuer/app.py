@@ -1,7 +1,7 @@
 """Composition root of the issuer worker: `faust -A services.issuer.app worker`.
 
-Wires settings, topology, the issuer's handler and the database into the shared faust
-batching agent, and mounts the collectivités' HTTP API (services/issuer/web.py) on the
+Wires settings, topology, the issuer's handler and the database into the shared batch
+consumer, and mounts the collectivités' HTTP API (services/issuer/web.py) on the
 worker's web server. Nothing connects at import: connections open when the app starts.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from passnum.database import connect
 from passnum.settings import Settings
 from passnum.topology import topology_for
-from passnum.worker import attach_batch_agent, build_app
+from passnum.worker import attach_batch_consumer, build_app
 from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
 from services.issuer.web import attach_api
@@ -20,6 +20,6 @@ topology = topology_for(settings)
 policy = Policy(grace_days_after_year_end=settings.grace_days_after_year_end)
 handler = IssuerHandler(topology, policy)
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
-runner = attach_batch_agent(app, handler, settings, [topology.issuer_commands.name],
-                            lambda: connect(settings.database_url))
+runner = attach_batch_consumer(app, handler, settings, [topology.issuer_commands.name],
+                               lambda: connect(settings.database_url))
 api = attach_api(app, settings)

@@ -32,7 +32,7 @@ def _envelope_to_json(envelope: Envelope) -> str:
 
 def load_envelopes(connection: psycopg.Connection, sirens: Iterable[str]) -> dict[str, Envelope]:
     rows = connection.execute(
-        "SELECT siren, state FROM issuer_envelopes WHERE siren = ANY(%s)",
+        "SELECT siren, state FROM issuer_envelopes WHERE siren = ANY(%b)",
         (sorted(set(sirens)),)).fetchall()
     return {siren: _envelope_from_json(state) for siren, state in rows}
 
@@ -54,7 +54,7 @@ _BOOKLET_COLUMNS = ("booklet_id", "siren", "sequence", "order_id", "voucher_coun
 
 def load_booklets(connection: psycopg.Connection, booklet_ids: Iterable[str]) -> dict[str, Booklet]:
     rows = connection.execute(
-        f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM issuer_booklets WHERE booklet_id = ANY(%s)",
+        f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM issuer_booklets WHERE booklet_id = ANY(%b)",
         (sorted(set(booklet_ids)),)).fetchall()
     return {row[0]: Booklet(*row) for row in rows}
 
@@ -91,7 +91,7 @@ def mark_activated(connection: psycopg.Connection, booklet_ids: Iterable[str]) -
     identifiers = sorted(set(booklet_ids))
     if identifiers:
         connection.execute(
-            "UPDATE issuer_booklets SET activated = true WHERE booklet_id = ANY(%s)",
+            "UPDATE issuer_booklets SET activated = true WHERE booklet_id = ANY(%b)",
             (identifiers,), binary=True)
 
 

@@ -298,17 +298,21 @@ def decide(view: RedeemerView, command: object, code_key: bytes) -> list[Event]:
                    command_type=getattr(command, "type", "unknown"), reason="not_supported")]
 
 
-def booklet_ids_of(commands: Sequence[object], code_key: bytes) -> set[str]:
-    """The booklets a batch of commands touches: what the adapter must load."""
+def touched_by(commands: Sequence[object], code_key: bytes) -> tuple[set[str], set[str]]:
+    """The booklets and the vouchers a batch of commands names: what the adapter must load
+    (a decision reads a booklet's facts and the redemption of the named voucher only)."""
     booklet_ids: set[str] = set()
+    voucher_ids: set[str] = set()
     for command in commands:
+        number = None
         if isinstance(command, (RedeemVoucher, CheckVoucher)):
-            parsed = parse_code(code_key, command.code)
-            if parsed.number is not None:
-                booklet_ids.add(parsed.number.booklet_id)
+            number = parse_code(code_key, command.code).number
         elif isinstance(command, CancelRedemption):
-            booklet_ids.add(parse_voucher_id(command.voucher_id).booklet_id)
-    return booklet_ids
+            number = parse_voucher_id(command.voucher_id)
+        if number is not None:
+            booklet_ids.add(number.booklet_id)
+            voucher_ids.add(number.voucher_id)
+    return booklet_ids, voucher_ids
 
 
 def empty_view(booklets: Mapping[str, BookletFacts] | None = None) -> RedeemerView:

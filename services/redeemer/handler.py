@@ -76,8 +76,8 @@ class RedeemerHandler:
         if not commands:
             return []
         sirets = {getattr(command, "siret", "") for command in commands}
-        view = store.load_view(connection, domain.booklet_ids_of(commands, self.code_key),
-                               sirets)
+        booklet_ids, voucher_ids = domain.touched_by(commands, self.code_key)
+        view = store.load_view(connection, booklet_ids, voucher_ids, sirets)
         before = domain.RedeemerView(dict(view.booklets), dict(view.redemptions),
                                      dict(view.providers))
         decisions = []

@@ -55,7 +55,7 @@ def instrument(runner: Any) -> None:
         started = time.monotonic()
         await publish(rows)
         totals.publishing_seconds += time.monotonic() - started
-        totals.published_rows += len(rows)
+        totals.published_rows += sum(len(row.events) for row in rows)
 
     async def timed_run_batch(records: list) -> None:
         started = time.monotonic()

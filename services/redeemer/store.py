@@ -37,8 +37,8 @@ def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event])
             "INSERT INTO redeemer_booklets (booklet_id, siren, voucher_count, face_value_cents, "
             "perimeter, valid_from, valid_until, grace_until) "
             "SELECT b, s, v, f, string_to_array(p, ','), vf, vu, g FROM unnest("
-            "%s::text[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::date[], "
-            "%s::date[], %s::date[]) AS u(b, s, v, f, p, vf, vu, g) "
+            "%b::text[], %b::text[], %b::int[], %b::bigint[], %b::text[], %b::date[], "
+            "%b::date[], %b::date[]) AS u(b, s, v, f, p, vf, vu, g) "
             "ON CONFLICT (booklet_id) DO NOTHING",
             ([e.booklet_id for e in issued], [e.siren for e in issued],
              [e.voucher_count for e in issued], [e.face_value_cents for e in issued],
@@ -48,26 +48,26 @@ def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event])
         booklet_ids = [event.booklet_id for event in events if isinstance(event, event_class)]
         if booklet_ids:
             connection.execute(
-                f"UPDATE redeemer_booklets SET {column} = true WHERE booklet_id = ANY(%s)",
+                f"UPDATE redeemer_booklets SET {column} = true WHERE booklet_id = ANY(%b)",
                 (booklet_ids,), binary=True)
 
 
 def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
-              sirets: Iterable[str]) -> RedeemerView:
+              voucher_ids: Iterable[str], sirets: Iterable[str]) -> RedeemerView:
     booklet_list = sorted(set(booklet_ids))
     view = RedeemerView({}, {}, {})
     for row in connection.execute(
             f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM redeemer_booklets "
-            "WHERE booklet_id = ANY(%s)", (booklet_list,), binary=True):
+            "WHERE booklet_id = ANY(%b)", (booklet_list,), binary=True):
         facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
         view.booklets[facts.booklet_id] = facts
     for row in connection.execute(
             "SELECT voucher_id, booklet_id, siren, siret, face_value_cents, redeemed_at, "
-            "event_id, settlement_month FROM redemptions WHERE booklet_id = ANY(%s)",
-            (booklet_list,), binary=True):
+            "event_id, settlement_month FROM redemptions WHERE voucher_id = ANY(%b)",
+            (sorted(set(voucher_ids)),), binary=True):
         view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), *row[6:])
     for row in connection.execute(
-            "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%s)",
+            "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%b)",
             (sorted(set(sirets)),), binary=True):
         view.providers[row[0]] = Provider(*row)
     return view
@@ -87,21 +87,21 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
         # (another partition) since this batch loaded its view makes the count differ:
         # fail the batch, whose retry sees the statement and answers `already_settled`.
         deleted = connection.execute(
-            "DELETE FROM redemptions WHERE voucher_id = ANY(%s) AND settlement_month IS NULL",
+            "DELETE FROM redemptions WHERE voucher_id = ANY(%b) AND settlement_month IS NULL",
             (removed,)).rowcount
         if deleted != len(removed):
             raise ConcurrentSettlement(f"{len(removed) - deleted} of {len(removed)} "
                                        "cancelled redemptions were settled meanwhile")
     if added:
-        # No ON CONFLICT: a second redemption of one voucher must fail the transaction.
-        connection.execute(
-            "INSERT INTO redemptions (voucher_id, booklet_id, siren, siret, face_value_cents, "
-            "redeemed_at, event_id) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-            "%s::text[], %s::bigint[], %s::timestamptz[], %s::text[])",
-            ([r.voucher_id for r in added], [r.booklet_id for r in added],
-             [r.siren for r in added], [r.siret for r in added],
-             [r.face_value_cents for r in added], [r.redeemed_at for r in added],
-             [r.event_id for r in added]))
+        # COPY, with no ON CONFLICT: a second redemption of one voucher fails the transaction.
+        with connection.cursor().copy(
+                "COPY redemptions (voucher_id, booklet_id, siren, siret, face_value_cents, "
+                "redeemed_at, event_id) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "text", "text", "int8", "timestamptz", "text"])
+            for r in added:
+                copy.write_row((r.voucher_id, r.booklet_id, r.siren, r.siret,
+                                r.face_value_cents, datetime.fromisoformat(r.redeemed_at),
+                                r.event_id))
     rows = [(p.siret, p.name, p.iban, p.address_code, p.status) for p in providers]
     if rows:
         with connection.cursor() as cursor:
@@ -170,7 +170,7 @@ def record_settlement(connection: psycopg.Connection, events: Sequence[Event]) -
     paid = [event_id for statement in statements for event_id in statement.redemption_event_ids]
     updated = connection.execute(
         "UPDATE redemptions SET settlement_month = %s "
-        "WHERE event_id = ANY(%s) AND settlement_month IS NULL",
+        "WHERE event_id = ANY(%b) AND settlement_month IS NULL",
         (closing.month, paid), binary=True).rowcount
     # The rows were locked by load_unsettled in this transaction: anything else is a bug.
     assert updated == len(paid), f"{updated} of {len(paid)} redemptions marked as paid"

@@ -606,8 +606,10 @@ def test_a_redemption_folded_twice_keeps_the_first() -> None:
     assert view.redemptions[voucher_id()].event_id == copy_of_first.event_id
 
 
-def test_booklet_ids_of_names_the_booklets_a_batch_touches() -> None:
+def test_touched_by_names_the_booklets_and_vouchers_a_batch_touches() -> None:
     commands = [redeem(code(sequence=1)), check(code(sequence=2, siren=OTHER_SIREN)),
                 cancel(voucher_id(sequence=3)), redeem("garbage"), accredit()]
-    assert domain.booklet_ids_of(commands, KEY) == {
-        booklet_id(1), booklet_id(2, OTHER_SIREN), booklet_id(3)}
+    assert domain.touched_by(commands, KEY) == (
+        {booklet_id(1), booklet_id(2, OTHER_SIREN), booklet_id(3)},
+        {voucher_id(sequence=1), voucher_id(sequence=2, siren=OTHER_SIREN),
+         voucher_id(sequence=3)})
