@@ -349,33 +349,37 @@ def replay_once(settings: Settings, use_database: bool, profile: bool, processes
 
 
 def run_benchmark(target: int, *, keep: bool, use_database: bool, profile: bool,
-                  processes: int = 0) -> int:
+                  processes: int = 0, reuse: str = "") -> int:
     from passnum.broker import ManagedBroker
 
     base = Settings.from_environment()
     with ManagedBroker(base):  # reuses the broker answering there, else starts Tansu
         return _run_benchmark(base, target, keep=keep, use_database=use_database,
-                              profile=profile, processes=processes)
+                              profile=profile, processes=processes, reuse=reuse)
 
 
 def _run_benchmark(base: Settings, target: int, *, keep: bool, use_database: bool,
-                   profile: bool, processes: int) -> int:
+                   profile: bool, processes: int, reuse: str) -> int:
     from passnum.broker import create_topics
     from passnum.log import fetch_high_water_marks
 
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    prefix = reuse or f"bench{uuid.uuid4().hex[:8]}"
     settings = base.with_overrides(topic_prefix=prefix,
                                    database_url=base.database_url.rsplit("/", 1)[0]
                                    + f"/passnum_{prefix}")
-    create_topics(settings)
     topology = topology_for(settings)
     topics = [topology.issuer_events.name, topology.redeemer_events.name]
-    generator = LedgerGenerator(settings, target)
-    started = time.perf_counter()
-    produced = asyncio.run(produce(settings, generator.records()))
-    results: dict = {"events": produced, "vouchers": generator.voucher_count,
-                     "produce_seconds": round(time.perf_counter() - started, 1)}
+    results: dict = {"topic_prefix": prefix}
+    if not reuse:
+        create_topics(settings)
+        generator = LedgerGenerator(settings, target)
+        started = time.perf_counter()
+        produced = asyncio.run(produce(settings, generator.records()))
+        results.update(events=produced, vouchers=generator.voucher_count,
+                       produce_seconds=round(time.perf_counter() - started, 1))
     high_water = fetch_high_water_marks(settings, topics)
+    if reuse:  # the log of an earlier run kept with --keep: measured again, not rewritten
+        results["events"] = sum(high_water.values())
     count, seconds = raw_consume_kafka_python(settings, topics)
     results["raw_kafka_python_per_second"] = round(count / seconds)
     count, seconds = asyncio.run(raw_consume_aiokafka(settings, topics, high_water))
@@ -426,11 +430,16 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the topics afterwards")
     parser.add_argument("--no-database", action="store_true", help="skip the PostgreSQL load")
     parser.add_argument("--profile", action="store_true", help="cProfile the replay")
+    parser.add_argument("--reuse", default="", metavar="PREFIX",
+                        help="measure the log an earlier --keep run left under this topic "
+                             "prefix instead of generating one (implies --keep)")
     arguments = parser.parse_args()
     # The generator lands about 3 % under its target: 2.1 M gives a log over 2 million.
     target = arguments.events or (2_100_000 if arguments.full else 200_000)
-    return run_benchmark(target, keep=arguments.keep, use_database=not arguments.no_database,
-                         profile=arguments.profile, processes=arguments.processes)
+    return run_benchmark(target, keep=arguments.keep or bool(arguments.reuse),
+                         use_database=not arguments.no_database,
+                         profile=arguments.profile, processes=arguments.processes,
+                         reuse=arguments.reuse)
 
 
 if __name__ == "__main__":

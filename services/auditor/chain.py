@@ -38,7 +38,9 @@ REJECTED = 2
 UNCHAINED = 3  # no valid `passnum-chain` header
 
 _GROWTH = 16_384
-_ZEROS = array("I", bytes(4 * _GROWTH))
+# Chain positions (over all streams) allowed before the log's size is known: 64 MB.
+DEFAULT_SEQUENCE_LIMIT = 1 << 24
+SEQUENCE_MARGIN = 1 << 20
 _MASK_64 = (1 << 64) - 1
 
 
@@ -87,6 +89,17 @@ class ChainVerifier:
         self.by_raw_name: dict[bytes, StreamChain] = {}  # the header's bytes -> chain
         self.topics: list[str] = []
         self.topic_numbers: dict[str, int] = {}
+        # Chain positions allocated over all streams (4 bytes each), and the most allowed:
+        # a forged record claiming sequence 10^12 must be a finding, not an allocation.
+        # The replay sets the limit from the log's size (`limit_sequences`).
+        self.slots = 0
+        self.sequence_limit = DEFAULT_SEQUENCE_LIMIT
+
+    def limit_sequences(self, records_in_log: int) -> None:
+        """Every event of a sound log is one record, so its streams' sequences add up to at
+        most the log's record count: allow that twice over (the log may grow while it is
+        read), plus a margin for small logs."""
+        self.sequence_limit = max(self.slots, 2 * records_in_log + SEQUENCE_MARGIN)
 
     def fingerprint(self, hex_digest: bytes) -> int:
         """32 keyed bits of a link hash (ASCII hex); never 0, which marks "not seen"."""
@@ -134,6 +147,11 @@ class ChainVerifier:
                 "altered_event", f"{topic}[{partition}]@{offset} {stream.decode()}#{sequence}: "
                 "the value does not hash to its chain link (modified payload or forged link)"))
             return REJECTED
+        current = (((int(digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
+        return self.admit_hashed(stream, sequence, previous_hash, digest, current, topic,
+                                 partition, offset, heads)
+
+    def chain_of(self, stream: bytes) -> StreamChain:
         chain = self.by_raw_name.get(stream)
         if chain is None:
             name = stream.decode()
@@ -141,15 +159,44 @@ class ChainVerifier:
             if chain is None:
                 chain = self.streams[name] = StreamChain(name)
             self.by_raw_name[stream] = chain
+        return chain
+
+    def _room_for(self, chain: StreamChain, sequence: int) -> bool:
+        """Grow the stream's fingerprints to hold `sequence`, within the slot budget; False
+        (nothing allocated) for a sequence this log cannot hold (see `sequence_limit`)."""
         hashes = chain.hashes
+        if sequence <= len(hashes):
+            return True
+        if sequence - len(hashes) > self.sequence_limit - self.slots:
+            return False
+        # The capacity is a function of the sequence alone (powers of two up to a chunk,
+        # then whole chunks), so that the memory figure of the report does not depend on
+        # how records were batched; a forged stream cannot make a small log allocate much.
+        grown = (max(16, 1 << (sequence - 1).bit_length()) if sequence <= _GROWTH
+                 else -(-sequence // _GROWTH) * _GROWTH)
+        grown = min(grown, len(hashes) + self.sequence_limit - self.slots)
+        self.slots += grown - len(hashes)
+        hashes.frombytes(bytes(4 * (grown - len(hashes))))
+        return True
+
+    def admit_hashed(self, stream: bytes, sequence: int, previous_hash: bytes, digest: bytes,
+                     current: int, topic: str, partition: int, offset: int,
+                     heads: dict[StreamChain, int] | None = None) -> int:
+        """`admit_link` for a record whose value is known to hash to `digest` (checked in
+        bulk by the caller); `current` is the keyed fingerprint of `digest`."""
+        chain = self.by_raw_name.get(stream) or self.chain_of(stream)
         index = sequence - 1
         if index < 0:
             self.findings.append(ChainFinding(
                 "broken_link", f"{topic}[{partition}]@{offset}: sequence {sequence}"))
             return REJECTED
-        while index >= len(hashes):
-            hashes.extend(_ZEROS)
-        current = (((int(digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
+        if not self._room_for(chain, sequence):
+            self.findings.append(ChainFinding(
+                "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
+                f"beyond any sequence this log can hold ({self.sequence_limit} chain positions "
+                "in all; the link cannot lead back to the chain)"))
+            return REJECTED
+        hashes = chain.hashes
         known = hashes[index]
         if known:
             if known == current:
@@ -178,6 +225,32 @@ class ChainVerifier:
         else:
             heads[chain] = sequence
         return NEW
+
+    def admit_run(self, stream: bytes, sequences: list[int], previous_hashes: tuple[bytes, ...],
+                  digests: tuple[bytes, ...], currents: list[int],
+                  heads: dict[StreamChain, int]) -> bool:
+        """Admit at once a run of one stream's records, already hashed, that continues the
+        chain where it stands: sequences highest + 1, + 2, ... each linking to the one
+        before (the first to the head), none of their positions taken. Exactly what
+        `admit_hashed` would decide for each (all NEW, no finding). False, with nothing
+        changed, for any other run: the caller then admits its records one by one."""
+        chain = self.by_raw_name.get(stream) or self.chain_of(stream)
+        highest, count = chain.highest, len(sequences)
+        if (sequences[0] != highest + 1 or sequences[-1] != highest + count
+                or previous_hashes[0] != chain.head_raw
+                or previous_hashes[1:] != digests[:-1]
+                or sequences != list(range(highest + 1, highest + count + 1))
+                or not self._room_for(chain, highest + count)):
+            return False
+        hashes = chain.hashes
+        if hashes[highest:highest + count].count(0) != count:
+            return False
+        hashes[highest:highest + count] = array("I", currents)
+        chain.highest = highest + count
+        chain.head_raw = digests[-1]
+        # Every sequence is above the chain's highest, hence above this partition's head.
+        heads[chain] = highest + count
+        return True
 
     def _link(self, chain: StreamChain, sequence: int, previous_hash: bytes, current: int,
               topic: str, partition: int, offset: int) -> bool:

@@ -100,7 +100,8 @@ def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[
     for places in plan:
         receiving, sending = context.Pipe(duplex=False)
         worker = context.Process(target=_worker, name="audit-part", daemon=True, args=(
-            sending, replayer.settings, replayer.options, replayer.chains.key, places))
+            sending, replayer.settings, replayer.options, replayer.chains.key,
+            replayer.chains.sequence_limit, places))
         worker.start()
         sending.close()
         pipes.append(receiving)
@@ -120,13 +121,14 @@ def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[
     return parts
 
 
-def _worker(sending: Any, settings: Any, options: Any, key: int,
+def _worker(sending: Any, settings: Any, options: Any, key: int, sequence_limit: int,
             places: list[tuple[str, int]]) -> None:
     from services.auditor.replay import Replayer
 
     try:
         replayer = Replayer(settings, options)
         replayer.chains = ChainVerifier(key)
+        replayer.chains.sequence_limit = sequence_limit
         replayer.books.partial = True
         ends: dict[tuple[str, int], int] = {}
         for topic in dict.fromkeys(topic for topic, _ in places):
@@ -152,9 +154,12 @@ def _worker(sending: Any, settings: Any, options: Any, key: int,
 def merge_parts(parts: list[Part], key: int) -> tuple[Books, ChainVerifier] | None:
     books = Books()
     chains = ChainVerifier(key)
+    chains.sequence_limit = max(part.chains.sequence_limit for part in parts)
     for part in parts:
         if not _merge_books(books, part.books) or not _merge_chains(chains, part.chains):
             return None
+    chains.slots = sum(len(chain.hashes) for chain in chains.streams.values())
+    chains.sequence_limit = max(chains.sequence_limit, chains.slots)
     return books, chains
 
 
