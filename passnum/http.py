@@ -19,7 +19,13 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from passnum.codec import decode_event, encode, request_fingerprint
+from passnum.codec import (
+    decode_event,
+    encode,
+    fingerprint_matches,
+    request_fingerprint,
+    unpack_outcome,
+)
 from passnum.settings import Settings
 from passnum.topology import route_command, topology_for
 from schemas.base import Command, Event
@@ -115,14 +121,12 @@ class CommandGateway:
         assert self.reader is not None
         async with self.reader.cursor(binary=True) as cursor:
             await cursor.execute(
-                "SELECT fingerprint, payloads FROM request_outcomes "
+                "SELECT fingerprint, outcome FROM request_outcomes "
                 "WHERE processor = %s AND request_id = %s", (self.processor, command.request_id))
             row = await cursor.fetchone()
         if row is None:
             return None
-        events = [decode_event(payload) for payload in row[1]]
-        return Outcome([e for e in events if isinstance(e, Event)],
-                       row[0] == request_fingerprint(command))
+        return _outcome(row[0], row[1], command)
 
     async def submit(self, command: Command, timeout_seconds: float = 10.0) -> Outcome:
         """Send the command (unless already decided) and wait for its outcome."""
@@ -223,13 +227,19 @@ class BatchedCommandGateway(CommandGateway):
         request_ids = list(self.waiting)[:LOOKUP_MAX_REQUESTS]
         async with self.reader.cursor(binary=True) as cursor:
             await cursor.execute(
-                "SELECT request_id, fingerprint, payloads FROM request_outcomes "
+                "SELECT request_id, fingerprint, outcome FROM request_outcomes "
                 "WHERE processor = %s AND request_id = ANY(%b)", (self.processor, request_ids))
             rows = await cursor.fetchall()
-        for request_id, fingerprint, payloads in rows:
+        for request_id, fingerprint, packed in rows:
             entry = self.waiting.pop(request_id, None)
             if entry is None or entry[1].done():
                 continue
-            events = [decode_event(payload) for payload in payloads]
-            entry[1].set_result(Outcome([e for e in events if isinstance(e, Event)],
-                                        fingerprint == request_fingerprint(entry[0])))
+            entry[1].set_result(_outcome(fingerprint, packed, entry[0]))
+
+
+def _outcome(fingerprint: str, packed: bytes, command: Command) -> Outcome:
+    """A recorded outcome as the APIs answer it: its events, and whether the request that
+    recorded it had this command's body."""
+    events = [decode_event(payload) for _, _, payload, _ in unpack_outcome(packed)]
+    return Outcome([e for e in events if isinstance(e, Event)],
+                   fingerprint_matches(fingerprint, command))

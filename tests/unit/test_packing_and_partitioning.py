@@ -1,0 +1,55 @@
+"""The packed outcome format, the fingerprint versions, and the publisher's partitioner."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+from passnum.codec import (
+    _legacy_request_fingerprint,
+    fingerprint_matches,
+    pack_outcome,
+    request_fingerprint,
+    unpack_outcome,
+)
+from passnum.publisher import partition_for_key
+from schemas.messages import RedeemVoucher
+
+EVENT = st.tuples(st.text(min_size=1, max_size=40), st.none() | st.binary(max_size=50),
+                  st.binary(max_size=300), st.none() | st.binary(min_size=1, max_size=80))
+
+
+@given(st.lists(EVENT, max_size=20))
+def test_an_outcome_unpacks_to_what_was_packed(events: list) -> None:
+    assert unpack_outcome(pack_outcome(events)) == events
+
+
+def test_a_truncated_outcome_is_refused() -> None:
+    packed = pack_outcome([("t", b"k", b"payload", b"link")])
+    with pytest.raises(Exception):
+        unpack_outcome(packed[:-1])
+
+
+def _redeem(code: str, at: datetime) -> RedeemVoucher:
+    return RedeemVoucher(request_id="r-1", occurred_at=at, code=code, siret="73282932000074")
+
+
+def test_fingerprints_of_both_versions_match_the_same_request_only() -> None:
+    first = _redeem("AAAA-BBBB-CCCC-DDDD-EEEE-F", datetime(2026, 3, 1, tzinfo=timezone.utc))
+    retried = _redeem("AAAA-BBBB-CCCC-DDDD-EEEE-F", datetime(2026, 3, 2, tzinfo=timezone.utc))
+    other = _redeem("AAAA-BBBB-CCCC-DDDD-EEEE-G", datetime(2026, 3, 1, tzinfo=timezone.utc))
+    for recorded in (request_fingerprint(first), _legacy_request_fingerprint(first)):
+        assert fingerprint_matches(recorded, retried)
+        assert not fingerprint_matches(recorded, other)
+    assert request_fingerprint(first) != _legacy_request_fingerprint(first)
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(min_value=1, max_value=64))
+def test_the_publisher_partitions_keys_like_kafka_clients(key: bytes, count: int) -> None:
+    # kafka-python's DefaultPartitioner: murmur2 of the serialised key, positive, modulo.
+    expected = (kafka_python_murmur2(key) & 0x7FFFFFFF) % count
+    assert partition_for_key(key, count) == expected
