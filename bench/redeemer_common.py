@@ -45,6 +45,14 @@ class Bench:
     settings: Settings
     worker: WorkerProcess
     venues: list[Venue]
+    # Every worker process of the redeemer (the first is `worker`): they share the input
+    # partitions through their consumer group, as production workers would.
+    workers: list[WorkerProcess]
+
+    def resident_megabytes(self) -> float:
+        """The largest worker's resident memory."""
+        return max(resident_megabytes(w.process.pid)  # type: ignore[union-attr]
+                   for w in self.workers)
 
 
 def free_port() -> int:
@@ -162,15 +170,19 @@ def resident_megabytes(pid: int) -> float:
 
 @contextmanager
 def bench_ledger(base: Settings, run_directory: Path, venue_count: int, keep: bool = False,
-                 **overrides: object) -> Iterator[Bench]:
-    """Broker (reused or started), fresh topics and database, a running redeemer worker."""
+                 worker_count: int = 1, **overrides: object) -> Iterator[Bench]:
+    """Broker (reused or started), fresh topics and database, running redeemer workers."""
     with ManagedBroker(base.with_overrides(run_directory=str(run_directory))):
         settings = isolated_settings(base, run_directory, **overrides)
-        worker = WorkerProcess("redeemer", settings, run_directory / "logs").start()
+        workers = [WorkerProcess("redeemer", settings if index == 0 else settings.with_overrides(
+            web_port_redeemer=free_port()), run_directory / "logs" / f"worker-{index}").start()
+            for index in range(worker_count)]
         try:
-            worker.wait_until_healthy(120)
-            yield Bench(settings, worker, accredit(settings, venue_count))
+            for worker in workers:
+                worker.wait_until_healthy(120)
+            yield Bench(settings, workers[0], accredit(settings, venue_count), workers)
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             if not keep:
                 drop_database(settings.database_url)

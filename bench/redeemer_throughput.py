@@ -39,7 +39,6 @@ from redeemer_common import (  # type: ignore[import-not-found]
     Bench,
     bench_ledger,
     grow_state,
-    resident_megabytes,
 )
 
 from passnum.codec import decode_command, encode
@@ -257,7 +256,7 @@ def naive(bench: Bench, payloads: Payloads, before: dict, after: dict, most: int
 def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: str,
           only_end_to_end: bool = False) -> dict:
     grow_state(bench, vouchers)
-    rss_before = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
+    rss_before = bench.resident_megabytes()
     warm = redemption_payloads(bench, f"warm{label}", first_voucher, min(5_000, scans // 10))
     end_to_end(bench, warm)
     payloads = redemption_payloads(bench, f"run{label}", first_voucher + warm.size, scans)
@@ -265,7 +264,7 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
     before = fetch_high_water_marks(bench.settings, [commands_topic])
     faust_rate = end_to_end(bench, payloads)
     after = fetch_high_water_marks(bench.settings, [commands_topic])
-    rss_after = resident_megabytes(bench.worker.process.pid)  # type: ignore[union-attr]
+    rss_after = bench.resident_megabytes()
     print(f"end to end: {faust_rate}", file=sys.stderr, flush=True)
     if only_end_to_end:
         return {"vouchers_of_state": vouchers, "redemptions": scans,
@@ -292,6 +291,8 @@ def main() -> None:
                         help="100 k then 2 M vouchers of state, 200 k redemptions each")
     parser.add_argument("--scans", type=int, default=None, help="redemptions per phase")
     parser.add_argument("--venues", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="redeemer worker processes sharing the 4 input partitions")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--profile", default="", help="'timing' or a cProfile output path: "
                         "sets PASSNUM_REDEEMER_PROFILE for the worker (see its log)")
@@ -307,7 +308,7 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="passnum-bench-redeemer-")
     print(f"run directory: {directory}", file=sys.stderr, flush=True)
     with bench_ledger(Settings.from_environment(), Path(directory), arguments.venues,
-                      keep=arguments.keep) as bench:
+                      keep=arguments.keep, worker_count=arguments.workers) as bench:
         first_voucher = 0
         for vouchers in states:
             # Every redemption is of a fresh voucher: at most half the state per phase.
@@ -318,7 +319,9 @@ def main() -> None:
             first_voucher += phase_scans + min(5_000, phase_scans // 10)
     if not arguments.keep:
         shutil.rmtree(directory, ignore_errors=True)
-    print(json.dumps({"client": "kafka-python", "phases": results}, indent=2))
+    print(json.dumps({"client": "kafka-python", "workers": arguments.workers,
+                      "consumer": Settings.from_environment().consumer, "phases": results},
+                     indent=2))
 
 
 if __name__ == "__main__":

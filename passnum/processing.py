@@ -287,12 +287,17 @@ class BatchResult:
 
 
 def decide_batch(connection: psycopg.Connection, handler: Handler,
-                 records: Sequence[InputRecord]) -> BatchResult:
-    """Steps 1 to 6 in one transaction."""
+                 records: Sequence[InputRecord],
+                 published_row_ids: Sequence[int] = ()) -> BatchResult:
+    """Steps 1 to 6 in one transaction. `published_row_ids`: outbox rows whose events the
+    broker acknowledged since the last batch, deleted in this same transaction (it saves a
+    commit per batch; a crash before it only publishes them once more)."""
     partitions = sorted({(record.topic, record.partition) for record in records})
     if not partitions:
         return BatchResult([], [])
     with connection.transaction():
+        if published_row_ids:
+            connection.execute("DELETE FROM outbox WHERE id = ANY(%b)", (list(published_row_ids),))
         positions = _lock_positions(connection, handler.processor, partitions)
         by_kind: dict[str, list[InputRecord]] = defaultdict(list)
         for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
@@ -312,8 +317,9 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         older_pending = _older_rows_pending(connection, handler.processor, partitions,
                                             written[0].id if written else None)
         _save_positions(connection, handler.processor, positions)
-        if output.outcomes:
-            # Wakes HTTP handlers waiting for an outcome (passnum.http); delivered at COMMIT.
+        if by_kind["command"]:
+            # Wakes HTTP handlers waiting for an outcome, new or replayed (passnum.http);
+            # delivered at COMMIT.
             connection.execute("SELECT pg_notify('passnum_outcomes', %s)", (handler.processor,))
     return BatchResult(partitions, written, older_pending)
 

@@ -43,7 +43,8 @@ class Publisher:
         if self.producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap_servers, acks="all",
-                linger_ms=self.settings.producer_linger_milliseconds,
+                # The batches are built here, whole: lingering would only delay them.
+                linger_ms=0,
                 max_batch_size=self.settings.producer_max_batch_bytes,
                 max_request_size=self.settings.producer_max_batch_bytes * 2,
                 enable_idempotence=False)  # refused by Tansu 0.6.0; not relied upon

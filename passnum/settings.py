@@ -28,10 +28,16 @@ class Settings:
     # One PostgreSQL transaction per batch of at most this many commands.
     batch_max_commands: int = 1000
     batch_max_wait_seconds: float = 0.05
+    # A fetch returns as soon as records arrive, or after this long. Short, because Tansu
+    # answered a long poll late (75 ms with 500 ms allowed, measured): an idle worker then
+    # sends a few hundred small fetches per second, a cheap price for interactive latency.
+    fetch_max_wait_seconds: float = 0.01
     # How a worker takes its input: "batch" (aiokafka getmany in a service of the faust
     # worker, the default) or "stream" (a faust agent's take_events, about 4 k records/s at
     # most here: kept to measure against). See passnum/worker.py.
     consumer: str = "batch"
+    # sys.setswitchinterval of the workers (Python's default is 0.005): see build_app.
+    gil_switch_interval_seconds: float = 0.0005
     producer_linger_milliseconds: int = 5
     producer_max_batch_bytes: int = 1_048_576
     # Infra errors (database, broker) are retried this many times, then the worker exits
@@ -42,6 +48,9 @@ class Settings:
     voucher_code_key: str = "demo-only-voucher-code-key-change-me"
     # Validity tolerance after 31 December (the January grace period).
     grace_days_after_year_end: int = 31
+    # How long an HTTP API trusts a token it verified before asking PostgreSQL again: the
+    # longest a revoked token keeps working.
+    token_cache_seconds: float = 5.0
     web_port_issuer: int = 6066
     web_port_redeemer: int = 6067
     web_port_auditor: int = 6068

@@ -31,7 +31,14 @@ from typing import Annotated, Any, Awaitable, Callable, Literal
 from aiohttp.web import HTTPRequestEntityTooLarge
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from passnum.http import BatchedCommandGateway, Outcome, Tenant, authenticate, error_body
+from passnum.http import (
+    BatchedCommandGateway,
+    Outcome,
+    Tenant,
+    TokenCache,
+    authenticate,
+    error_body,
+)
 from passnum.settings import Settings
 from passnum.voucher_codes import VoucherNumber, make_code
 from schemas.base import Cents, Command, PositiveCents
@@ -343,6 +350,7 @@ class IssuerApi:
         self.code_key = settings.voucher_code_key.encode()
         self.gateway: BatchedCommandGateway | None = None
         self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
+        self.tokens = TokenCache(settings.token_cache_seconds)
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -385,8 +393,8 @@ class IssuerApi:
             await asyncio.wait_for(self.ready.wait(), self.limits.startup_timeout_seconds)
         except TimeoutError:
             raise ApiError(503, "starting", "the issuer API is not ready yet") from None
-        async with self.pool.connection() as connection:
-            tenant = await authenticate(connection, request.headers.get("Authorization"))
+        tenant = await authenticate(self.pool.connection(), request.headers.get("Authorization"),
+                                    self.tokens)
         if tenant is None:
             raise ApiError(401, "unauthenticated", "a valid bearer token is required",
                            {"WWW-Authenticate": 'Bearer realm="passnum-issuer"'})

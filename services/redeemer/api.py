@@ -27,7 +27,7 @@ from typing import Annotated, Any, Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from passnum.http import Outcome, Tenant, authenticate, error_body
+from passnum.http import Outcome, Tenant, TokenCache, authenticate, error_body
 from passnum.settings import Settings
 from schemas.base import Command, Event
 from schemas.messages import (
@@ -323,6 +323,7 @@ class RedeemerApi:
         self.limits = limits
         self.gateway: BatchedCommandGateway | None = None
         self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
+        self.tokens = TokenCache(settings.token_cache_seconds)
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -365,8 +366,8 @@ class RedeemerApi:
             await asyncio.wait_for(self.ready.wait(), self.limits.startup_timeout_seconds)
         except TimeoutError:
             raise ApiError(503, "starting", "the redeemer API is not ready yet") from None
-        async with self.pool.connection() as connection:
-            tenant = await authenticate(connection, request.headers.get("Authorization"))
+        tenant = await authenticate(self.pool.connection(), request.headers.get("Authorization"),
+                                    self.tokens)
         if tenant is None:
             raise ApiError(401, "unauthenticated", "a valid bearer token is required",
                            {"WWW-Authenticate": 'Bearer realm="passnum-redeemer"'})
