@@ -173,14 +173,27 @@ _LENGTH = struct.Struct(">i")
 OutcomeEvent = tuple[str, "bytes | None", bytes, "bytes | None"]
 
 
-def _field(value: bytes | None) -> bytes:
-    return _LENGTH.pack(-1) if value is None else _LENGTH.pack(len(value)) + value
-
-
 def pack_outcome(events: list[tuple[str, bytes | None, bytes, bytes | None]]) -> bytes:
-    parts = [_LENGTH.pack(len(events))]
-    for topic, key, payload, link in events:
-        parts += (_field(topic.encode()), _field(key), _field(payload), _field(link))
+    pack = _LENGTH.pack
+    none = pack(-1)
+    parts = [pack(len(events))]
+    append = parts.append
+    for topic, key, payload, link in events:  # inlined: this runs for every decided event
+        name = topic.encode()
+        append(pack(len(name)))
+        append(name)
+        if key is None:
+            append(none)
+        else:
+            append(pack(len(key)))
+            append(key)
+        append(pack(len(payload)))
+        append(payload)
+        if link is None:
+            append(none)
+        else:
+            append(pack(len(link)))
+            append(link)
     return b"".join(parts)
 
 

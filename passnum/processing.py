@@ -94,6 +94,37 @@ class Handler(Protocol):
     def apply_events(self, connection: psycopg.Connection, events: Sequence[Event]) -> None: ...
 
 
+def command_weight(handler: Handler, command: Command) -> int:
+    """How many events deciding `command` may produce, as far as its handler can tell before
+    deciding (`weight` method, optional): one unless the handler says more."""
+    weigh = getattr(handler, "weight", None)
+    return max(1, int(weigh(command))) if weigh is not None else 1
+
+
+def split_by_weight(handler: Handler, records: Sequence[InputRecord],
+                    max_weight: int) -> list[list[InputRecord]]:
+    """Cut a fetched batch, in order, into transactions of at most `max_weight` expected
+    events (a single heavier command gets a transaction of its own). An order of 1,000
+    booklets is 1,000 events: 1,000 such orders in one transaction held a million events
+    in memory. Undecodable records weigh one; the transaction sends them to dead letters."""
+    if getattr(handler, "weight", None) is None and len(records) <= max_weight:
+        return [list(records)]  # every command weighs one: no need to decode them twice
+    chunks: list[list[InputRecord]] = []
+    current: list[InputRecord] = []
+    weight = 0
+    for record in records:
+        command = decode_command(record.value) if record.topic in handler.command_topics else None
+        record_weight = command_weight(handler, command) if isinstance(command, Command) else 1
+        if current and weight + record_weight > max_weight:
+            chunks.append(current)
+            current, weight = [], 0
+        current.append(record)
+        weight += record_weight
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 @dataclass
 class _Position:
     next_offset: int

@@ -28,6 +28,10 @@ class Settings:
     # One PostgreSQL transaction per batch of at most this many commands.
     batch_max_commands: int = 1000
     batch_max_wait_seconds: float = 0.05
+    # ... and at most this many expected events per transaction (a handler may say that a
+    # command weighs more than one: an order of N booklets is N events). Bounds the memory
+    # of a batch: a thousand orders of a thousand booklets would be a million events.
+    batch_max_events: int = 20_000
     # A fetch returns as soon as records arrive, or after this long. Short, because Tansu
     # answered a long poll late (75 ms with 500 ms allowed, measured): an idle worker then
     # sends a few hundred small fetches per second, a cheap price for interactive latency.

@@ -40,6 +40,7 @@ from passnum.processing import (
     decide_batch,
     forget_published,
     pending_outbox,
+    split_by_weight,
 )
 from passnum.publisher import Publisher
 from passnum.settings import Settings
@@ -192,6 +193,11 @@ class BatchRunner:
             await self.publish(rows)
 
     async def run_batch(self, records: list[InputRecord]) -> None:
+        """Decide and publish a fetched batch, in transactions bounded by expected events."""
+        for chunk in split_by_weight(self.handler, records, self.settings.batch_max_events):
+            await self._run_transaction(chunk)
+
+    async def _run_transaction(self, records: list[InputRecord]) -> None:
         async def decide() -> BatchResult:
             # The outbox sweep uses the same connection from another thread: while a batch
             # holds its transaction, a sweep's commit would commit half of it.

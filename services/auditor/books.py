@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import add, attrgetter, floordiv, getitem, le, mul, sub
 
 from passnum.codec import DecodeFailure, decode_event
 from schemas.base import Event
@@ -53,7 +50,6 @@ from schemas.messages import (
 from services.auditor import wire
 from services.auditor.wire import InvalidEvent
 
-_BOOKLETS = attrgetter("booklets")
 PHASE_ENABLING = 0
 PHASE_REDEMPTION = 1
 PHASE_RESTRICTING = 2
@@ -637,109 +633,3 @@ def apply_value(books: Books, value: bytes | None, stream: str, sequence: int,
     except InvalidEvent as error:
         return str(error)[:300]
     return None
-
-
-# ------------------------------------------------------------------ a run of redemptions
-
-
-@dataclass(frozen=True)
-class RedemptionRun:
-    """Consecutive canonical `VoucherRedeemed` of one batch, as columns (one entry per
-    event, in log order): what `Books.fold_redemptions` folds at once."""
-
-    sirens: list[str]
-    booklet_sequences: list[int]
-    positions: list[int]
-    amounts: list[int]
-    micros: list[int]
-    days: list[int]
-    event_ids: list[str]
-    fingerprints: list[int]
-
-
-def _framing_columns(books: Books) -> tuple[list[int], list[int], list[int], list[int]]:
-    """Per framing index: voucher count, face value, first and last valid day (cached on
-    the books until a framing is added)."""
-    cached = books.__dict__.get("_framing_columns")
-    if cached is None or len(cached[0]) != len(books.framings):
-        framings = books.framings
-        cached = ([f.voucher_count for f in framings], [f.face_value_cents for f in framings],
-                  [f.valid_from_day for f in framings], [f.grace_until_day for f in framings])
-        books.__dict__["_framing_columns"] = cached
-    return cached
-
-
-def plan_redemptions(books: Books, run: RedemptionRun) -> tuple[list[int], list[int]] | None:
-    """(voucher indexes, redemption seconds) when every redemption of the run is the plain
-    case of `Books.fold_redemption`: its collectivité and booklet known, the position inside
-    the booklet, the amount the booklet's, activated at or before it and not blocked, within
-    validity, the instant in range, and the voucher not yet redeemed nor contested (nor twice
-    in the run). None otherwise, and nothing changed: the caller folds the run one event at
-    a time, which finds and names whatever is not plain."""
-    count = len(run.sirens)
-    collectivites = books.collectivites
-    try:
-        tables = list(map(_BOOKLETS, map(collectivites.__getitem__, run.sirens)))
-        booklets_plus_one = list(map(getitem, tables, run.booklet_sequences))
-    except (KeyError, IndexError):
-        return None
-    if 0 in booklets_plus_one or 0 in run.booklet_sequences or 0 in run.positions:
-        return None
-    booklets = list(map(sub, booklets_plus_one, repeat(1)))
-    framings = list(map(books.booklet_framing.__getitem__, booklets))
-    voucher_counts, face_values, firsts, lasts = _framing_columns(books)
-    if not all(map(le, run.positions, map(voucher_counts.__getitem__, framings))):
-        return None
-    if list(map(face_values.__getitem__, framings)) != run.amounts:
-        return None
-    keys = list(map(add, map(mul, run.micros, repeat(4)), repeat(PHASE_REDEMPTION)))
-    activated = list(map(books.booklet_activated_key.__getitem__, booklets))
-    if 0 in activated or not all(map(le, activated, keys)):
-        return None
-    if books.blocked_keys and not books.blocked_keys.keys().isdisjoint(booklets):
-        return None
-    if not (all(map(le, map(firsts.__getitem__, framings), run.days))
-            and all(map(le, run.days, map(lasts.__getitem__, framings)))):
-        return None
-    vouchers = list(map(add, map(books.booklet_first_voucher.__getitem__, booklets),
-                        map(sub, run.positions, repeat(1))))
-    seconds = list(map(add, map(floordiv, run.micros, repeat(wire.MICROSECONDS)),
-                       repeat(1 - SECONDS_EPOCH)))
-    if min(seconds) <= 0 or max(seconds) >= 2**32 or len(set(vouchers)) != count:
-        return None
-    if books.contested and not books.contested.keys().isdisjoint(vouchers):
-        return None
-    if list(map(books.redeemed_second.__getitem__, vouchers)).count(0) != count:
-        return None
-    return vouchers, seconds
-
-
-def fold_redemptions(books: Books, run: RedemptionRun, planned: tuple[list[int], list[int]],
-                     venues: list[int]) -> None:
-    """What `Books.fold_redemption` (after `note_event`) does for each event of a planned
-    run, column by column (tested against it: tests/unit/test_auditor_fast_path.py)."""
-    vouchers, seconds = planned
-    count = len(vouchers)
-    books.event_count += count
-    books.counts_by_type["voucher_redeemed"] = books.counts_by_type.get(
-        "voucher_redeemed", 0) + count
-    books.current_micros = run.micros[-1]
-    books.latest_micros = max(books.latest_micros, max(run.micros))
-    collectivites = books.collectivites
-    if run.amounts.count(run.amounts[0]) == count:
-        for siren, redeemed in Counter(run.sirens).items():
-            collectivite = collectivites[siren]
-            collectivite.redeemed_vouchers_recorded += redeemed
-            collectivite.redeemed_cents_recorded += redeemed * run.amounts[0]
-    else:
-        for siren, amount in zip(run.sirens, run.amounts):
-            collectivite = collectivites[siren]
-            collectivite.redeemed_vouchers_recorded += 1
-            collectivite.redeemed_cents_recorded += amount
-    first_seconds = books.venue_first_second
-    for venue, second in zip(venues, seconds):
-        if second < first_seconds[venue]:
-            first_seconds[venue] = second
-    deque(map(books.redeemed_second.__setitem__, vouchers, seconds), 0)
-    deque(map(books.redeemed_venue.__setitem__, vouchers, venues), 0)
-    deque(map(books.redeemed_event.__setitem__, vouchers, run.fingerprints), 0)

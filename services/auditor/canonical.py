@@ -22,17 +22,9 @@ compiled pattern matched over the bytes, and the replay reads tens of millions o
 from __future__ import annotations
 
 import re
-from itertools import repeat
-from operator import add, itemgetter, methodcaller, mul, or_
 
 from services.auditor import wire
-from services.auditor.books import (
-    Books,
-    RedemptionRun,
-    fold_redemptions,
-    make_framing,
-    plan_redemptions,
-)
+from services.auditor.books import Books, make_framing
 from services.auditor.wire import InvalidEvent
 
 # A JSON string as the codec writes printable ASCII: no quote, no backslash, no control.
@@ -64,13 +56,6 @@ VOUCHER_CHECKED = re.compile(
     _HEAD + rb'voucher_checked","siret":"([0-9]{14})","voucher_id":(?:null|"' + _TEXT
     + rb'*"),"valid":(?:true|false),"reason":(?:null|"([a-z_]{1,64})")\}')
 _TYPE_FIELD = b'","type":"'
-# A batch's values joined by newlines: each line is either a canonical `VoucherRedeemed`
-# (groups 1 to 12 as in VOUCHER_REDEEMED, whose back-references keep their numbers) or
-# anything else (group 13). Used only when no value holds a newline, so lines are records.
-REDEEMED_LINES = re.compile(rb'^(?:' + VOUCHER_REDEEMED.pattern + rb')$|^(.*)$', re.MULTILINE)
-REDEEMED_TYPE = b'","type":"voucher_redeemed"'
-_UUID_PARTS = (itemgetter(slice(0, 8)), itemgetter(slice(9, 13)), itemgetter(slice(14, 18)))
-_PAD_FRACTION = methodcaller("ljust", 6, b"0")
 AMOUNTS_CACHED = 1_024
 # "00" to "99" -> 0 to 99: hours, minutes, seconds and positions without int() each time.
 _TWO_DIGITS = {f"{number:02d}".encode(): number for number in range(100)}
@@ -114,54 +99,6 @@ class CanonicalDecoder:
             match = VOUCHER_CHECKED.fullmatch(value)
             return None if match is None else self._outcome(match, "voucher_checked")
         return None
-
-    def redeemed_run(self, rows: list[tuple[bytes, ...]]) -> list[str] | None:
-        """Fold a run of canonical `VoucherRedeemed` (REDEEMED_LINES rows) at once; the
-        UTC month of each, or None when one of them is not the plain case (nothing folded:
-        the caller folds them one at a time, as `fold` would)."""
-        if not self.enabled:
-            return None
-        (_, dates, hours, minutes, seconds, fractions, event_ids, sirets, sirens, booklets,
-         positions, cents, _) = zip(*rows)
-        for date in set(dates).difference(self.days):
-            if self._day(date) is None:
-                return None
-        days = list(map(self.days.__getitem__, dates))
-        two_digits = _TWO_DIGITS.__getitem__
-        micros = list(map(mul, map(add, map(add, map(mul, days, repeat(86_400)),
-                                                 map(mul, map(two_digits, hours), repeat(3_600))),
-                                       map(add, map(mul, map(two_digits, minutes), repeat(60)),
-                                           map(two_digits, seconds))),
-                          repeat(1_000_000)))
-        if any(fractions):
-            micros = list(map(add, micros, map(int, map(_PAD_FRACTION, fractions))))
-        event_texts = list(map(bytes.decode, event_ids))
-        run = RedemptionRun(list(map(bytes.decode, sirens)), list(map(int, booklets)),
-                            list(map(two_digits, positions)), list(map(int, cents)), micros,
-                            days, event_texts, self._fingerprints(event_ids, event_texts))
-        planned = plan_redemptions(self.books, run)
-        if planned is None:
-            return None
-        venues = self.venues
-        for siret in dict.fromkeys(sirets):  # registered in the order first seen
-            if siret not in venues:
-                self._venue(siret)
-        fold_redemptions(self.books, run, planned, list(map(venues.__getitem__, sirets)))
-        return list(map(self.months.__getitem__, dates))
-
-    @staticmethod
-    def _fingerprints(event_ids: tuple[bytes, ...], event_texts: list[str]) -> list[int]:
-        """`wire.event_fingerprint` of each event id, for UUIDs in bulk."""
-        if (set(map(len, event_ids)) == {36} and set(map(itemgetter(8), event_ids)) == {45}):
-            first, second, third = _UUID_PARTS
-            try:
-                return list(map(or_, map(int, map(add, map(add, map(first, event_ids),
-                                                           map(second, event_ids)),
-                                                  map(third, event_ids)), repeat(16)),
-                                repeat(1)))
-            except ValueError:
-                pass
-        return list(map(wire.event_fingerprint, event_texts))
 
     def _instant(self, match: re.Match) -> tuple[int, int] | None:
         """(microseconds since the epoch, day number) of groups 2-6, None if no such day."""

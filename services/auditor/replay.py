@@ -22,13 +22,12 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from passnum.codec import CHAIN_HEADER
-from passnum.log import fetch_high_water_marks
 from passnum.settings import Settings
 from passnum.topology import topology_for
-from services.auditor import bulk, checkpoint, wire
+from services.auditor import checkpoint, wire
 from services.auditor.books import Books, Finding, apply_value
 from services.auditor.canonical import CanonicalDecoder
-from services.auditor.chain import NEW, REJECTED, ChainVerifier, StreamChain
+from services.auditor.chain import NEW, REJECTED, ChainVerifier
 from services.auditor.invariants import (
     Judgement,
     VenueRules,
@@ -79,9 +78,6 @@ class Replayer:
         self.books = Books(until_micros=until, only_siren=self.options.collectivite)
         self.canonical = CanonicalDecoder(self.books)
         self.topology = topology_for(self.settings)
-        # Batches column by column where they allow it (services.auditor.bulk); the tests
-        # turn it off to compare with the record-by-record path.
-        self.columnar = True
 
     def topics_in_order(self) -> list[str]:
         return [self.topology.issuer_events.name, self.topology.redeemer_events.name,
@@ -91,7 +87,6 @@ class Replayer:
         """Read every topic from where the last read stopped to its current end."""
         before = self.records_read
         topics = self.topics_in_order()
-        self.chains.limit_sequences(sum(fetch_high_water_marks(self.settings, topics).values()))
         if self._read_in_parts():
             if progress is not None:
                 progress(self.records_read - before)
@@ -142,15 +137,9 @@ class Replayer:
             self.ingest_batch(place[0], place[1], run)  # type: ignore[index]
 
     def ingest_batch(self, topic: str, partition: int, records: list) -> None:
-        """One partition's records in offset order: each has offset, value and headers.
-        Column by column when the batch allows it (`services.auditor.bulk`), else one by
-        one; both do the same."""
-        if not (self.columnar and bulk.ingest(self, topic, partition, records)):
-            self.ingest_one_by_one(topic, partition, records)
-
-    def ingest_one_by_one(self, topic: str, partition: int, records: list) -> None:
-        chains = self.chains
-        admit_link = chains.admit_link
+        """One partition's records in offset order: each has offset, value and headers."""
+        chains, fold = self.chains, self.canonical.fold
+        admit_link, by_raw_name = chains.admit_link, chains.by_raw_name
         heads = chains.heads_in(topic, partition)
         signed_topic = topic == self.topology.auditor_events.name
         self.records_read += len(records)
@@ -176,28 +165,24 @@ class Replayer:
                                  partition, record.offset, heads)
             if verdict != NEW:
                 if verdict == REJECTED:
-                    self.name_rejected(value)
+                    self._name_rejected(value)
                 continue
-            self.fold_one(topic, partition, record.offset, value, chains.by_raw_name[stream],
-                          sequence, previous_hash)
-
-    def fold_one(self, topic: str, partition: int, offset: int, value: bytes | None,
-                 chain: StreamChain, sequence: int, previous_hash: bytes) -> None:
-        """Fold one new fact (its link admitted) and note its month in its chain."""
-        try:
-            month = self.canonical.fold(value, chain.name, sequence)  # type: ignore[arg-type]
-        except InvalidEvent as error:  # found after the event was noted, as in general
-            self._invalid(topic, partition, offset, value,
-                          f"{chain.name}#{sequence}: " + f"{type(error).__name__}: {error}"[:300])
-            month = wire.utc_month(self.books.current_micros)
-        if month is None:
-            month = self._fold_in_general(topic, partition, offset, value, chain.name,
-                                          sequence)
+            chain = by_raw_name[stream]
+            try:
+                month = fold(value, chain.name, sequence)
+            except InvalidEvent as error:  # found after the event was noted, as in general
+                self._invalid(topic, partition, record.offset, value,
+                              f"{chain.name}#{sequence}: "
+                              + f"{type(error).__name__}: {error}"[:300])
+                month = wire.utc_month(self.books.current_micros)
             if month is None:
-                return
-        first = chain.month_firsts.get(month)
-        if first is None or sequence < first[0]:
-            chain.month_firsts[month] = (sequence, previous_hash.decode())
+                month = self._fold_in_general(topic, partition, record.offset, value,
+                                              chain.name, sequence)
+                if month is None:
+                    continue
+            first = chain.month_firsts.get(month)
+            if first is None or sequence < first[0]:
+                chain.month_firsts[month] = (sequence, previous_hash.decode())
 
     def _fold_in_general(self, topic: str, partition: int, offset: int, value: bytes | None,
                          stream: str, sequence: int) -> str | None:
@@ -209,7 +194,7 @@ class Replayer:
             self._invalid(topic, partition, offset, value, f"{stream}#{sequence}: {failure}")
         return wire.utc_month(books.current_micros) if books.current_micros >= 0 else None
 
-    def name_rejected(self, value: bytes | None) -> None:
+    def _name_rejected(self, value: bytes | None) -> None:
         """A rejected record's finding names the event id its value claims."""
         event_id = _event_id_of(value)
         if event_id:

@@ -10,7 +10,7 @@ import psycopg
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, siren_key
 from schemas.base import Command, Event
-from schemas.messages import BookletActivated
+from schemas.messages import BookletActivated, OrderBooklets
 from services.issuer import domain, store
 
 
@@ -34,6 +34,12 @@ class IssuerHandler:
 
     def apply_events(self, connection: psycopg.Connection, events: Sequence[Event]) -> None:
         raise AssertionError("the issuer consumes no other service's events")
+
+    def weight(self, command: Command) -> int:
+        """Events a command may produce, for the core's transaction bound: an order issues
+        one event per booklet. A payment activates what waits for funds, which the orders
+        before it already weighed."""
+        return command.booklet_count if isinstance(command, OrderBooklets) else 1
 
     def _route(self, event: Event) -> tuple[str, bytes, Event]:
         booklet_id = getattr(event, "booklet_id", None)

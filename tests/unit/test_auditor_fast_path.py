@@ -204,23 +204,19 @@ def chained(events: list, encodings: list[str]) -> list[ChainedRecord]:
     return records
 
 
-def replay(records: list[ChainedRecord], canonical: bool, columnar: bool = False) -> Replayer:
-    """Record by record (the default), noting every event; or through the batch path
-    (`columnar`), which notes a run of redemptions at once, so nothing is hooked there."""
+def replay(records: list[ChainedRecord], canonical: bool) -> Replayer:
     replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
     replayer.canonical.enabled = canonical
-    replayer.columnar = columnar
-    if not columnar:
-        # every event as it is noted (type, id, instant to the microsecond), in reading order
-        noted: list[tuple[str, str, int]] = []
-        note_event = replayer.books.note_event
+    # every event as it is noted (type, id, instant to the microsecond), in reading order
+    noted: list[tuple[str, str, int]] = []
+    note_event = replayer.books.note_event
 
-        def noting(event_type: str, event_id: str, micros: int) -> None:
-            noted.append((event_type, event_id, micros))
-            note_event(event_type, event_id, micros)
+    def noting(event_type: str, event_id: str, micros: int) -> None:
+        noted.append((event_type, event_id, micros))
+        note_event(event_type, event_id, micros)
 
-        replayer.books.note_event = noting  # type: ignore[method-assign]
-        replayer.noted = noted  # type: ignore[attr-defined]
+    replayer.books.note_event = noting  # type: ignore[method-assign]
+    replayer.noted = noted  # type: ignore[attr-defined]
     offsets: dict[tuple[str, int], int] = {}
     messages = []
     for record in records:
