@@ -226,32 +226,6 @@ class ChainVerifier:
             heads[chain] = sequence
         return NEW
 
-    def admit_run(self, stream: bytes, sequences: list[int], previous_hashes: tuple[bytes, ...],
-                  digests: tuple[bytes, ...], currents: list[int],
-                  heads: dict[StreamChain, int]) -> bool:
-        """Admit at once a run of one stream's records, already hashed, that continues the
-        chain where it stands: sequences highest + 1, + 2, ... each linking to the one
-        before (the first to the head), none of their positions taken. Exactly what
-        `admit_hashed` would decide for each (all NEW, no finding). False, with nothing
-        changed, for any other run: the caller then admits its records one by one."""
-        chain = self.by_raw_name.get(stream) or self.chain_of(stream)
-        highest, count = chain.highest, len(sequences)
-        if (sequences[0] != highest + 1 or sequences[-1] != highest + count
-                or previous_hashes[0] != chain.head_raw
-                or previous_hashes[1:] != digests[:-1]
-                or sequences != list(range(highest + 1, highest + count + 1))
-                or not self._room_for(chain, highest + count)):
-            return False
-        hashes = chain.hashes
-        if hashes[highest:highest + count].count(0) != count:
-            return False
-        hashes[highest:highest + count] = array("I", currents)
-        chain.highest = highest + count
-        chain.head_raw = digests[-1]
-        # Every sequence is above the chain's highest, hence above this partition's head.
-        heads[chain] = highest + count
-        return True
-
     def _link(self, chain: StreamChain, sequence: int, previous_hash: bytes, current: int,
               topic: str, partition: int, offset: int) -> bool:
         """Record a new event read out of order and check (or leave waiting) its link;

@@ -123,29 +123,37 @@ def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[
 
 def _worker(sending: Any, settings: Any, options: Any, key: int, sequence_limit: int,
             places: list[tuple[str, int]]) -> None:
-    from services.auditor.replay import Replayer
+    from services.auditor.replay import collector_paused
 
     try:
-        replayer = Replayer(settings, options)
-        replayer.chains = ChainVerifier(key)
-        replayer.chains.sequence_limit = sequence_limit
-        replayer.books.partial = True
-        ends: dict[tuple[str, int], int] = {}
-        for topic in dict.fromkeys(topic for topic, _ in places):
-            mine = [place for place in places if place[0] == topic]
-            for name, partition, records in read_record_batches(settings, [topic],
-                                                                partitions=mine, ends=ends):
-                replayer.ingest_batch(name, partition, records)
-                if replayer.books.needs_whole_log:
-                    break
-            if replayer.books.needs_whole_log:
-                break
-        replayer.canonical = None  # type: ignore[assignment]  # caches, not state
-        payload = pickle.dumps(Part(replayer, ends), protocol=pickle.HIGHEST_PROTOCOL)
+        with collector_paused():
+            payload = _read_part(settings, options, key, sequence_limit, places)
     except BaseException as error:  # noqa: BLE001 (handed to the parent, raised there)
         payload = pickle.dumps(error)
     sending.send_bytes(payload)
     sending.close()
+
+
+def _read_part(settings: Any, options: Any, key: int, sequence_limit: int,
+               places: list[tuple[str, int]]) -> bytes:
+    from services.auditor.replay import Replayer
+
+    replayer = Replayer(settings, options)
+    replayer.chains = ChainVerifier(key)
+    replayer.chains.sequence_limit = sequence_limit
+    replayer.books.partial = True
+    ends: dict[tuple[str, int], int] = {}
+    for topic in dict.fromkeys(topic for topic, _ in places):
+        mine = [place for place in places if place[0] == topic]
+        for name, partition, records in read_record_batches(settings, [topic],
+                                                            partitions=mine, ends=ends):
+            replayer.ingest_batch(name, partition, records)
+            if replayer.books.needs_whole_log:
+                break
+        if replayer.books.needs_whole_log:
+            break
+    replayer.canonical = None  # type: ignore[assignment]  # caches, not state
+    return pickle.dumps(Part(replayer, ends), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # ------------------------------------------------------------------ merging
