@@ -144,32 +144,45 @@ class _BatchOutput:
     outcomes: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, print, packed
 
 
+_SELECT_POSITIONS = (
+    "SELECT topic, partition, next_offset, chain_sequence, chain_hash "
+    "FROM processor_positions WHERE processor = %s "
+    "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) "
+    "ORDER BY topic, partition FOR UPDATE")
+
+
 def _lock_positions(connection: psycopg.Connection, processor: str,
                     partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], _Position]:
+    """Lock (and read) the position of each input partition. A partition seen for the
+    first time gets its row first: one more round trip, once per partition and processor."""
     topics = [topic for topic, _ in partitions]
     numbers = [number for _, number in partitions]
-    connection.execute(
-        "INSERT INTO processor_positions (processor, topic, partition) "
-        "SELECT %s, t, p FROM unnest(%b::text[], %b::int[]) AS u(t, p) ON CONFLICT DO NOTHING",
-        (processor, topics, numbers))
-    rows = connection.execute(
-        "SELECT topic, partition, next_offset, chain_sequence, chain_hash "
-        "FROM processor_positions WHERE processor = %s "
-        "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) "
-        "ORDER BY topic, partition FOR UPDATE",
-        (processor, topics, numbers)).fetchall()
+    rows = connection.execute(_SELECT_POSITIONS, (processor, topics, numbers)).fetchall()
+    if len(rows) < len(partitions):
+        connection.execute(
+            "INSERT INTO processor_positions (processor, topic, partition) "
+            "SELECT %s, t, p FROM unnest(%b::text[], %b::int[]) AS u(t, p) "
+            "ON CONFLICT DO NOTHING", (processor, topics, numbers))
+        rows = connection.execute(_SELECT_POSITIONS, (processor, topics, numbers)).fetchall()
     return {(topic, number): _Position(offset, sequence, digest)
             for topic, number, offset, sequence, digest in rows}
 
 
 def _save_positions(connection: psycopg.Connection, processor: str,
-                    positions: dict[tuple[str, int], _Position]) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "UPDATE processor_positions SET next_offset = %s, chain_sequence = %s, "
-            "chain_hash = %s WHERE processor = %s AND topic = %s AND partition = %s",
-            [(p.next_offset, p.chain_sequence, p.chain_hash, processor, topic, number)
-             for (topic, number), p in positions.items()])
+                    positions: dict[tuple[str, int], _Position], notify: bool) -> None:
+    """Advance the positions; with `notify`, also wake the HTTP handlers waiting for an
+    outcome, new or replayed (passnum.http; delivered at COMMIT). One statement."""
+    items = sorted(positions.items())
+    connection.execute(
+        "WITH advanced AS (UPDATE processor_positions AS p SET next_offset = u.o, "
+        "chain_sequence = u.s, chain_hash = u.h FROM unnest(%b::text[], %b::int[], "
+        "%b::int8[], %b::int8[], %b::text[]) AS u(t, n, o, s, h) "
+        "WHERE p.processor = %s AND p.topic = u.t AND p.partition = u.n RETURNING 1) "
+        "SELECT (SELECT count(*) FROM advanced), "
+        "CASE WHEN %s THEN pg_notify('passnum_outcomes', %s) END",
+        ([topic for (topic, _), _ in items], [number for (_, number), _ in items],
+         [p.next_offset for _, p in items], [p.chain_sequence for _, p in items],
+         [p.chain_hash for _, p in items], processor, notify, processor))
 
 
 def _recorded_outcomes(connection: psycopg.Connection, processor: str,
@@ -264,13 +277,15 @@ def _process_events(connection: psycopg.Connection, handler: Handler,
 
 
 def _write_output(connection: psycopg.Connection, processor: str,
-                  output: _BatchOutput) -> list[OutboxRow]:
+                  partitions: Sequence[tuple[str, int]],
+                  output: _BatchOutput) -> tuple[list[OutboxRow], bool]:
     """Record the outcomes and append the outbox: one row per input partition, its events
-    packed. Returns the rows with their ids, so that the worker publishes from memory."""
+    packed. Returns the rows with their ids, so that the worker publishes them from memory,
+    and whether older rows (a crash's leftovers) wait in the outbox of these partitions:
+    then everything pending is published from the database, oldest first. Asked under the
+    position locks, so no other worker adds rows to these partitions meanwhile."""
     if output.outcomes:
         _insert_outcomes(connection, processor, output.outcomes)
-    if not output.outbox:
-        return []
     by_partition: dict[tuple[str, int], list[OutboxEvent]] = defaultdict(list)
     for input_topic, input_partition, topic, key, payload, link in output.outbox:
         by_partition[(input_topic, input_partition)].append(
@@ -278,16 +293,26 @@ def _write_output(connection: psycopg.Connection, processor: str,
     groups = sorted(by_partition.items())
     # Ids drawn here rather than by COPY, which cannot return them. Increasing (the
     # publication order), not necessarily contiguous when another worker draws too.
-    identifiers = [row[0] for row in connection.execute(
-        "SELECT nextval('outbox_id_seq') FROM generate_series(1, %s)", (len(groups),))]
-    with connection.cursor().copy(
-            "COPY outbox (id, processor, input_topic, input_partition, events) FROM STDIN "
-            "(FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "text", "text", "int4", "bytea"])
-        for identifier, ((input_topic, input_partition), events) in zip(identifiers, groups):
-            copy.write_row((identifier, processor, input_topic, input_partition, pack_outcome(
-                [(e.topic, e.key, e.payload, e.chain_link) for e in events])))
-    return [OutboxRow(identifier, events) for identifier, (_, events) in zip(identifiers, groups)]
+    row = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE processor = %s AND (input_topic, "
+        "input_partition) IN (SELECT * FROM unnest(%b::text[], %b::int[]))), "
+        "ARRAY(SELECT nextval('outbox_id_seq') FROM generate_series(1, %s))",
+        (processor, [t for t, _ in partitions], [p for _, p in partitions], len(groups)),
+        binary=True).fetchone()
+    assert row is not None
+    older_pending, identifiers = bool(row[0]), row[1]
+    if groups:
+        with connection.cursor().copy(
+                "COPY outbox (id, processor, input_topic, input_partition, events) FROM STDIN "
+                "(FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "text", "text", "int4", "bytea"])
+            for identifier, ((input_topic, input_partition), events) in zip(identifiers,
+                                                                           groups):
+                copy.write_row((identifier, processor, input_topic, input_partition,
+                                pack_outcome([(e.topic, e.key, e.payload, e.chain_link)
+                                              for e in events])))
+    rows = [OutboxRow(identifier, events) for identifier, (_, events) in zip(identifiers, groups)]
+    return rows, older_pending
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str,
@@ -344,26 +369,10 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             _process_events(connection, handler, by_kind["event"], output)
         if by_kind["command"]:
             _process_commands(connection, handler, by_kind["command"], positions, output)
-        written = _write_output(connection, handler.processor, output)
-        older_pending = _older_rows_pending(connection, handler.processor, partitions,
-                                            written[0].id if written else None)
-        _save_positions(connection, handler.processor, positions)
-        if by_kind["command"]:
-            # Wakes HTTP handlers waiting for an outcome, new or replayed (passnum.http);
-            # delivered at COMMIT.
-            connection.execute("SELECT pg_notify('passnum_outcomes', %s)", (handler.processor,))
+        written, older_pending = _write_output(connection, handler.processor, partitions,
+                                               output)
+        _save_positions(connection, handler.processor, positions, bool(by_kind["command"]))
     return BatchResult(partitions, written, older_pending)
-
-
-def _older_rows_pending(connection: psycopg.Connection, processor: str,
-                        partitions: Sequence[tuple[str, int]], first_new_id: int | None) -> bool:
-    """Under the position locks, so no other worker adds rows to these partitions meanwhile."""
-    row = connection.execute(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE processor = %s AND (input_topic, "
-        "input_partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) AND id < %s)",
-        (processor, [t for t, _ in partitions], [p for _, p in partitions],
-         first_new_id if first_new_id is not None else 2**62)).fetchone()
-    return bool(row and row[0])
 
 
 def pending_outbox(connection: psycopg.Connection, processor: str,

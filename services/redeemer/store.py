@@ -54,21 +54,26 @@ def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event])
 
 def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
               voucher_ids: Iterable[str], sirets: Iterable[str]) -> RedeemerView:
+    """Three queries sent together (pipeline mode): one round trip, not three."""
     booklet_list = sorted(set(booklet_ids))
     view = RedeemerView({}, {}, {})
-    for row in connection.execute(
+    with connection.pipeline():
+        booklets = connection.execute(
             f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM redeemer_booklets "
-            "WHERE booklet_id = ANY(%b)", (booklet_list,), binary=True):
-        facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
-        view.booklets[facts.booklet_id] = facts
-    for row in connection.execute(
+            "WHERE booklet_id = ANY(%b)", (booklet_list,), binary=True)
+        redemptions = connection.execute(
             "SELECT voucher_id, booklet_id, siren, siret, face_value_cents, redeemed_at, "
             "event_id, settlement_month FROM redemptions WHERE voucher_id = ANY(%b)",
-            (sorted(set(voucher_ids)),), binary=True):
-        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), *row[6:])
-    for row in connection.execute(
+            (sorted(set(voucher_ids)),), binary=True)
+        providers = connection.execute(
             "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%b)",
-            (sorted(set(sirets)),), binary=True):
+            (sorted(set(sirets)),), binary=True)
+    for row in booklets.fetchall():
+        facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
+        view.booklets[facts.booklet_id] = facts
+    for row in redemptions.fetchall():
+        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), *row[6:])
+    for row in providers.fetchall():
         view.providers[row[0]] = Provider(*row)
     return view
 
