@@ -69,8 +69,9 @@ def _drop_database(url: str) -> None:
 def start_worker(ledger: Settings, tmp_path: Path) -> Iterator:
     started: list[WorkerProcess] = []
 
-    def start(service: str) -> WorkerProcess:
-        worker = WorkerProcess(service, ledger, tmp_path / "logs").start()
+    def start(service: str, **overrides: object) -> WorkerProcess:
+        settings = ledger.with_overrides(**overrides) if overrides else ledger
+        worker = WorkerProcess(service, settings, tmp_path / "logs").start()
         started.append(worker)
         worker.wait_until_healthy()
         return worker

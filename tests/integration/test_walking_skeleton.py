@@ -17,9 +17,12 @@ from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
 pytestmark = pytest.mark.integration
 
 
-def test_issue_redeem_once_and_audit(ledger, start_worker) -> None:
-    start_worker("issuer")
-    start_worker("redeemer")
+@pytest.mark.parametrize("consumer", ["batch", "stream"])
+def test_issue_redeem_once_and_audit(ledger, start_worker, consumer: str) -> None:
+    """Both input paths of passnum.worker: the default batch consumer and the faust stream
+    kept to measure against."""
+    start_worker("issuer", consumer=consumer)
+    start_worker("redeemer", consumer=consumer)
     partners, venue = collectivites(3), venues(1)[0]
     client = LedgerClient(ledger)
     onboard(client, partners, booklets=2, venues=[venue])
