@@ -15,7 +15,6 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Iterable
 
 import pytest
-from pydantic import ValidationError
 
 from passnum.codec import event_id_for
 from schemas.base import Command, Event
