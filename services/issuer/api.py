@@ -14,33 +14,37 @@ collectivité answers 404 exactly like a booklet that does not exist.
 Personal data: a beneficiary identifier is turned into a pseudonymous reference here, at
 the edge (services/issuer/beneficiaries.py), and is never logged, stored or echoed.
 
-The routes, bodies and statuses are declared once in `ROUTES` and the models below; the
-OpenAPI document (`services/issuer/openapi.py`, served at /openapi.json and written to
-docs/openapi-issuer.json) is generated from them.
+The routes, bodies and statuses are declared once in `ROUTES` and the models below; what
+both HTTP APIs share (authentication, idempotency keys, bodies, the 504 and 500 answers) is
+in `passnum.web_api`. The OpenAPI document (`services/issuer/openapi.py`, served at
+/openapi.json and written to docs/openapi-issuer.json) is generated from them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Annotated, Any, Awaitable, Callable, Literal
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from aiohttp.web import HTTPRequestEntityTooLarge
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, StringConstraints
 
-from passnum.http import (
-    BatchedCommandGateway,
-    Outcome,
-    Tenant,
-    TokenCache,
-    authenticate,
-    error_body,
-)
+from passnum.http import Outcome, Tenant, error_body
 from passnum.settings import Settings
 from passnum.voucher_codes import VoucherNumber, make_code
+from passnum.web_api import (
+    IDEMPOTENCY_HEADER,
+    Answer,
+    ApiError,
+    ApiLimits,
+    RequestBody,
+    RequestHandler,
+    Route,
+    TenantApi,
+    key_reused_answer,
+    limit_query,
+    namespaced_request_id,
+)
 from schemas.base import Cents, Command, PositiveCents
 from schemas.messages import (
     BlockBooklet,
@@ -59,31 +63,15 @@ from services.issuer.beneficiaries import (
     beneficiary_reference,
 )
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
-class ApiLimits:
-    """Every bound of the HTTP edge in one place."""
-
-    page_size_default: int = 100
-    page_size_max: int = 500
+class IssuerLimits(ApiLimits):
     # An order's answer lists every event (one per booklet): bounded so that it stays a
     # few megabytes. Bigger orders go through the log (`passnum.client`).
     order_booklets_max: int = 10_000
-    body_max_bytes: int = 64 * 1024
-    idempotency_key_max_characters: int = 100
-    outcome_timeout_seconds: float = 15.0
-    startup_timeout_seconds: float = 15.0
-    pool_max_connections: int = 4
-    pool_open_timeout_seconds: float = 10.0
 
 
-LIMITS = ApiLimits()
-PROCESSOR = "issuer"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(
-    rf"^[A-Za-z0-9._:~-]{{1,{LIMITS.idempotency_key_max_characters}}}$")
+LIMITS = IssuerLimits(page_size_max=500, body_max_bytes=64 * 1024, outcome_timeout_seconds=15.0)
 _BOOKLET_ID = re.compile(r"^([0-9]{9})-([0-9]{7})$")  # ASCII digits only, as in schemas
 
 # How each recorded rejection reads over HTTP. 409 rather than 402 for a budget refusal
@@ -111,11 +99,7 @@ UNMAPPED_REJECTION_STATUS = 409
 # ---------------------------------------------------------------------- request bodies
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class OrderRequest(_Body):
+class OrderRequest(RequestBody):
     """Order booklets. Size and face value default to those the collectivité registered."""
 
     booklet_count: Annotated[int, Field(gt=0, le=LIMITS.order_booklets_max)]
@@ -127,7 +111,7 @@ class OrderRequest(_Body):
     valid_until: date | None = None
 
 
-class FundsReceivedRequest(_Body):
+class FundsReceivedRequest(RequestBody):
     """The collectivité's payment order was received: it activates booklets, oldest first."""
 
     face_value_cents: PositiveCents
@@ -135,7 +119,7 @@ class FundsReceivedRequest(_Body):
     payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class DistributeRequest(_Body):
+class DistributeRequest(RequestBody):
     """Hand a booklet to a distributor, and optionally to a beneficiary. The identifier is
     turned into a pseudonymous reference by the server and never stored."""
 
@@ -144,20 +128,11 @@ class DistributeRequest(_Body):
         str, StringConstraints(min_length=1, max_length=IDENTIFIER_MAX_CHARACTERS)] | None = None
 
 
-class BlockRequest(_Body):
+class BlockRequest(RequestBody):
     reason: Literal["lost", "stolen", "cancelled"]
 
 
 # ---------------------------------------------------------------------- response bodies
-
-
-class ErrorDetail(BaseModel):
-    reason: str
-    detail: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
 
 
 class CommandResponse(BaseModel):
@@ -199,33 +174,19 @@ class BookletPageResponse(BaseModel):
 # ---------------------------------------------------------------------- the route table
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    success_status: int
-    response_model: type[BaseModel]
-    request_model: type[BaseModel] | None = None
-    error_statuses: tuple[int, ...] = ()
-    authenticated: bool = True
-    query_parameters: tuple[str, ...] = ()
-
-
 _WRITE_ERRORS = (400, 401, 403, 409, 413, 422, 503, 504)
 ROUTES: tuple[Route, ...] = (
     Route("post", "/v1/orders", "createOrder", "Order booklets", 201, CommandResponse,
-          OrderRequest, _WRITE_ERRORS),
+          OrderRequest, _WRITE_ERRORS, idempotency="required"),
     Route("post", "/v1/funds-received", "recordFundsReceived",
           "Record funds received (activates booklets, oldest first)", 201, CommandResponse,
-          FundsReceivedRequest, _WRITE_ERRORS),
+          FundsReceivedRequest, _WRITE_ERRORS, idempotency="required"),
     Route("post", "/v1/booklets/{booklet_id}/distribution", "distributeBooklet",
           "Distribute a booklet", 200, CommandResponse, DistributeRequest,
-          (*_WRITE_ERRORS, 404)),
+          (*_WRITE_ERRORS, 404), idempotency="required"),
     Route("post", "/v1/booklets/{booklet_id}/block", "blockBooklet",
           "Block a lost or stolen booklet", 200, CommandResponse, BlockRequest,
-          (*_WRITE_ERRORS, 404)),
+          (*_WRITE_ERRORS, 404), idempotency="required"),
     Route("get", "/v1/booklets", "listBooklets", "List my booklets, in issue order", 200,
           BookletPageResponse, None, (401, 403, 422, 503),
           query_parameters=("status", "after", "limit")),
@@ -238,29 +199,11 @@ ROUTES: tuple[Route, ...] = (
 # ---------------------------------------------------------------------- answers
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class ApiError(Exception):
-    """An early answer of the edge (authentication, validation, ...), not a domain fact."""
-
-    def __init__(self, status: int, reason: str, detail: str = "",
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {reason}: {detail}")
-        self.answer = Answer(status, error_body(reason, detail), headers or {})
-
-
 def answer_for_outcome(outcome: Outcome, request_id: str, success_status: int) -> Answer:
     """The HTTP answer of a recorded outcome, in precedence order: a key reused for another
     body, then the recorded rejection, then success with the events."""
     if not outcome.fingerprint_matches:
-        return Answer(409, error_body(
-            "request_id_reused",
-            f"this {IDEMPOTENCY_HEADER} was already used for a different request"))
+        return key_reused_answer()
     assert outcome.events, "every decided command records at least one event"
     for event in outcome.events:
         if isinstance(event, IssuerCommandRejected):
@@ -276,28 +219,12 @@ def answer_for_outcome(outcome: Outcome, request_id: str, success_status: int) -
 
 
 def request_id_for(siren: str, idempotency_key: str | None) -> str:
-    """The command's request_id: the client's key, namespaced by tenant so that two
-    collectivités choosing the same key never share (or see) an outcome."""
+    """Every write of a collectivité carries its own key: an order retried without one
+    could order twice."""
     if idempotency_key is None:
         raise ApiError(400, "idempotency_key_required",
                        f"every POST needs an {IDEMPOTENCY_HEADER} header")
-    if not _IDEMPOTENCY_KEY.match(idempotency_key):
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"1 to {LIMITS.idempotency_key_max_characters} characters among "
-                       "letters, digits and . _ : ~ -")
-    return f"http:{siren}:{idempotency_key}"
-
-
-def parse_body(model: type[_Body], raw: bytes) -> Any:
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as error:
-        # Without the input values: a beneficiary identifier must not come back in an
-        # error message (which clients and proxies tend to log).
-        problems = error.errors(include_input=False, include_url=False, include_context=False)
-        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}"
-                           for p in problems)
-        raise ApiError(422, "invalid_body", detail[:1000]) from None
+    return namespaced_request_id(siren, idempotency_key, LIMITS.idempotency_key_max_characters)
 
 
 def booklet_sequence(booklet_id: str) -> int:
@@ -320,10 +247,7 @@ def page_request(query: Any, limits: ApiLimits) -> tuple[str | None, int, int]:
         if match is None:
             raise ApiError(422, "invalid_query", "after must be a booklet id")
         after_sequence = int(match.group(2))
-    raw_limit = query.get("limit", str(limits.page_size_default))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= limits.page_size_max:
-        raise ApiError(422, "invalid_query", f"limit must be 1 to {limits.page_size_max}")
-    return status, after_sequence, int(raw_limit)
+    return status, after_sequence, limit_query(query, limits)
 
 
 def voucher_codes(code_key: bytes, siren: str, sequence: int, voucher_count: int
@@ -337,98 +261,33 @@ def voucher_codes(code_key: bytes, siren: str, sequence: int, voucher_count: int
 # ---------------------------------------------------------------------- the API service
 
 
-RequestHandler = Callable[[Any, Tenant], Awaitable[Answer]]
+class IssuerApi(TenantApi):
+    """The collectivités' API: the handlers of `ROUTES`. What they share (the gateway, a
+    small connection pool, authentication) is `TenantApi`'s."""
 
-
-class IssuerApi:
-    """Holds what the handlers share (the gateway, a small connection pool) and answers
-    requests. `start` and `stop` run in the worker's startup and shutdown, never at import."""
+    processor = "issuer"
+    routes = ROUTES
+    tenant_kind = "collectivite"
+    wrong_tenant_reason = "not_a_collectivite"
+    wrong_tenant_detail = "this API is for collectivités' tokens"
 
     def __init__(self, settings: Settings, limits: ApiLimits = LIMITS) -> None:
-        self.settings = settings
-        self.limits = limits
+        super().__init__(settings, limits)
         self.code_key = settings.voucher_code_key.encode()
-        self.gateway: BatchedCommandGateway | None = None
-        self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
-        self.tokens = TokenCache(settings.token_cache_seconds)
-        self.ready = asyncio.Event()
 
-    async def start(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
+    def handlers(self) -> dict[str, RequestHandler]:
+        return {"createOrder": self.create_order,
+                "recordFundsReceived": self.record_funds_received,
+                "distributeBooklet": self.distribute, "blockBooklet": self.block,
+                "listBooklets": self.list_booklets, "getBooklet": self.get_booklet}
 
-        pool = AsyncConnectionPool(self.settings.database_url, min_size=1,
-                                   max_size=self.limits.pool_max_connections,
-                                   kwargs={"autocommit": True}, open=False,
-                                   name="issuer-api")
-        await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
-        gateway = BatchedCommandGateway(self.settings, PROCESSOR)
-        await gateway.start()
-        self.pool, self.gateway = pool, gateway
-        self.ready.set()
+    def request_id(self, tenant: Tenant, idempotency_key: str | None, route: Route) -> str:
+        return request_id_for(tenant.identifier, idempotency_key)
 
-    async def stop(self) -> None:
-        self.ready.clear()
-        if self.gateway is not None:
-            await self.gateway.stop()
-        if self.pool is not None:
-            await self.pool.close()
-
-    async def respond(self, request: Any, handler: RequestHandler) -> Answer:
-        """Authenticate, run the handler, and turn every way it can end into an answer."""
-        try:
-            tenant = await self._tenant(request)
-            return await handler(request, tenant)
-        except ApiError as error:
-            return error.answer
-        except TimeoutError:
-            return Answer(504, error_body(
-                "outcome_pending", "the command is in the log but its outcome is not "
-                f"recorded yet; retry with the same {IDEMPOTENCY_HEADER}"))
-        except Exception:  # noqa: BLE001 - the edge answers 500; no event is lost here
-            logger.exception("issuer API: unexpected failure")
-            return Answer(500, error_body("internal_error", "see the issuer's log"))
-
-    async def _tenant(self, request: Any) -> Tenant:
-        try:
-            await asyncio.wait_for(self.ready.wait(), self.limits.startup_timeout_seconds)
-        except TimeoutError:
-            raise ApiError(503, "starting", "the issuer API is not ready yet") from None
-        tenant = await authenticate(self.pool.connection(), request.headers.get("Authorization"),
-                                    self.tokens)
-        if tenant is None:
-            raise ApiError(401, "unauthenticated", "a valid bearer token is required",
-                           {"WWW-Authenticate": 'Bearer realm="passnum-issuer"'})
-        if tenant.kind != "collectivite":
-            raise ApiError(403, "not_a_collectivite",
-                           "this API is for collectivités' tokens")
-        return tenant
+    def answer(self, outcome: Outcome, request_id: str, route: Route) -> Answer:
+        return answer_for_outcome(outcome, request_id, route.success_status)
 
     # ------------------------------------------------------------------ writes
-
-    async def _submit(self, request: Any, tenant: Tenant, model: type[_Body],
-                      build: Callable[[str, datetime, Any], Awaitable[Command]],
-                      success_status: int) -> Answer:
-        request_id = request_id_for(tenant.identifier, request.headers.get(IDEMPOTENCY_HEADER))
-        too_large = ApiError(413, "body_too_large", f"at most {self.limits.body_max_bytes} bytes")
-        if (request.content_length or 0) > self.limits.body_max_bytes:
-            raise too_large
-        try:
-            raw = await request.read()
-        except HTTPRequestEntityTooLarge:  # a chunked body past aiohttp's own limit
-            raise too_large from None
-        if len(raw) > self.limits.body_max_bytes:
-            raise too_large
-        body = parse_body(model, raw)
-        # The server's clock: the time the ledger accepted the request. It is left out of
-        # the request fingerprint, so a retry later is still the same request.
-        occurred_at = datetime.now(timezone.utc)
-        try:
-            command = await build(request_id, occurred_at, body)
-        except ValidationError as error:
-            raise ApiError(422, "invalid_body", str(error.errors(include_input=False))) from None
-        assert self.gateway is not None
-        outcome = await self.gateway.submit(command, self.limits.outcome_timeout_seconds)
-        return answer_for_outcome(outcome, request_id, success_status)
 
     async def create_order(self, request: Any, tenant: Tenant) -> Answer:
         async def build(request_id: str, at: datetime, body: OrderRequest) -> Command:
@@ -442,7 +301,7 @@ class IssuerApi:
                 target_group=body.target_group, perimeter=body.perimeter,
                 valid_from=body.valid_from, valid_until=body.valid_until)
 
-        return await self._submit(request, tenant, OrderRequest, build, 201)
+        return await self.submit(request, tenant, "createOrder", build)
 
     async def record_funds_received(self, request: Any, tenant: Tenant) -> Answer:
         async def build(request_id: str, at: datetime, body: FundsReceivedRequest) -> Command:
@@ -451,7 +310,7 @@ class IssuerApi:
                 face_value_cents=body.face_value_cents, fees_cents=body.fees_cents,
                 payment_reference=body.payment_reference)
 
-        return await self._submit(request, tenant, FundsReceivedRequest, build, 201)
+        return await self.submit(request, tenant, "recordFundsReceived", build)
 
     async def distribute(self, request: Any, tenant: Tenant) -> Answer:
         booklet_id = request.match_info["booklet_id"]
@@ -466,7 +325,7 @@ class IssuerApi:
                 booklet_id=booklet_id, distributor=body.distributor,
                 beneficiary_reference=reference)
 
-        return await self._submit(request, tenant, DistributeRequest, build, 200)
+        return await self.submit(request, tenant, "distributeBooklet", build)
 
     async def _reference(self, siren: str, identifier: str) -> str:
         async with self.pool.connection() as connection:
@@ -484,7 +343,7 @@ class IssuerApi:
             return BlockBooklet(request_id=request_id, occurred_at=at, siren=tenant.identifier,
                                 booklet_id=booklet_id, reason=body.reason)
 
-        return await self._submit(request, tenant, BlockRequest, build, 200)
+        return await self.submit(request, tenant, "blockBooklet", build)
 
     # ------------------------------------------------------------------ reads
 

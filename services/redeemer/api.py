@@ -12,23 +12,34 @@ refused as an unknown field). A venue sees only its own redemptions and statemen
 voucher another venue redeemed says when (409, `redeemed_at`), never where.
 
 Statuses: `REJECTION_STATUS` below, documented in docs/redeemer.md and in the OpenAPI
-document generated from `ROUTES` (services/redeemer/openapi.py).
+document generated from `ROUTES` (services/redeemer/openapi.py). What both HTTP APIs share
+(authentication, idempotency keys, bodies, the 504 and 500 answers) is in `passnum.web_api`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Annotated, Any, Awaitable, Callable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, Field, StringConstraints
 
-from passnum.http import Outcome, Tenant, TokenCache, authenticate, error_body
+from passnum.http import Outcome, Tenant, error_body
 from passnum.settings import Settings
+from passnum.web_api import (
+    IDEMPOTENCY_HEADER,
+    Answer,
+    ApiError,
+    ApiLimits,
+    RequestBody,
+    RequestHandler,
+    Route,
+    TenantApi,
+    key_reused_answer,
+    limit_query,
+    namespaced_request_id,
+)
 from schemas.base import Command, Event
 from schemas.messages import (
     CancelRedemption,
@@ -39,30 +50,8 @@ from schemas.messages import (
 )
 from services.redeemer import queries
 from services.redeemer.domain import REDEMPTION_PRECEDENCE
-from passnum.http import BatchedCommandGateway
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ApiLimits:
-    """Every bound of the HTTP edge in one place."""
-
-    page_size_default: int = 100
-    page_size_max: int = 1000
-    body_max_bytes: int = 4 * 1024
-    idempotency_key_max_characters: int = 100
-    outcome_timeout_seconds: float = 10.0
-    startup_timeout_seconds: float = 15.0
-    pool_max_connections: int = 4
-    pool_open_timeout_seconds: float = 10.0
-
-
-LIMITS = ApiLimits()
-PROCESSOR = "redeemer"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(
-    rf"^[A-Za-z0-9._:~-]{{1,{LIMITS.idempotency_key_max_characters}}}$")
+LIMITS = ApiLimits(page_size_max=1000, body_max_bytes=4 * 1024, outcome_timeout_seconds=10.0)
 _VOUCHER_ID = re.compile(r"^\d{9}-\d{7}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -92,17 +81,13 @@ assert set(REJECTION_STATUS) == set(REDEMPTION_PRECEDENCE) | set(CANCELLATION_RE
 # ---------------------------------------------------------------------- bodies
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CodeRequest(_Body):
+class CodeRequest(RequestBody):
     """A printed voucher code, as scanned or typed (dashes and spaces are ignored)."""
 
     code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class EmptyRequest(_Body):
+class EmptyRequest(RequestBody):
     """No field: the voucher is in the path and the venue in the token."""
 
 
@@ -173,20 +158,6 @@ class StatementListResponse(BaseModel):
 # ---------------------------------------------------------------------- the route table
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    success_status: int
-    response_model: type[BaseModel]
-    request_model: type[BaseModel] | None = None
-    error_statuses: tuple[int, ...] = ()
-    query_parameters: tuple[str, ...] = ()
-    idempotency: str = "none"  # "required" | "optional" | "none"
-
-
 _EDGE_ERRORS = (400, 401, 403, 413, 422, 503, 504)
 ROUTES: tuple[Route, ...] = (
     Route("post", "/v1/checks", "checkVoucher", "Check a voucher without consuming it", 200,
@@ -203,26 +174,9 @@ ROUTES: tuple[Route, ...] = (
     Route("get", "/v1/statements", "listStatements", "My settlement statements", 200,
           StatementListResponse, None, (401, 403, 422, 503), query_parameters=("month",)),
 )
-ROUTE_BY_OPERATION = {route.operation_id: route for route in ROUTES}
 
 
 # ---------------------------------------------------------------------- answers (pure)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class ApiError(Exception):
-    """An early answer of the edge (authentication, validation, ...), not a domain fact."""
-
-    def __init__(self, status: int, reason: str, detail: str = "",
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {reason}: {detail}")
-        self.answer = Answer(status, error_body(reason, detail), headers or {})
 
 
 def utc_text(instant: datetime) -> str:
@@ -246,9 +200,7 @@ def refusal_answer(event: Event) -> Answer | None:
 def answer_for_outcome(outcome: Outcome, request_id: str, success_status: int) -> Answer:
     """In precedence order: a key reused for another body, a recorded refusal, success."""
     if not outcome.fingerprint_matches:
-        return Answer(409, error_body(
-            "request_id_reused",
-            f"this {IDEMPOTENCY_HEADER} was already used for a different request"))
+        return key_reused_answer()
     assert len(outcome.events) == 1, "every venue command records exactly one event"
     event = outcome.events[0]
     refused = refusal_answer(event)
@@ -270,28 +222,14 @@ def answer_for_outcome(outcome: Outcome, request_id: str, success_status: int) -
 
 
 def request_id_for(siret: str, idempotency_key: str | None, required: bool) -> str:
-    """The client's key namespaced by venue: two venues choosing the same key never share
-    (or see) an outcome."""
+    """A check may go without a key (asking twice changes nothing), so it gets a fresh one;
+    a redemption or a cancellation may not."""
     if idempotency_key is None:
         if required:
             raise ApiError(400, "idempotency_key_required",
                            f"this POST needs an {IDEMPOTENCY_HEADER} header")
         idempotency_key = f"auto-{uuid.uuid4().hex}"
-    if not _IDEMPOTENCY_KEY.match(idempotency_key):
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"1 to {LIMITS.idempotency_key_max_characters} characters among "
-                       "letters, digits and . _ : ~ -")
-    return f"http:{siret}:{idempotency_key}"
-
-
-def parse_body(model: type[_Body], raw: bytes) -> Any:
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as error:
-        problems = error.errors(include_input=False, include_url=False, include_context=False)
-        detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}"
-                           for p in problems)
-        raise ApiError(422, "invalid_body", detail[:1000]) from None
+    return namespaced_request_id(siret, idempotency_key, LIMITS.idempotency_key_max_characters)
 
 
 def month_query(query: Any) -> str | None:
@@ -301,121 +239,59 @@ def month_query(query: Any) -> str | None:
     return month  # type: ignore[no-any-return]
 
 
-def limit_query(query: Any, limits: ApiLimits) -> int:
-    raw = query.get("limit", str(limits.page_size_default))
-    if not raw.isdigit() or not 1 <= int(raw) <= limits.page_size_max:
-        raise ApiError(422, "invalid_query", f"limit must be 1 to {limits.page_size_max}")
-    return int(raw)
-
-
 # ---------------------------------------------------------------------- the API service
 
-RequestHandler = Callable[[Any, Tenant], Awaitable[Answer]]
-CommandBuilder = Callable[[str, datetime, Any], Command]
+class RedeemerApi(TenantApi):
+    """The venues' API: the handlers of `ROUTES`. What they share (the gateway, a small
+    connection pool, authentication) is `TenantApi`'s."""
 
-
-class RedeemerApi:
-    """What the handlers share (the gateway, a small connection pool). `start` and `stop`
-    run in the worker's startup and shutdown, never at import."""
+    processor = "redeemer"
+    routes = ROUTES
+    tenant_kind = "venue"
+    wrong_tenant_reason = "not_a_venue"
+    wrong_tenant_detail = "this API is for venues' tokens"
 
     def __init__(self, settings: Settings, limits: ApiLimits = LIMITS) -> None:
-        self.settings = settings
-        self.limits = limits
-        self.gateway: BatchedCommandGateway | None = None
-        self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
-        self.tokens = TokenCache(settings.token_cache_seconds)
-        self.ready = asyncio.Event()
+        super().__init__(settings, limits)
 
-    async def start(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
+    def handlers(self) -> dict[str, RequestHandler]:
+        return {"checkVoucher": self.check, "redeemVoucher": self.redeem,
+                "cancelRedemption": self.cancel, "listRedemptions": self.list_redemptions,
+                "listStatements": self.list_statements}
 
-        pool = AsyncConnectionPool(self.settings.database_url, min_size=1,
-                                   max_size=self.limits.pool_max_connections,
-                                   kwargs={"autocommit": True}, open=False,
-                                   name="redeemer-api")
-        await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
-        gateway = BatchedCommandGateway(self.settings, PROCESSOR)
-        await gateway.start()
-        self.pool, self.gateway = pool, gateway
-        self.ready.set()
+    def request_id(self, tenant: Tenant, idempotency_key: str | None, route: Route) -> str:
+        return request_id_for(tenant.identifier, idempotency_key,
+                              route.idempotency == "required")
 
-    async def stop(self) -> None:
-        self.ready.clear()
-        if self.gateway is not None:
-            await self.gateway.stop()
-        if self.pool is not None:
-            await self.pool.close()
-
-    async def respond(self, request: Any, handler: RequestHandler) -> Answer:
-        """Authenticate, run the handler, and turn every way it can end into an answer."""
-        try:
-            tenant = await self._tenant(request)
-            return await handler(request, tenant)
-        except ApiError as error:
-            return error.answer
-        except TimeoutError:
-            return Answer(504, error_body(
-                "outcome_pending", "the command is in the log but its outcome is not "
-                f"recorded yet; retry with the same {IDEMPOTENCY_HEADER}"))
-        except Exception:
-            logger.exception("redeemer API: unexpected failure")
-            return Answer(500, error_body("internal_error", "see the redeemer's log"))
-
-    async def _tenant(self, request: Any) -> Tenant:
-        try:
-            await asyncio.wait_for(self.ready.wait(), self.limits.startup_timeout_seconds)
-        except TimeoutError:
-            raise ApiError(503, "starting", "the redeemer API is not ready yet") from None
-        tenant = await authenticate(self.pool.connection(), request.headers.get("Authorization"),
-                                    self.tokens)
-        if tenant is None:
-            raise ApiError(401, "unauthenticated", "a valid bearer token is required",
-                           {"WWW-Authenticate": 'Bearer realm="passnum-redeemer"'})
-        if tenant.kind != "venue":
-            raise ApiError(403, "not_a_venue", "this API is for venues' tokens")
-        return tenant
+    def answer(self, outcome: Outcome, request_id: str, route: Route) -> Answer:
+        return answer_for_outcome(outcome, request_id, route.success_status)
 
     # ------------------------------------------------------------------ writes
 
-    async def _submit(self, request: Any, tenant: Tenant, route: Route,
-                      build: CommandBuilder) -> Answer:
-        request_id = request_id_for(tenant.identifier, request.headers.get(IDEMPOTENCY_HEADER),
-                                    route.idempotency == "required")
-        if (request.content_length or 0) > self.limits.body_max_bytes:
-            raise ApiError(413, "body_too_large", f"at most {self.limits.body_max_bytes} bytes")
-        assert route.request_model is not None
-        body = parse_body(route.request_model, await request.read())
-        # The server's clock: when the ledger accepted the scan. Never the client's.
-        command = build(request_id, datetime.now(timezone.utc), body)
-        assert self.gateway is not None
-        outcome = await self.gateway.submit(command, self.limits.outcome_timeout_seconds)
-        return answer_for_outcome(outcome, request_id, route.success_status)
-
     async def check(self, request: Any, tenant: Tenant) -> Answer:
-        def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
+        async def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
             return CheckVoucher(request_id=request_id, occurred_at=at, code=body.code,
                                 siret=tenant.identifier)
 
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["checkVoucher"], build)
+        return await self.submit(request, tenant, "checkVoucher", build)
 
     async def redeem(self, request: Any, tenant: Tenant) -> Answer:
-        def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
+        async def build(request_id: str, at: datetime, body: CodeRequest) -> Command:
             return RedeemVoucher(request_id=request_id, occurred_at=at, code=body.code,
                                  siret=tenant.identifier)
 
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["redeemVoucher"], build)
+        return await self.submit(request, tenant, "redeemVoucher", build)
 
     async def cancel(self, request: Any, tenant: Tenant) -> Answer:
         voucher_id = request.match_info["voucher_id"]
         if not _VOUCHER_ID.match(voucher_id):
             raise ApiError(404, "not_redeemed_here", "no such redemption of this venue")
 
-        def build(request_id: str, at: datetime, body: EmptyRequest) -> Command:
+        async def build(request_id: str, at: datetime, body: EmptyRequest) -> Command:
             return CancelRedemption(request_id=request_id, occurred_at=at,
                                     voucher_id=voucher_id, siret=tenant.identifier)
 
-        return await self._submit(request, tenant, ROUTE_BY_OPERATION["cancelRedemption"],
-                                  build)
+        return await self.submit(request, tenant, "cancelRedemption", build)
 
     # ------------------------------------------------------------------ reads
 

@@ -1,38 +1,27 @@
-"""The OpenAPI 3.1 document of the redeemer's HTTP API, generated from `api.ROUTES` and the
-pydantic models of `api`, so that the document cannot drift from the code.
+"""The redeemer API's OpenAPI document, built (by passnum/openapi.py) from `api.ROUTES` and
+what this module adds: each status in a venue's words, the path and query parameters.
 
-`python -m services.redeemer.openapi` rewrites docs/openapi-redeemer.json; a unit test fails
-when the file is stale, and an integration test compares it with the routes the running
-worker serves. The worker serves the same document at GET /openapi.json.
+Rewrite docs/openapi-redeemer.json with `python -m services.redeemer.openapi`; a stale file
+fails tests/unit/test_redeemer_api.py.
 """
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
-
-from services.redeemer.api import (
-    IDEMPOTENCY_HEADER,
-    LIMITS,
-    REJECTION_STATUS,
-    ROUTES,
-    ErrorResponse,
-    Route,
+from passnum.openapi import (
+    ApiDescription,
+    build_document,
+    limit_parameter,
+    reasons_with,
+    write_document,
 )
+from services.redeemer.api import LIMITS, REJECTION_STATUS, ROUTES, ErrorResponse
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi-redeemer.json"
-OPENAPI_PATH = "/openapi.json"
-_REFERENCE_TEMPLATE = "#/components/schemas/{model}"
-
-
-def _reasons(status: int) -> str:
-    return ", ".join(sorted(reason for reason, code in REJECTION_STATUS.items()
-                            if code == status))
-
+_reasons = partial(reasons_with, REJECTION_STATUS)
 
 _STATUS_TEXT = {
     400: "Missing or malformed Idempotency-Key header (idempotency_key_required, "
@@ -58,97 +47,27 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
     "after": {"name": "after", "in": "query", "required": False,
               "description": "the next_after of the previous page",
               "schema": {"type": "string"}},
-    "limit": {"name": "limit", "in": "query", "required": False,
-              "schema": {"type": "integer", "minimum": 1, "maximum": LIMITS.page_size_max,
-                         "default": LIMITS.page_size_default}},
+    "limit": limit_parameter(LIMITS),
     "voucher_id": {"name": "voucher_id", "in": "path", "required": True,
                    "schema": {"type": "string", "pattern": r"^\d{9}-\d{7}-\d{2}$"}},
 }
 
-
-def _models() -> list[type[BaseModel]]:
-    models: list[type[BaseModel]] = [ErrorResponse]
-    for route in ROUTES:
-        for model in (route.request_model, route.response_model):
-            if model is not None and model not in models:
-                models.append(model)
-    return models
-
-
-def _component_schemas() -> dict[str, Any]:
-    requests = {route.request_model for route in ROUTES}
-    pairs = [(model, "validation" if model in requests else "serialization")
-             for model in _models()]
-    _, top = models_json_schema(pairs, ref_template=_REFERENCE_TEMPLATE)  # type: ignore[arg-type]
-    return dict(sorted(top.get("$defs", {}).items()))
-
-
-def _json_content(model: type[BaseModel]) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REFERENCE_TEMPLATE.format(
-        model=model.__name__)}}}
-
-
-def _operation(route: Route) -> dict[str, Any]:
-    operation: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary,
-                                 "security": [{"bearer": []}]}
-    parameters = [_PARAMETERS[name] for name in route.query_parameters]
-    if "{voucher_id}" in route.path:
-        parameters.insert(0, _PARAMETERS["voucher_id"])
-    if route.idempotency != "none":
-        parameters.append({
-            "name": IDEMPOTENCY_HEADER, "in": "header",
-            "required": route.idempotency == "required",
-            "description": "the request's identity, per venue: the same key gives the same "
-                           "recorded outcome; the same key with another body is refused (409)",
-            "schema": {"type": "string", "pattern":
-                       rf"^[A-Za-z0-9._:~-]{{1,{LIMITS.idempotency_key_max_characters}}}$"}})
-    if parameters:
-        operation["parameters"] = parameters
-    if route.request_model is not None:
-        operation["requestBody"] = {"required": True,
-                                    "content": _json_content(route.request_model)}
-    responses: dict[str, Any] = {str(route.success_status): {
-        "description": "Success", "content": _json_content(route.response_model)}}
-    for status in sorted(route.error_statuses):
-        responses[str(status)] = {"description": _STATUS_TEXT[status],
-                                  "content": _json_content(ErrorResponse)}
-    operation["responses"] = responses
-    return operation
+DESCRIPTION = ApiDescription(
+    title="passnum redeemer API",
+    description="For accredited venues: check and redeem vouchers, cancel a redemption of "
+                "the day, list redemptions and settlement statements. Every write is a "
+                "command decided through the ledger's log; see docs/redeemer.md.",
+    token_description="a venue's API token (`passnum token venue SIRET`)",
+    idempotency_description="the request's identity, per venue: the same key gives the same "
+                            "recorded outcome; the same key with another body is refused "
+                            "(409)",
+    idempotency_key_max_characters=LIMITS.idempotency_key_max_characters,
+    routes=ROUTES, error_model=ErrorResponse, status_text=_STATUS_TEXT, parameters=_PARAMETERS)
 
 
 def openapi_document() -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        paths.setdefault(route.path, {})[route.method] = _operation(route)
-    paths[OPENAPI_PATH] = {"get": {
-        "operationId": "openapi", "summary": "This document",
-        "responses": {"200": {"description": "The OpenAPI document",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}}}}
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "passnum redeemer API",
-            "version": "1",
-            "description": "For accredited venues: check and redeem vouchers, cancel a "
-                           "redemption of the day, list redemptions and settlement "
-                           "statements. Every write is a command decided through the "
-                           "ledger's log; see docs/redeemer.md.",
-        },
-        "paths": dict(sorted(paths.items())),
-        "components": {
-            "schemas": _component_schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "a venue's API token "
-                                                          "(`passnum token venue SIRET`)"}},
-        },
-    }
-
-
-def render(document: dict[str, Any]) -> str:
-    """Stable text: a diff of the file is a change of the API and nothing else."""
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return build_document(DESCRIPTION)
 
 
 if __name__ == "__main__":
-    DOCUMENT_PATH.write_text(render(openapi_document()), encoding="utf-8")
-    print(DOCUMENT_PATH)
+    print(write_document(openapi_document(), DOCUMENT_PATH))

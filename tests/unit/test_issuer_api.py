@@ -9,12 +9,14 @@ import json
 import pytest
 
 from passnum.http import Outcome
+from passnum.openapi import OPENAPI_PATH, render
 from passnum.settings import Settings
+from passnum.web_api import parse_body
 from passnum.worker import build_app
 from schemas.messages import BookletDistributed, BookletsOrdered, IssuerCommandRejected
 from services.issuer import api
 from services.issuer.domain import REJECTION_PRECEDENCE
-from services.issuer.openapi import DOCUMENT_PATH, OPENAPI_PATH, openapi_document, render
+from services.issuer.openapi import DOCUMENT_PATH, openapi_document
 from services.issuer.web import attach_api
 
 from . import BOOKLET_ID, MORNING, SIREN
@@ -85,7 +87,7 @@ def test_missing_or_malformed_keys_are_refused(key: str | None, reason: str) -> 
 def test_a_validation_error_does_not_echo_the_beneficiary_identifier() -> None:
     identifier = "185057800608436" * 20  # too long: refused
     with pytest.raises(api.ApiError) as raised:
-        api.parse_body(api.DistributeRequest, json.dumps(
+        parse_body(api.DistributeRequest, json.dumps(
             {"distributor": "CAF", "beneficiary_identifier": identifier}).encode())
     answer = raised.value.answer
     assert answer.status == 422 and "beneficiary_identifier" in answer.body["error"]["detail"]

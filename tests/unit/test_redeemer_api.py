@@ -10,6 +10,8 @@ import pytest
 
 from passnum.codec import event_id_for
 from passnum.http import Outcome
+from passnum.openapi import render
+from passnum.web_api import parse_body
 from schemas.messages import (
     RedeemerCommandRejected,
     RedemptionCancelled,
@@ -96,15 +98,15 @@ def test_request_ids_are_namespaced_by_venue_and_keys_are_checked() -> None:
 
 def test_a_body_cannot_name_a_venue() -> None:
     with pytest.raises(api.ApiError) as refused:
-        api.parse_body(api.CodeRequest, json.dumps({"code": "X", "siret": SIRET}).encode())
+        parse_body(api.CodeRequest, json.dumps({"code": "X", "siret": SIRET}).encode())
     assert (refused.value.answer.status, refused.value.answer.body["error"]["reason"]) == (
         422, "invalid_body")
-    assert api.parse_body(api.CodeRequest, b'{"code": "ABCD"}').code == "ABCD"
+    assert parse_body(api.CodeRequest, b'{"code": "ABCD"}').code == "ABCD"
 
 
 def test_the_committed_openapi_document_is_the_generated_one() -> None:
     committed = openapi.DOCUMENT_PATH.read_text(encoding="utf-8")
-    assert committed == openapi.render(openapi.openapi_document()), (
+    assert committed == render(openapi.openapi_document()), (
         "docs/openapi-redeemer.json is stale: run `python -m services.redeemer.openapi`")
 
 
