@@ -147,56 +147,20 @@ class ChainVerifier:
                 "altered_event", f"{topic}[{partition}]@{offset} {stream.decode()}#{sequence}: "
                 "the value does not hash to its chain link (modified payload or forged link)"))
             return REJECTED
-        current = (((int(digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
-        return self.admit_hashed(stream, sequence, previous_hash, digest, current, topic,
-                                 partition, offset, heads)
-
-    def chain_of(self, stream: bytes) -> StreamChain:
-        chain = self.by_raw_name.get(stream)
-        if chain is None:
-            name = stream.decode()
-            chain = self.streams.get(name)
-            if chain is None:
-                chain = self.streams[name] = StreamChain(name)
-            self.by_raw_name[stream] = chain
-        return chain
-
-    def _room_for(self, chain: StreamChain, sequence: int) -> bool:
-        """Grow the stream's fingerprints to hold `sequence`, within the slot budget; False
-        (nothing allocated) for a sequence this log cannot hold (see `sequence_limit`)."""
-        hashes = chain.hashes
-        if sequence <= len(hashes):
-            return True
-        if sequence - len(hashes) > self.sequence_limit - self.slots:
-            return False
-        # The capacity is a function of the sequence alone (powers of two up to a chunk,
-        # then whole chunks), so that the memory figure of the report does not depend on
-        # how records were batched; a forged stream cannot make a small log allocate much.
-        grown = (max(16, 1 << (sequence - 1).bit_length()) if sequence <= _GROWTH
-                 else -(-sequence // _GROWTH) * _GROWTH)
-        grown = min(grown, len(hashes) + self.sequence_limit - self.slots)
-        self.slots += grown - len(hashes)
-        hashes.frombytes(bytes(4 * (grown - len(hashes))))
-        return True
-
-    def admit_hashed(self, stream: bytes, sequence: int, previous_hash: bytes, digest: bytes,
-                     current: int, topic: str, partition: int, offset: int,
-                     heads: dict[StreamChain, int] | None = None) -> int:
-        """`admit_link` for a record whose value is known to hash to `digest` (checked in
-        bulk by the caller); `current` is the keyed fingerprint of `digest`."""
         chain = self.by_raw_name.get(stream) or self.chain_of(stream)
         index = sequence - 1
         if index < 0:
             self.findings.append(ChainFinding(
                 "broken_link", f"{topic}[{partition}]@{offset}: sequence {sequence}"))
             return REJECTED
-        if not self._room_for(chain, sequence):
+        hashes = chain.hashes
+        if sequence > len(hashes) and not self._room_for(chain, sequence):
             self.findings.append(ChainFinding(
                 "broken_link", f"{topic}[{partition}]@{offset} {chain.name}#{sequence}: "
                 f"beyond any sequence this log can hold ({self.sequence_limit} chain positions "
                 "in all; the link cannot lead back to the chain)"))
             return REJECTED
-        hashes = chain.hashes
+        current = (((int(digest[:16], 16) * self.key) & _MASK_64) >> 32) | 1
         known = hashes[index]
         if known:
             if known == current:
@@ -225,6 +189,32 @@ class ChainVerifier:
         else:
             heads[chain] = sequence
         return NEW
+
+    def chain_of(self, stream: bytes) -> StreamChain:
+        chain = self.by_raw_name.get(stream)
+        if chain is None:
+            name = stream.decode()
+            chain = self.streams.get(name)
+            if chain is None:
+                chain = self.streams[name] = StreamChain(name)
+            self.by_raw_name[stream] = chain
+        return chain
+
+    def _room_for(self, chain: StreamChain, sequence: int) -> bool:
+        """Grow the stream's fingerprints to hold `sequence`, within the slot budget; False
+        (nothing allocated) for a sequence this log cannot hold (see `sequence_limit`)."""
+        hashes = chain.hashes
+        if sequence - len(hashes) > self.sequence_limit - self.slots:
+            return False
+        # The capacity is a function of the sequence alone (powers of two up to a chunk,
+        # then whole chunks), so that the memory figure of the report does not depend on
+        # how records were batched; a forged stream cannot make a small log allocate much.
+        grown = (max(16, 1 << (sequence - 1).bit_length()) if sequence <= _GROWTH
+                 else -(-sequence // _GROWTH) * _GROWTH)
+        grown = min(grown, len(hashes) + self.sequence_limit - self.slots)
+        self.slots += grown - len(hashes)
+        hashes.frombytes(bytes(4 * (grown - len(hashes))))
+        return True
 
     def _link(self, chain: StreamChain, sequence: int, previous_hash: bytes, current: int,
               topic: str, partition: int, offset: int) -> bool:
