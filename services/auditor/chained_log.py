@@ -135,7 +135,7 @@ def sample_ledger(topology: Topology) -> SampleLedger:
     from datetime import datetime, timezone
 
     from passnum.scenario import onboarding
-    from passnum.seed import collectivites, venues
+    from passnum.seed import collectivites
     from services.issuer import domain as issuer_domain
     from services.redeemer import domain as redeemer_domain
 

@@ -3,7 +3,6 @@ must be the codec's bytes: otherwise a schema change would silently bypass valid
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
