@@ -4,8 +4,11 @@ design: one PostgreSQL transaction with a row lock per request, fed from the sam
 
     .venv/bin/python bench/redeemer_throughput.py           # quick: 100 k vouchers, 50 k scans
     .venv/bin/python bench/redeemer_throughput.py --full    # 100 k then 2 M vouchers of state
+    ... --workers 2                  # two redeemer worker processes (one per core)
+    ... --client aiokafka            # the load generator and the raw rate with aiokafka
 
-The client is kafka-python (passnum.log.make_producer / make_consumer), in this process:
+The client is kafka-python (passnum.log.make_producer / make_consumer), or aiokafka with
+`--client aiokafka`; it runs in this process and takes CPU from the same two cores:
 - end to end: the clock runs from the first `redeem_voucher` command produced to the last
   outcome event (`voucher_redeemed`) consumed from the redeemer's event topic;
 - raw: the same payloads produced to a scratch topic of the same partition count and
@@ -20,6 +23,7 @@ The worker's resident memory (VmRSS) is read after each phase. Figures: docs/red
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -30,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from kafka import TopicPartition
 from redeemer_common import (  # type: ignore[import-not-found]
@@ -83,9 +88,11 @@ class OutcomeCounter(threading.Thread):
     """Consumes a topic from its current end and counts distinct request ids with a prefix;
     remembers when it saw 10 %, 90 % and 100 % of them."""
 
-    def __init__(self, settings: Settings, topic: str, prefix: str, expected: int) -> None:
+    def __init__(self, settings: Settings, topic: str, prefix: str, expected: int,
+                 client: str = "kafka-python") -> None:
         super().__init__(daemon=True)
         self.settings, self.topic, self.expected = settings, topic, expected
+        self.client = client
         self.marker = f'"request_id":"{prefix}-'.encode()
         self.seen: set[bytes] = set()
         self.times: dict[int, float] = {}
@@ -94,9 +101,46 @@ class OutcomeCounter(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._consume()
+            if self.client == "aiokafka":
+                asyncio.run(self._consume_aiokafka())
+            else:
+                self._consume()
         except BaseException as error:
             self.failure = error
+
+    def _count(self, values: Iterable[bytes]) -> None:
+        for value in values:
+            if self.marker in value:
+                self.seen.add(_REQUEST_ID.search(value).group(1))  # type: ignore[union-attr]
+        for percent in (10, 90, 100):
+            if percent not in self.times and len(self.seen) * 100 >= self.expected * percent:
+                self.times[percent] = time.monotonic()
+
+    async def _consume_aiokafka(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka import TopicPartition as AioPartition
+
+        marks = fetch_high_water_marks(self.settings, [self.topic])
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False,
+                                    fetch_max_wait_ms=100, max_partition_fetch_bytes=8 << 20)
+        await consumer.start()
+        try:
+            partitions = [AioPartition(topic, number) for topic, number in marks]
+            consumer.assign(partitions)
+            for partition in partitions:
+                consumer.seek(partition, marks[(partition.topic, partition.partition)])
+            self.ready.set()
+            last_progress = time.monotonic()
+            while len(self.seen) < self.expected:
+                if time.monotonic() - last_progress > STALL_SECONDS:
+                    raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
+                fetched = await consumer.getmany(timeout_ms=100, max_records=50_000)
+                for records in fetched.values():
+                    self._count(record.value for record in records)
+                    last_progress = time.monotonic()
+        finally:
+            await consumer.stop()
 
     def _consume(self) -> None:
         marks = fetch_high_water_marks(self.settings, [self.topic])
@@ -111,13 +155,9 @@ class OutcomeCounter(threading.Thread):
             if time.monotonic() - last_progress > STALL_SECONDS:
                 raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
             for records in consumer.poll(timeout_ms=100, max_records=50_000).values():
-                for record in records:
-                    if self.marker in record.value:
-                        self.seen.add(_REQUEST_ID.search(record.value).group(1))
+                self._count(record.value for record in records)
                 last_progress = time.monotonic()
-            for percent in (10, 90, 100):
-                if percent not in self.times and len(self.seen) * 100 >= self.expected * percent:
-                    self.times[percent] = time.monotonic()
+            self._count(())
         consumer.close(autocommit=False)
 
     def wait(self, timeout_seconds: float) -> None:
@@ -139,8 +179,8 @@ class Rate:
 
 
 def timed_run(settings: Settings, outcome_topic: str, prefix: str, expected: int,
-              start: object) -> Rate:
-    counter = OutcomeCounter(settings, outcome_topic, prefix, expected)
+              start: object, client: str = "kafka-python") -> Rate:
+    counter = OutcomeCounter(settings, outcome_topic, prefix, expected, client)
     counter.start()
     counter.ready.wait(60)
     started = time.monotonic()
@@ -151,7 +191,10 @@ def timed_run(settings: Settings, outcome_topic: str, prefix: str, expected: int
 
 
 def produce(settings: Settings, records: list[tuple[str, bytes, bytes]],
-            topic_override: str | None = None) -> None:
+            topic_override: str | None = None, client: str = "kafka-python") -> None:
+    if client == "aiokafka":
+        asyncio.run(produce_aiokafka(settings, records, topic_override))
+        return
     producer = make_producer(settings)
     for topic, key, value in records:
         producer.send(topic_override or topic, key=key, value=value)
@@ -159,17 +202,32 @@ def produce(settings: Settings, records: list[tuple[str, bytes, bytes]],
     producer.close()
 
 
-def end_to_end(bench: Bench, payloads: Payloads) -> Rate:
+async def produce_aiokafka(settings: Settings, records: list[tuple[str, bytes, bytes]],
+                           topic_override: str | None) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic_override or topic, key=key, value=value)
+                   for topic, key, value in records]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def end_to_end(bench: Bench, payloads: Payloads, client: str = "kafka-python") -> Rate:
     topic = topology_for(bench.settings).redeemer_events.name
     return timed_run(bench.settings, topic, payloads.prefix, payloads.size,
-                     lambda: produce(bench.settings, payloads.records))
+                     lambda: produce(bench.settings, payloads.records, client=client), client)
 
 
-def raw_client(bench: Bench, payloads: Payloads) -> Rate:
+def raw_client(bench: Bench, payloads: Payloads, client: str = "kafka-python") -> Rate:
     """Same client, same broker, same payloads and partitions, nothing in between."""
     scratch = topology_for(bench.settings).conformance.name
     return timed_run(bench.settings, scratch, payloads.prefix, payloads.size,
-                     lambda: produce(bench.settings, payloads.records, scratch))
+                     lambda: produce(bench.settings, payloads.records, scratch, client), client)
 
 
 # ------------------------------------------------------------------ the naive baseline
@@ -254,32 +312,32 @@ def naive(bench: Bench, payloads: Payloads, before: dict, after: dict, most: int
 
 
 def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: str,
-          only_end_to_end: bool = False) -> dict:
+          only_end_to_end: bool = False, client: str = "kafka-python") -> dict:
     grow_state(bench, vouchers)
     rss_before = bench.resident_megabytes()
     warm = redemption_payloads(bench, f"warm{label}", first_voucher, min(5_000, scans // 10))
-    end_to_end(bench, warm)
+    end_to_end(bench, warm, client)
     payloads = redemption_payloads(bench, f"run{label}", first_voucher + warm.size, scans)
     commands_topic = topology_for(bench.settings).redeemer_commands.name
     before = fetch_high_water_marks(bench.settings, [commands_topic])
-    faust_rate = end_to_end(bench, payloads)
+    worker_rate = end_to_end(bench, payloads, client)
     after = fetch_high_water_marks(bench.settings, [commands_topic])
     rss_after = bench.resident_megabytes()
-    print(f"end to end: {faust_rate}", file=sys.stderr, flush=True)
+    print(f"end to end: {worker_rate}", file=sys.stderr, flush=True)
     if only_end_to_end:
         return {"vouchers_of_state": vouchers, "redemptions": scans,
-                "end_to_end_per_second": round(faust_rate.per_second),
-                "end_to_end_steady_per_second": round(faust_rate.steady_per_second),
+                "end_to_end_per_second": round(worker_rate.per_second),
+                "end_to_end_steady_per_second": round(worker_rate.steady_per_second),
                 "worker_rss_mb_after": round(rss_after, 1)}
-    raw = raw_client(bench, payloads)
+    raw = raw_client(bench, payloads, client)
     baseline = naive(bench, payloads, before, after, NAIVE_MOST)
     return {"vouchers_of_state": vouchers, "redemptions": scans,
-            "end_to_end_per_second": round(faust_rate.per_second),
-            "end_to_end_steady_per_second": round(faust_rate.steady_per_second),
+            "end_to_end_per_second": round(worker_rate.per_second),
+            "end_to_end_steady_per_second": round(worker_rate.steady_per_second),
             "raw_client_per_second": round(raw.per_second),
-            "ratio_to_raw": round(faust_rate.per_second / raw.per_second, 3),
+            "ratio_to_raw": round(worker_rate.per_second / raw.per_second, 3),
             "naive_per_second": round(baseline.per_second),
-            "speedup_over_naive": round(faust_rate.per_second / baseline.per_second, 2),
+            "speedup_over_naive": round(worker_rate.per_second / baseline.per_second, 2),
             "worker_rss_mb_before": round(rss_before, 1),
             "worker_rss_mb_after": round(rss_after, 1)}
 
@@ -291,6 +349,9 @@ def main() -> None:
                         help="100 k then 2 M vouchers of state, 200 k redemptions each")
     parser.add_argument("--scans", type=int, default=None, help="redemptions per phase")
     parser.add_argument("--venues", type=int, default=20)
+    parser.add_argument("--client", choices=("kafka-python", "aiokafka"),
+                        default="kafka-python", help="the client that produces the commands, "
+                        "consumes the outcomes, and is measured raw (the ratio's denominator)")
     parser.add_argument("--workers", type=int, default=1,
                         help="redeemer worker processes sharing the 4 input partitions")
     parser.add_argument("--keep", action="store_true", help="keep the database")
@@ -314,12 +375,12 @@ def main() -> None:
             # Every redemption is of a fresh voucher: at most half the state per phase.
             phase_scans = min(scans, (vouchers - first_voucher) // 2)
             results.append(phase(bench, vouchers, phase_scans, first_voucher, str(vouchers),
-                                 arguments.only_end_to_end))
+                                 arguments.only_end_to_end, arguments.client))
             print(json.dumps(results[-1]), flush=True)
             first_voucher += phase_scans + min(5_000, phase_scans // 10)
     if not arguments.keep:
         shutil.rmtree(directory, ignore_errors=True)
-    print(json.dumps({"client": "kafka-python", "workers": arguments.workers,
+    print(json.dumps({"client": arguments.client, "workers": arguments.workers,
                       "consumer": Settings.from_environment().consumer, "phases": results},
                      indent=2))
 

@@ -348,17 +348,26 @@ def apply_migration(
 # --- Connections ----------------------------------------------------------------------------
 
 
+# A prepared statement's generic plan is chosen once, from the statistics of that moment:
+# a worker that starts on empty tables kept sequential scans of `request_outcomes` and
+# `outbox` while they grew, and a small redemption batch went from 6 ms to 21 ms in 3,000
+# batches (measured; 6 ms flat with custom plans). Planning each execution costs far less.
+SESSION_OPTIONS = "-c plan_cache_mode=force_custom_plan"
+
+
 def connection_defaults(**overrides: Any) -> dict[str, Any]:
     """The options every passnum connection gets unless the caller says otherwise.
 
     Transactions are explicit (autocommit off): a batch of commands is one transaction.
     psycopg's default prepare_threshold (5) is kept: the loops repeat the same few
-    statements, so they get prepared early.
+    statements, so they get prepared early. But every execution is planned with its own
+    parameters (`plan_cache_mode=force_custom_plan`, see SESSION_OPTIONS).
     """
     defaults: dict[str, Any] = {
         "autocommit": False,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "application_name": DEFAULT_APPLICATION_NAME,
+        "options": SESSION_OPTIONS,
     }
     defaults.update(overrides)
     return defaults

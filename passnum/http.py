@@ -28,6 +28,7 @@ from passnum.codec import (
     unpack_outcome,
 )
 from passnum.settings import Settings
+from passnum.database import SESSION_OPTIONS
 from passnum.topology import route_command, topology_for
 from schemas.base import Command, Event
 
@@ -128,6 +129,7 @@ class CommandGateway:
         await self.producer.start()
         self.wakeup = asyncio.get_running_loop().create_future()
         self.reader = await psycopg.AsyncConnection.connect(self.settings.database_url,
+                                                            options=SESSION_OPTIONS,
                                                             autocommit=True)
         self.listener = await psycopg.AsyncConnection.connect(self.settings.database_url,
                                                               autocommit=True)

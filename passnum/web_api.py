@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Literal
 from aiohttp.web import HTTPRequestEntityTooLarge
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from passnum.database import SESSION_OPTIONS
 from passnum.http import (
     BatchedCommandGateway,
     Outcome,
@@ -216,7 +217,8 @@ class TenantApi:
 
         pool = AsyncConnectionPool(self.settings.database_url, min_size=1,
                                    max_size=self.limits.pool_max_connections,
-                                   kwargs={"autocommit": True}, open=False,
+                                   kwargs={"autocommit": True, "options": SESSION_OPTIONS},
+                                   open=False,
                                    name=f"{self.processor}-api")
         await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
         gateway = BatchedCommandGateway(self.settings, self.processor)
