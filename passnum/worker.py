@@ -6,7 +6,7 @@ Why it is written this way (docs/processing.md has the details and the measureme
   `BatchConsumer` service of the faust worker takes them with aiokafka's `getmany`: a faust
   stream costs about three event-loop turns per message and capped a do-nothing agent at
   3.4-4.4 k records/s here, while `getmany` reads about 80 k/s. The faust stream path is kept
-  (`PASSNUM_CONSUMER=stream`, `attach_batch_agent`) to measure against.
+  (`PASSNUM_CONSUMER=stream`, `_attach_stream_agent`) to measure against.
 - Offsets are committed only after a batch is decided and published; a rebalance waits for
   the batch in hand. Committed offsets are a resume hint: the positions recorded in
   PostgreSQL decide what is skipped.
