@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from kafka import TopicPartition
 from redeemer_common import (  # type: ignore[import-not-found]
@@ -116,48 +116,48 @@ class OutcomeCounter(threading.Thread):
             if percent not in self.times and len(self.seen) * 100 >= self.expected * percent:
                 self.times[percent] = time.monotonic()
 
+    def _seek_to_the_end(self, consumer: Any, partition_class: Any) -> None:
+        """Assign every partition at its current high-water mark: only new outcomes count."""
+        marks = fetch_high_water_marks(self.settings, [self.topic])
+        partitions = [partition_class(topic, number) for topic, number in marks]
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, marks[(partition.topic, partition.partition)])
+        self.ready.set()
+
+    def _take(self, fetched: dict, last_progress: float) -> float:
+        """Count a poll's records; the time of the last progress, or a stall error."""
+        for records in fetched.values():
+            self._count(record.value for record in records)
+            last_progress = time.monotonic()
+        if time.monotonic() - last_progress > STALL_SECONDS:
+            raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
+        return last_progress
+
     async def _consume_aiokafka(self) -> None:
         from aiokafka import AIOKafkaConsumer
         from aiokafka import TopicPartition as AioPartition
 
-        marks = fetch_high_water_marks(self.settings, [self.topic])
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
                                     fetch_max_wait_ms=100, max_partition_fetch_bytes=8 << 20)
         await consumer.start()
         try:
-            partitions = [AioPartition(topic, number) for topic, number in marks]
-            consumer.assign(partitions)
-            for partition in partitions:
-                consumer.seek(partition, marks[(partition.topic, partition.partition)])
-            self.ready.set()
+            self._seek_to_the_end(consumer, AioPartition)
             last_progress = time.monotonic()
             while len(self.seen) < self.expected:
-                if time.monotonic() - last_progress > STALL_SECONDS:
-                    raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
                 fetched = await consumer.getmany(timeout_ms=100, max_records=50_000)
-                for records in fetched.values():
-                    self._count(record.value for record in records)
-                    last_progress = time.monotonic()
+                last_progress = self._take(fetched, last_progress)
         finally:
             await consumer.stop()
 
     def _consume(self) -> None:
-        marks = fetch_high_water_marks(self.settings, [self.topic])
         consumer = make_consumer(self.settings)
-        partitions = [TopicPartition(topic, number) for topic, number in marks]
-        consumer.assign(partitions)
-        for partition in partitions:
-            consumer.seek(partition, marks[(partition.topic, partition.partition)])
-        self.ready.set()
+        self._seek_to_the_end(consumer, TopicPartition)
         last_progress = time.monotonic()
         while len(self.seen) < self.expected:
-            if time.monotonic() - last_progress > STALL_SECONDS:
-                raise TimeoutError(f"{self.topic}: {len(self.seen)} of {self.expected}")
-            for records in consumer.poll(timeout_ms=100, max_records=50_000).values():
-                self._count(record.value for record in records)
-                last_progress = time.monotonic()
-            self._count(())
+            fetched = consumer.poll(timeout_ms=100, max_records=50_000)
+            last_progress = self._take(fetched, last_progress)
         consumer.close(autocommit=False)
 
     def wait(self, timeout_seconds: float) -> None:
