@@ -10,6 +10,7 @@ redemptions in one chain, events spread over the output partitions by their own 
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -23,6 +24,26 @@ from schemas.base import Event
 def partition_of(key: bytes, partition_count: int) -> int:
     """The partition the Java, kafka-python and aiokafka default partitioners choose."""
     return (murmur2(key) & 0x7FFFFFFF) % partition_count
+
+
+# A record as a reader hands it to the replay (the fields the Replayer uses).
+ReadMessage = namedtuple("ReadMessage", "topic partition offset value headers")
+
+
+def in_read_order(records: Iterable["ChainedRecord"], topics_in_order: list[str]
+                  ) -> list[ReadMessage]:
+    """The records as a reader of the log would deliver them: offsets numbered per partition
+    in writing order, topics in the replay's order (tests replay without a broker)."""
+    offsets: dict[tuple[str, int], int] = {}
+    messages = []
+    for record in records:
+        place = (record.topic, record.partition)
+        offsets[place] = offsets.get(place, -1) + 1
+        messages.append(ReadMessage(record.topic, record.partition, offsets[place],
+                                    record.value, list(record.headers)))
+    rank = {name: index for index, name in enumerate(topics_in_order)}
+    messages.sort(key=lambda m: (rank[m.topic], m.partition, m.offset))
+    return messages
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,13 @@ an allocation: the chain positions of all streams together are capped by the log
 
 from __future__ import annotations
 
-from collections import namedtuple
 
 from passnum.codec import CHAIN_HEADER, GENESIS_HASH, next_link
 from passnum.settings import Settings
 from services.auditor.chain import DEFAULT_SEQUENCE_LIMIT, NEW, ChainVerifier
-from services.auditor.chained_log import sample_ledger
+from services.auditor.chained_log import ChainedRecord, in_read_order, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
 
-Message = namedtuple("Message", "topic partition offset value headers")
 VALUE = b'{"forged":true}'
 
 
@@ -62,18 +60,10 @@ def test_a_replay_names_the_forged_record_and_judges_the_rest() -> None:
     records = sample_ledger(replayer.topology).records
     forged_value = records[-1].value
     link = next_link("redeemer/x/0", 10**12, GENESIS_HASH, forged_value)
-    offsets: dict[tuple[str, int], int] = {}
-    messages = []
-    for record in records:
-        place = (record.topic, record.partition)
-        offsets[place] = offsets.get(place, -1) + 1
-        messages.append(Message(record.topic, record.partition, offsets[place], record.value,
-                                list(record.headers)))
-    last = messages[-1]
-    messages.append(Message(last.topic, last.partition, last.offset + 1, forged_value,
-                            [(CHAIN_HEADER, link.to_header())]))
-    order = {name: rank for rank, name in enumerate(replayer.topics_in_order())}
-    messages.sort(key=lambda m: (order[m.topic], m.partition, m.offset))
+    last = records[-1]
+    forged = ChainedRecord(last.topic, last.partition, last.key, forged_value,
+                           ((CHAIN_HEADER, link.to_header()),))
+    messages = in_read_order([*records, forged], replayer.topics_in_order())
     replayer.ingest(messages)
     report = replayer.judge()
     assert report.findings_by_code == {"broken_link": 1}

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-from collections import namedtuple
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -45,7 +44,7 @@ from schemas.messages import (
 )
 from services.auditor import invariants, settlement_checks, wire
 from services.auditor.canonical import CanonicalDecoder
-from services.auditor.chained_log import ChainedLogWriter, ChainedRecord
+from services.auditor.chained_log import in_read_order, ChainedLogWriter, ChainedRecord
 from services.auditor.invariants import Judgement, VenueRules, venue_timelines
 from services.auditor.replay import Replayer, ReplayOptions
 from services.issuer import domain as issuer_domain
@@ -53,7 +52,6 @@ from services.redeemer import domain as redeemer_domain
 
 SETTINGS = Settings()
 TOPOLOGY = topology_for(SETTINGS)
-Message = namedtuple("Message", "topic partition offset value headers")
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 SIRENS = ("123456782", "234567891")
 SIRETS = ("73282932000074", "41816609600069", "55203253400646")
@@ -217,15 +215,7 @@ def replay(records: list[ChainedRecord], canonical: bool) -> Replayer:
 
     replayer.books.note_event = noting  # type: ignore[method-assign]
     replayer.noted = noted  # type: ignore[attr-defined]
-    offsets: dict[tuple[str, int], int] = {}
-    messages = []
-    for record in records:
-        place = (record.topic, record.partition)
-        offsets[place] = offsets.get(place, -1) + 1
-        messages.append(Message(record.topic, record.partition, offsets[place], record.value,
-                                list(record.headers)))
-    order = {name: rank for rank, name in enumerate(replayer.topics_in_order())}
-    messages.sort(key=lambda m: (order[m.topic], m.partition, m.offset))
+    messages = in_read_order(records, replayer.topics_in_order())
     replayer.ingest(messages)
     return replayer
 

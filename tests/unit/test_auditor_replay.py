@@ -6,7 +6,6 @@ the event it must name; the clean ledger must be sound. No broker: records are f
 from __future__ import annotations
 
 import json
-from collections import namedtuple
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -25,26 +24,17 @@ from schemas.messages import (
     VoucherRedeemed,
 )
 from services.auditor import wire
-from services.auditor.chained_log import ChainedRecord, sample_ledger
+from services.auditor.chained_log import in_read_order, ChainedRecord, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
 
 SETTINGS = Settings()
 TOPOLOGY = topology_for(SETTINGS)
-Message = namedtuple("Message", "topic partition offset value headers")
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
 
 def replay(records: list[ChainedRecord], **options: object) -> tuple[Replayer, object]:
     replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False, **options))  # type: ignore[arg-type]
-    offsets: dict[tuple[str, int], int] = {}
-    messages = []
-    for record in records:
-        place = (record.topic, record.partition)
-        offsets[place] = offsets.get(place, -1) + 1
-        messages.append(Message(record.topic, record.partition, offsets[place], record.value,
-                                list(record.headers)))
-    order = {name: rank for rank, name in enumerate(replayer.topics_in_order())}
-    messages.sort(key=lambda m: (order[m.topic], m.partition, m.offset))
+    messages = in_read_order(records, replayer.topics_in_order())
     replayer.ingest(messages)
     return replayer, replayer.judge()
 
