@@ -21,13 +21,15 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
+from hashlib import sha256
 from typing import Callable, Iterable, Iterator
 
 from passnum.codec import CHAIN_HEADER
 from passnum.log import fetch_high_water_marks
 from passnum.settings import Settings
 from passnum.topology import topology_for
-from services.auditor import checkpoint, wire
+from services.auditor import checkpoint, compiled, wire
 from services.auditor.books import Books, Finding, apply_value
 from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier
@@ -75,12 +77,17 @@ class Replayer:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     records_read: int = 0
     invalid_count: int = 0
+    # Plain redemptions folded by the compiled module (`services.auditor.compiled`) when it
+    # is built; False: every record by the Python path, the reference it is tested against.
+    compiled: bool = True
 
     def __post_init__(self) -> None:
         until = wire.micros_of(self.options.until) if self.options.until else None
         self.books = Books(until_micros=until, only_siren=self.options.collectivite)
         self.canonical = CanonicalDecoder(self.books)
         self.topology = topology_for(self.settings)
+        if self.compiled:
+            compiled.report_missing()
 
     def topics_in_order(self) -> list[str]:
         return [self.topology.issuer_events.name, self.topology.redeemer_events.name,
@@ -146,52 +153,80 @@ class Replayer:
             self.ingest_batch(place[0], place[1], run)  # type: ignore[index]
 
     def ingest_batch(self, topic: str, partition: int, records: list) -> None:
-        """One partition's records in offset order: each has offset, value and headers."""
-        chains, fold = self.chains, self.canonical.fold
-        admit_link, by_raw_name = chains.admit_link, chains.by_raw_name
-        heads = chains.heads_in(topic, partition)
+        """One partition's records in offset order: each has offset, value and headers.
+        Plain redemptions are folded by the compiled module when it is there; it stops at
+        any other record, which `ingest_record` takes (the reference path)."""
+        heads = self.chains.heads_in(topic, partition)
         signed_topic = topic == self.topology.auditor_events.name
         self.records_read += len(records)
-        for record in records:
-            headers = record.headers
-            if len(headers) == 1 and headers[0][0] == CHAIN_HEADER:
-                header = headers[0][1] or None
-            else:
-                header = _chain_header(headers)
-            value = record.value
-            parts = header.split(b"|") if header is not None else ()
-            if (len(parts) != 4 or len(parts[2]) != 64 or len(parts[3]) != 64
-                    or not header.isascii() or not parts[1].isdigit()):  # type: ignore[union-attr]
-                link = _link_of(header) if header is not None else None
-                if link is None:
-                    self._unchained(topic, partition, record.offset, value, signed_topic)
-                    continue
-                stream, sequence, previous_hash, digest = link
-            else:
-                stream, sequence, previous_hash, digest = (parts[0], int(parts[1]), parts[2],
-                                                           parts[3])
-            verdict = admit_link(stream, sequence, previous_hash, digest, value or b"", topic,
-                                 partition, record.offset, heads)
-            if verdict != NEW:
-                if verdict == REJECTED:
-                    self._name_rejected(value)
-                continue
-            chain = by_raw_name[stream]
-            try:
-                month = fold(value, chain.name, sequence)
-            except InvalidEvent as error:  # found after the event was noted, as in general
-                self._invalid(topic, partition, record.offset, value,
-                              f"{chain.name}#{sequence}: "
-                              + f"{type(error).__name__}: {error}"[:300])
-                month = wire.utc_month(self.books.current_micros)
+        fold_plain = self._compiled_fold(heads)
+        if fold_plain is not None and type(records) is not list:
+            records = list(records)
+        index, end = 0, len(records)
+        while index < end:
+            if fold_plain is not None:
+                index = fold_plain(records, index)
+                if index == end:
+                    break
+            self.ingest_record(topic, partition, records[index], heads, signed_topic)
+            index += 1
+
+    def _compiled_fold(self, heads: dict) -> Callable[[list, int], int] | None:
+        """`fold_plain_redemptions` bound to this replay's state, or None: not built, asked
+        not to (`compiled`), or outside the canonical path (filtered books, tests)."""
+        if not (self.compiled and compiled.fold_plain_redemptions is not None
+                and self.canonical.enabled):
+            return None
+        chains, decoder = self.chains, self.canonical
+        return partial(compiled.fold_plain_redemptions, chains.by_raw_name, heads, chains.key,
+                       chains.genesis, sha256, self.books, decoder.days, decoder.months,
+                       decoder.venues, decoder.sirens)
+
+    def ingest_record(self, topic: str, partition: int, record: object,
+                      heads: dict, signed_topic: bool) -> None:
+        """One record, any record: its link checked, its value folded (the reference path
+        the compiled fold of plain redemptions is tested against)."""
+        chains = self.chains
+        headers = record.headers  # type: ignore[attr-defined]
+        if len(headers) == 1 and headers[0][0] == CHAIN_HEADER:
+            header = headers[0][1] or None
+        else:
+            header = _chain_header(headers)
+        value = record.value  # type: ignore[attr-defined]
+        offset = record.offset  # type: ignore[attr-defined]
+        parts = header.split(b"|") if header is not None else ()
+        if (len(parts) != 4 or len(parts[2]) != 64 or len(parts[3]) != 64
+                or not header.isascii() or not parts[1].isdigit()):  # type: ignore[union-attr]
+            link = _link_of(header) if header is not None else None
+            if link is None:
+                self._unchained(topic, partition, offset, value, signed_topic)
+                return
+            stream, sequence, previous_hash, digest = link
+        else:
+            stream, sequence, previous_hash, digest = (parts[0], int(parts[1]), parts[2],
+                                                       parts[3])
+        verdict = chains.admit_link(stream, sequence, previous_hash, digest, value or b"", topic,
+                                    partition, offset, heads)
+        if verdict != NEW:
+            if verdict == REJECTED:
+                self._name_rejected(value)
+            return
+        chain = chains.by_raw_name[stream]
+        try:
+            month = self.canonical.fold(value, chain.name, sequence)
+        except InvalidEvent as error:  # found after the event was noted, as in general
+            self._invalid(topic, partition, offset, value,
+                          f"{chain.name}#{sequence}: "
+                          + f"{type(error).__name__}: {error}"[:300])
+            month = wire.utc_month(self.books.current_micros)
+        if month is None:
+            month = self._fold_in_general(topic, partition, offset, value, chain.name,
+                                          sequence)
             if month is None:
-                month = self._fold_in_general(topic, partition, record.offset, value,
-                                              chain.name, sequence)
-                if month is None:
-                    continue
-            first = chain.month_firsts.get(month)
-            if first is None or sequence < first[0]:
-                chain.month_firsts[month] = (sequence, previous_hash.decode())
+                return
+        first = chain.month_firsts.get(month)
+        if first is None or sequence < first[0]:
+            chain.month_firsts[month] = (sequence, previous_hash.decode())
 
     def _fold_in_general(self, topic: str, partition: int, offset: int, value: bytes | None,
                          stream: str, sequence: int) -> str | None:

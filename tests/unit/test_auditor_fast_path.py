@@ -205,6 +205,9 @@ def chained(events: list, encodings: list[str]) -> list[ChainedRecord]:
 def replay(records: list[ChainedRecord], canonical: bool) -> Replayer:
     replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
     replayer.canonical.enabled = canonical
+    # The Python paths, compared here with each other: every event must pass through the
+    # `noting` hook below, which the compiled fold (its own tests) does not call.
+    replayer.compiled = False
     # every event as it is noted (type, id, instant to the microsecond), in reading order
     noted: list[tuple[str, str, int]] = []
     note_event = replayer.books.note_event

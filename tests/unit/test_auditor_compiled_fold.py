@@ -1,0 +1,195 @@
+"""The compiled fold of plain redemptions (`services/auditor/_plain_records.c`) against the
+Python path it replaces, on random logs, clean and tampered (Hypothesis).
+
+Equal means: the same books (every column, counter, finding and contested voucher), the
+same chain state (fingerprints, waiting links, heads, first sequences per month, findings,
+duplicates), the same record findings, and the same report byte for byte. The tampering
+(a modified byte, a deleted, duplicated, swapped or forged record, a link pointing
+elsewhere) is where the compiled fold must stop and leave the record to the Python path.
+
+And it must be there: in this project's environment the module is built, and a replay
+folds the plain redemptions with it (a broken build fails here, not silently slower).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from hashlib import sha256
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from passnum.codec import CHAIN_HEADER, event_id_for
+from schemas.messages import BookletActivated, BookletBlocked, BookletIssued, VoucherRedeemed
+from services.auditor import compiled, wire
+from services.auditor.chain import ChainVerifier
+from services.auditor.chained_log import ReadMessage, in_read_order, sample_ledger
+from services.auditor.replay import Replayer, ReplayOptions
+from tests.unit.test_auditor_fast_path import (
+    FAST,
+    SETTINGS,
+    SIRENS,
+    START,
+    TOPOLOGY,
+    book_columns,
+    chained,
+    ledgers,
+)
+
+@st.composite
+def logs(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
+    """Random ledgers, and as often the same with every booklet activated before its first
+    redemption, none blocked, redeemed at face value: most of those redemptions are plain (the random ledgers
+    alone are so faulty that few redemptions would reach the compiled fold)."""
+    events = draw(ledgers())
+    if draw(st.booleans()):
+        return events
+    activated = {e.booklet_id for e in events if isinstance(e, BookletActivated)}
+    plain = [e.model_copy(update={"face_value_cents": 1000}) if isinstance(e, VoucherRedeemed)
+             else e for e in events if not isinstance(e, BookletBlocked)]
+    for issued in [e for e in events if isinstance(e, BookletIssued)]:
+        if issued.booklet_id not in activated:
+            request = f"activate-{issued.booklet_id}"
+            plain.append(BookletActivated(
+                event_id=event_id_for("issuer", request, 0), request_id=request,
+                occurred_at=START - timedelta(days=2), siren=issued.siren,
+                booklet_id=issued.booklet_id,
+                activated_cents=issued.voucher_count * issued.face_value_cents))
+    return plain
+
+
+TAMPERINGS = ("modify", "delete", "duplicate", "swap", "forge", "relink", "second_header",
+              "empty_header", "truncate")
+
+
+def tampered(messages: list[ReadMessage], tamperings: list[tuple[str, int]]) -> list:
+    """The messages with each tampering applied at a position (modulo their number)."""
+    messages = list(messages)
+    for how, where in tamperings:
+        if not messages:
+            break
+        at = where % len(messages)
+        message = messages[at]
+        header = next((raw for name, raw in message.headers if name == CHAIN_HEADER and raw),
+                      b"")
+        link = header.decode().split("|")
+        if how == "modify":  # one byte of the value: the link no longer holds
+            value = bytearray(message.value)
+            value[len(value) // 2] ^= 1
+            messages[at] = message._replace(value=bytes(value))
+        elif how == "delete":
+            del messages[at]
+        elif how == "duplicate":  # a re-delivery, later in the same partition
+            messages.insert(min(at + 3, len(messages)), message)
+        elif how == "swap" and at + 1 < len(messages):
+            messages[at], messages[at + 1] = messages[at + 1], message
+        elif how in ("forge", "relink") and len(link) == 4:  # re-hashed under a link it chose
+            stream, sequence, previous, _ = link
+            value = message.value.replace(b'"face_value_cents":1000', b'"face_value_cents":900')
+            claimed = int(sequence) + (0 if how == "forge" else 2)
+            link = f"{stream}|{claimed}|{previous}|" + sha256(previous.encode() + value).hexdigest()
+            messages.insert(at, message._replace(value=value,
+                                                 headers=[(CHAIN_HEADER, link.encode())]))
+        elif how == "second_header":
+            messages[at] = message._replace(headers=[("other", b"x")] + list(message.headers))
+        elif how == "empty_header":
+            messages[at] = message._replace(headers=[(CHAIN_HEADER, b"")])
+        elif how == "truncate":
+            messages[at] = message._replace(value=message.value[:-1])
+    return messages
+
+
+def replay(messages: list, compiled_fold: bool, key: int, warm: bool = False) -> Replayer:
+    replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
+    replayer.chains = ChainVerifier(key=key)
+    replayer.compiled = compiled_fold
+    if warm:
+        warm_caches(replayer)
+    replayer.ingest(messages)
+    return replayer
+
+
+def warm_caches(replayer: Replayer) -> None:
+    """The canonical decoder's caches of days and SIRENs filled beforehand (pure caches,
+    the books are untouched), as they are after the first minutes of a real log: the
+    random logs draw a new day for almost every redemption, and a day first seen goes
+    the Python way, so without this few of their redemptions would reach the C path."""
+    decoder = replayer.canonical
+    for day in range(20_400, 20_900):  # 2025-11 to 2027-03
+        decoder._day(wire.date_of_day(day).isoformat().encode())
+    for siren in SIRENS:
+        decoder.sirens[siren.encode()] = siren
+
+
+def chain_state(replayer: Replayer) -> dict:
+    chains = replayer.chains
+    streams = {name: (chain.hashes.tolist(), chain.pending_sequences.tolist(),
+                      chain.pending_previous.tolist(), chain.pending_places.tolist(),
+                      chain.highest, chain.head_raw, chain.month_firsts)
+               for name, chain in chains.streams.items()}
+    heads = {place: {chain.name: sequence for chain, sequence in heads.items()}
+             for place, heads in chains.partition_heads.items()}
+    return {"streams": streams, "heads": heads, "findings": list(chains.findings),
+            "duplicates": chains.duplicates, "slots": chains.slots}
+
+
+def assert_same(messages: list, key: int, warm: bool) -> None:
+    fast, reference = replay(messages, True, key, warm), replay(messages, False, key, warm)
+    assert book_columns(fast) == book_columns(reference)
+    assert chain_state(fast) == chain_state(reference)
+    assert fast.records_read == reference.records_read
+    assert fast.invalid_count == reference.invalid_count
+    assert fast.judge().to_json() == reference.judge().to_json()
+
+
+def test_the_compiled_fold_is_built_and_folds_the_plain_redemptions(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert compiled.fold_plain_redemptions is not None, "services/auditor/_plain_records.c " \
+        "was not built: run ./scripts/bootstrap (setup.py builds it)"
+    messages = in_read_order(sample_ledger(TOPOLOGY).records, Replayer(SETTINGS).topics_in_order())
+    redemptions = sum(b'"type":"voucher_redeemed"' in m.value for m in messages)
+    taken: list = []
+    ingest_record = Replayer.ingest_record
+
+    def counting(self, topic, partition, record, heads, signed_topic):  # type: ignore[no-untyped-def]
+        taken.append(record)
+        ingest_record(self, topic, partition, record, heads, signed_topic)
+
+    monkeypatch.setattr(Replayer, "ingest_record", counting)
+    replayer = replay(messages, True, key=12345)
+    # The first redemption fills the canonical decoder's caches (venue, SIREN, day) on the
+    # Python path; every later one, all four in one partition, is folded in C.
+    assert redemptions == 4
+    assert sum(b'"type":"voucher_redeemed"' in record.value for record in taken) == 1
+    assert replayer.books.counts_by_type["voucher_redeemed"] == redemptions
+
+
+@FAST
+@given(logs(), st.lists(st.sampled_from(["canonical", "canonical", "canonical", "spaced",
+                                            "escaped", "extra", "bad_siren"]),
+                           min_size=1, max_size=4),
+       st.integers(1, 2**64 - 1), st.booleans())
+def test_the_compiled_fold_folds_like_the_python_path(events, encodings, key, warm) -> None:  # type: ignore[no-untyped-def]
+    messages = in_read_order(chained(events, encodings), Replayer(SETTINGS).topics_in_order())
+    assert_same(messages, key, warm)
+
+
+@FAST
+@given(logs(), st.lists(st.tuples(st.sampled_from(TAMPERINGS), st.integers(0, 10_000)),
+                           min_size=1, max_size=4),
+       st.integers(1, 2**64 - 1), st.booleans())
+def test_the_compiled_fold_finds_tampering_like_the_python_path(events, tamperings, key, warm) -> None:  # type: ignore[no-untyped-def]
+    messages = in_read_order(chained(events, ["canonical"]), Replayer(SETTINGS).topics_in_order())
+    assert_same(tampered(messages, tamperings), key, warm)
+
+
+@FAST
+@given(logs(), st.randoms(use_true_random=False), st.integers(1, 2**64 - 1),
+       st.booleans())
+def test_the_compiled_fold_takes_links_in_any_order_like_the_python_path(  # type: ignore[no-untyped-def]
+        events, shuffler: random.Random, key, warm) -> None:
+    """Records of one stream delivered out of order (waiting links, links whose earlier
+    end came first, re-deliveries): the order within each partition shuffled."""
+    messages = in_read_order(chained(events, ["canonical"]), Replayer(SETTINGS).topics_in_order())
+    shuffler.shuffle(messages)
+    assert_same(messages, key, warm)
