@@ -1,34 +1,45 @@
-/* The replay's hot loop for plain redemption records, compiled.
+/* The replay's hot loop, compiled: the chain link of every record whose link is plain,
+   and the whole fold of plain redemptions.
 
-   `fold_plain_redemptions(..., records, start)` takes a partition's records from `start` and
-   folds every record that is *plain*: a canonical `voucher_redeemed` (the bytes
-   `services.auditor.canonical.VOUCHER_REDEEMED` matches) with one valid chain header whose
-   link is new and holds, of a voucher that is issued, active, not blocked, within its
-   validity, redeemed for the first time. It stops at the first record that is not plain
-   and answers its index: the Python path (`Replayer.ingest_record`) takes that record,
-   whatever it is, and calls this again after it.
+   `fold_records(..., records, start)` takes a partition's records from `start`. A record
+   whose only header is a well-formed `passnum-chain` link that is new and holds (the hash
+   over the value is right, its sequence not seen, its previous hash that of the sequence
+   before or the chain's head, not below what this partition has shown of its stream) has
+   its link admitted here. If it is moreover a *plain* redemption (a canonical
+   `voucher_redeemed`, the bytes `services.auditor.canonical.VOUCHER_REDEEMED` matches, of a
+   voucher that is issued, active, not blocked, within its validity, redeemed for the first
+   time at its face value, with every cache it needs filled) it is folded here; any other
+   value is folded by `Replayer.fold_admitted`, the Python fold, called from here. At the
+   first record whose link is not plain it stops and answers its index: the Python path
+   (`Replayer.ingest_record`) takes that record, whatever it is, and calls this again after.
 
-   Why it is sound: a record is folded here only when every check passed, before any of
-   its effects is written, so a record is either folded here exactly as the Python path
-   folds it, or left untouched for the Python path. Nothing is judged here: every finding
-   (altered, duplicate, conflicting, reordered, broken or waiting link, unissued, inactive,
-   blocked, out-of-validity or contested voucher) is the Python path's. The caches it
-   reads (days, months, venues, SIRENs) are the canonical decoder's; a miss stops here too.
+   Why it is sound: every check runs before any effect is written, so a record is either
+   admitted and folded exactly as the Python path does it, or left untouched for it.
+   Nothing is judged here: every finding (altered, duplicate, conflicting, reordered,
+   broken or waiting link; unissued, inactive, blocked, out-of-validity, mispriced or
+   contested voucher) is the Python path's. The caches read here (days, months, venues,
+   SIRENs) are the canonical decoder's; a miss leaves the value to the Python fold.
    Tested against the Python path on random and tampered logs
    (tests/unit/test_auditor_compiled_fold.py).
 
    Why in C: on two cores shared with the broker, the Python fold of a redemption (header
    split, SHA-256, pattern, fold) cost about 13 us of CPU per event, three times what the
-   reader costs per record (docs/auditor.md). SHA-256 is Python's own (`hashlib.sha256`,
-   OpenSSL), called through the C API: no hash is written here and nothing is linked.
+   reader costs per record (docs/auditor.md). No SHA-256 is written here: OpenSSL's, linked
+   where its headers are installed (setup.py), else Python's `hashlib.sha256` through the
+   C API.
 
-   No Python code runs during a call (only dict, attribute and hashlib calls on built-in
+   The books' columns are held only between Python folds: between two calls of
+   `fold_admitted` no Python code runs (only dict, attribute and hashlib calls on built-in
    types), so no array is resized while this holds its address. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef PASSNUM_OPENSSL_SHA256
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init and co.: deprecated, not going away */
+#include <openssl/sha.h>
+#endif
 
 #define HASH_LENGTH 64
 #define SECONDS_EPOCH 946684800LL /* services.auditor.books.SECONDS_EPOCH */
@@ -233,11 +244,26 @@ static uint64_t fingerprint(uint64_t leading_bits, uint64_t key)
     return ((leading_bits * key) >> 32) | 1;
 }
 
-/* Does sha256(previous_hash || value), in lowercase hex, equal the link's hash? -1: error. */
-static int link_holds(PyObject *sha256, const Link *link, const char *value,
-                      Py_ssize_t value_length)
+#ifdef PASSNUM_OPENSSL_SHA256
+/* OpenSSL's one-shot SHA-256, where setup.py found its headers: about 1 us per record less
+   than a `hashlib` object made and asked for its digest (no EVP context, no Python
+   object, no concatenated copy). The same library `hashlib` uses. */
+static int sha256_of(PyObject *sha256, const Link *link, const char *value,
+                     Py_ssize_t value_length, unsigned char digest[HASH_LENGTH / 2])
 {
-    static const char hex_digits[] = "0123456789abcdef";
+    SHA256_CTX context;
+    (void)sha256;
+    SHA256_Init(&context);
+    SHA256_Update(&context, link->previous_hash, HASH_LENGTH);
+    SHA256_Update(&context, value, (size_t)value_length);
+    SHA256_Final(digest, &context);
+    return 1;
+}
+#else
+/* `sha256(previous_hash + value).digest()` through the C API: Python's own SHA-256. */
+static int sha256_of(PyObject *sha256, const Link *link, const char *value,
+                     Py_ssize_t value_length, unsigned char digest[HASH_LENGTH / 2])
+{
     PyObject *message = PyBytes_FromStringAndSize(NULL, HASH_LENGTH + value_length);
     if (message == NULL)
         return -1;
@@ -247,16 +273,28 @@ static int link_holds(PyObject *sha256, const Link *link, const char *value,
     Py_DECREF(message);
     if (hasher == NULL)
         return -1;
-    PyObject *digest = PyObject_CallMethodNoArgs(hasher, name_digest);
+    PyObject *result = PyObject_CallMethodNoArgs(hasher, name_digest);
     Py_DECREF(hasher);
-    if (digest == NULL)
+    if (result == NULL)
         return -1;
-    int holds = PyBytes_GET_SIZE(digest) == HASH_LENGTH / 2;
-    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(digest);
-    for (int index = 0; holds && index < HASH_LENGTH / 2; index++)
-        holds = link->digest[2 * index] == hex_digits[bytes[index] >> 4]
-                && link->digest[2 * index + 1] == hex_digits[bytes[index] & 15];
-    Py_DECREF(digest);
+    int complete = PyBytes_Check(result) && PyBytes_GET_SIZE(result) == HASH_LENGTH / 2;
+    if (complete)
+        memcpy(digest, PyBytes_AS_STRING(result), HASH_LENGTH / 2);
+    Py_DECREF(result);
+    return complete;
+}
+#endif
+
+/* Does sha256(previous_hash || value), in lowercase hex, equal the link's hash? -1: error. */
+static int link_holds(PyObject *sha256, const Link *link, const char *value,
+                      Py_ssize_t value_length)
+{
+    static const char hex_digits[] = "0123456789abcdef";
+    unsigned char digest[HASH_LENGTH / 2];
+    int holds = sha256_of(sha256, link, value, value_length, digest);
+    for (int index = 0; holds > 0 && index < HASH_LENGTH / 2; index++)
+        holds = link->digest[2 * index] == hex_digits[digest[index] >> 4]
+                && link->digest[2 * index + 1] == hex_digits[digest[index] & 15];
     return holds;
 }
 
@@ -330,6 +368,7 @@ static int64_t integer_attribute(PyObject *owner, const char *name, int *failed)
 
 typedef struct {
     PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *sirens, *books;
+    PyObject *fold_admitted; /* `Replayer.fold_admitted` bound to the partition */
     uint64_t key, genesis;
     int loaded; /* the books' columns below, at the first redemption of the call */
     Py_buffer columns[COLUMN_COUNT];
@@ -377,7 +416,8 @@ static int load_books(Call *call)
     return 1;
 }
 
-/* `Books.note_event` for the redemptions folded in the call; the columns let go. */
+/* `Books.note_event` for the redemptions folded since the books were loaded; the columns
+   let go (before any Python code runs, and at the end of the call). */
 static int unload_books(Call *call)
 {
     int status = 0;
@@ -405,8 +445,13 @@ static int unload_books(Call *call)
         Py_XDECREF(counts); Py_XDECREF(after); Py_XDECREF(event_count); Py_XDECREF(total);
         Py_XDECREF(latest); Py_XDECREF(current);
     }
-    Py_XDECREF(call->collectivites); Py_XDECREF(call->framings);
-    Py_XDECREF(call->blocked_keys); Py_XDECREF(call->contested);
+    Py_CLEAR(call->collectivites);
+    Py_CLEAR(call->framings);
+    Py_CLEAR(call->blocked_keys);
+    Py_CLEAR(call->contested);
+    call->loaded = 0;
+    call->noted = 0;
+    call->framing_index = -1;
     return status;
 }
 
@@ -652,38 +697,34 @@ static int chain_header(PyObject *headers, Link *link)
     return parse_link(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), link);
 }
 
-/* Every effect of the record, as the Python path has them: the link (`admit_link`), the
-   event noted (summed for the call), the redemption (`fold_redemption`), the month's
-   first sequence (`ingest_record`). */
-static int commit(Call *call, Plan *plan)
+/* The link's effects (`ChainVerifier.admit_link` answering NEW). */
+static int commit_link(Call *call, Plan *plan, PyObject *sequence)
 {
     const Link *link = &plan->link;
-    Py_buffer hashes, *columns = call->columns;
+    Py_buffer hashes;
     if (view_of(plan->hashes, "I", &hashes) <= 0)
         return -1;
     set_item(&hashes, (Py_ssize_t)link->sequence - 1, plan->current);
     PyBuffer_Release(&hashes);
-    PyObject *sequence = PyLong_FromLongLong(link->sequence);
-    if (sequence == NULL)
-        return -1;
-    int status = 0;
     if (link->sequence > plan->highest) {
         PyObject *digest = PyBytes_FromStringAndSize(link->digest, HASH_LENGTH);
-        status = digest == NULL || PyObject_SetAttr(plan->chain, name_highest, sequence) < 0
-                 || PyObject_SetAttr(plan->chain, name_head_raw, digest) < 0 ? -1 : 0;
+        int status = digest == NULL || PyObject_SetAttr(plan->chain, name_highest, sequence) < 0
+                     || PyObject_SetAttr(plan->chain, name_head_raw, digest) < 0 ? -1 : 0;
         Py_XDECREF(digest);
+        if (status < 0)
+            return -1;
     }
-    if (status == 0)
-        status = PyDict_SetItem(call->heads, plan->chain, sequence);
-    if (status == 0)
-        status = add_to(plan->collectivite, name_vouchers_recorded, 1);
-    if (status == 0)
-        status = add_to(plan->collectivite, name_cents_recorded,
-                        plan->redemption.face_value_cents);
-    if (status == 0)
-        status = note_month(plan, sequence);
-    Py_DECREF(sequence);
-    if (status < 0)
+    return PyDict_SetItem(call->heads, plan->chain, sequence);
+}
+
+/* The redemption's effects: the event noted (summed for the call), `fold_redemption`, the
+   month's first sequence (`Replayer.fold_admitted`). */
+static int commit_redemption(Call *call, Plan *plan, PyObject *sequence)
+{
+    Py_buffer *columns = call->columns;
+    if (add_to(plan->collectivite, name_vouchers_recorded, 1) < 0
+        || add_to(plan->collectivite, name_cents_recorded, plan->redemption.face_value_cents) < 0
+        || note_month(plan, sequence) < 0)
         return -1;
     call->noted++;
     call->last_micros = plan->micros;
@@ -697,24 +738,52 @@ static int commit(Call *call, Plan *plan)
     return 1;
 }
 
-/* 1: the record was plain and is folded; 0: not plain, nothing done; -1: error. */
+/* Any other value whose link is new and holds: the link admitted here, the value folded
+   by `fold_admitted` (Python). The books are let go first: that fold may grow them. */
+static int fold_in_python(Call *call, PyObject *record, Plan *plan, PyObject *sequence)
+{
+    if (unload_books(call) < 0)
+        return -1;
+    PyObject *previous_hash = PyBytes_FromStringAndSize(plan->link.previous_hash, HASH_LENGTH);
+    if (previous_hash == NULL)
+        return -1;
+    PyObject *arguments[] = {record, plan->chain, sequence, previous_hash};
+    PyObject *result = PyObject_Vectorcall(call->fold_admitted, arguments, 4, NULL);
+    Py_DECREF(previous_hash);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 1;
+}
+
+/* 1: the record is folded (its value here or by `fold_admitted`); 0: its link is not plain,
+   nothing done, the Python path takes it; -1: error. */
 static int fold_record(Call *call, PyObject *record)
 {
     Plan plan = {0};
     PyObject *value = PyObject_GetAttr(record, name_value);
     PyObject *headers = value ? PyObject_GetAttr(record, name_headers) : NULL;
+    PyObject *sequence = NULL;
     int status = headers == NULL ? -1 : 0;
-    if (status == 0 && PyBytes_CheckExact(value)
-        && parse_redemption(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), &plan.redemption)
-        && chain_header(headers, &plan.link)) {
+    if (status == 0 && PyBytes_CheckExact(value) && chain_header(headers, &plan.link))
+        status = plan_link(call, value, &plan);
+    if (status > 0) {
+        sequence = PyLong_FromLongLong(plan.link.sequence);
+        status = sequence == NULL ? -1 : 1;
+    }
+    int redemption = status > 0 && parse_redemption(PyBytes_AS_STRING(value),
+                                                    PyBytes_GET_SIZE(value), &plan.redemption);
+    if (redemption) {
         status = call->loaded == 0 ? load_books(call) : call->loaded > 0;
         if (status > 0)
-            status = plan_link(call, value, &plan);
-        if (status > 0)
             status = plan_redemption(call, &plan);
-        if (status > 0)
-            status = commit(call, &plan);
+        redemption = status > 0;
+        status = status < 0 ? -1 : 1;
     }
+    if (status > 0)
+        status = commit_link(call, &plan, sequence) < 0 ? -1 : 1;
+    if (status > 0)
+        status = redemption ? commit_redemption(call, &plan, sequence)
+                            : fold_in_python(call, record, &plan, sequence);
+    Py_XDECREF(sequence);
     Py_XDECREF(plan.hashes);
     Py_XDECREF(headers);
     Py_XDECREF(value);
@@ -723,37 +792,48 @@ static int fold_record(Call *call, PyObject *record)
 
 /* ------------------------------------------------------------------ the module */
 
-static PyObject *fold_plain_redemptions(PyObject *module, PyObject *const *arguments,
-                                        Py_ssize_t count)
+static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t count)
+{
+    if (count != 13) { /* the state first, so that callers can bind it with `partial` */
+        PyErr_SetString(PyExc_TypeError, "fold_records(by_raw_name, heads, key, genesis, "
+                        "sha256, books, days, months, venues, sirens, fold_admitted, records, "
+                        "start)");
+        return -1;
+    }
+    PyObject **dictionaries[] = {&call->by_raw_name, &call->heads, NULL, NULL, NULL, NULL,
+                                 &call->days, &call->months, &call->venues, &call->sirens};
+    for (int index = 0; index < 10; index++) {
+        if (dictionaries[index] == NULL)
+            continue;
+        *dictionaries[index] = arguments[index];
+        if (!PyDict_Check(arguments[index])) {
+            PyErr_SetString(PyExc_TypeError, "fold_records: the state's dictionaries");
+            return -1;
+        }
+    }
+    call->key = PyLong_AsUnsignedLongLong(arguments[2]);
+    call->genesis = PyLong_AsUnsignedLongLong(arguments[3]);
+    call->sha256 = arguments[4];
+    call->books = arguments[5];
+    call->fold_admitted = arguments[10];
+    call->framing_index = -1;
+    if (!PyList_Check(arguments[11])) {
+        PyErr_SetString(PyExc_TypeError, "fold_records: records as a list");
+        return -1;
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *fold_records(PyObject *module, PyObject *const *arguments, Py_ssize_t count)
 {
     Call call = {0};
     (void)module;
-    if (count != 12) { /* the state first, so that callers can bind it with `partial` */
-        PyErr_SetString(PyExc_TypeError, "fold_plain_redemptions(by_raw_name, heads, key, "
-                        "genesis, sha256, books, days, months, venues, sirens, records, start)");
+    if (parse_arguments(&call, arguments, count) < 0)
         return NULL;
-    }
-    call.by_raw_name = arguments[0];
-    call.heads = arguments[1];
-    call.key = PyLong_AsUnsignedLongLong(arguments[2]);
-    call.genesis = PyLong_AsUnsignedLongLong(arguments[3]);
-    call.sha256 = arguments[4];
-    call.books = arguments[5];
-    call.days = arguments[6];
-    call.months = arguments[7];
-    call.venues = arguments[8];
-    call.sirens = arguments[9];
-    PyObject *records = arguments[10];
-    Py_ssize_t index = PyLong_AsSsize_t(arguments[11]);
-    call.framing_index = -1;
-    if (PyErr_Occurred())
+    PyObject *records = arguments[11];
+    Py_ssize_t index = PyLong_AsSsize_t(arguments[12]);
+    if (index == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyList_Check(records) || !PyDict_Check(call.by_raw_name) || !PyDict_Check(call.heads)
-        || !PyDict_Check(call.days) || !PyDict_Check(call.months) || !PyDict_Check(call.venues)
-        || !PyDict_Check(call.sirens)) {
-        PyErr_SetString(PyExc_TypeError, "fold_plain_redemptions: a list and dictionaries");
-        return NULL;
-    }
     int status = 1;
     while (index >= 0 && index < PyList_GET_SIZE(records) && status > 0) {
         status = fold_record(&call, PyList_GET_ITEM(records, index));
@@ -765,11 +845,52 @@ static PyObject *fold_plain_redemptions(PyObject *module, PyObject *const *argum
     return PyLong_FromSsize_t(index);
 }
 
+/* `wire.event_fingerprint` of each event id a settlement statement lists (one per paid
+   redemption: as many as the redemptions in a whole log), as native 64-bit integers; ids
+   that are not plain ASCII UUIDs are passed to `fallback`, the Python function itself. */
+static PyObject *event_fingerprints(PyObject *module, PyObject *const *arguments,
+                                    Py_ssize_t count)
+{
+    (void)module;
+    if (count != 2 || !PyTuple_CheckExact(arguments[0])) {
+        PyErr_SetString(PyExc_TypeError, "event_fingerprints(event ids as a tuple, fallback)");
+        return NULL;
+    }
+    PyObject *identifiers = arguments[0];
+    Py_ssize_t length = PyTuple_GET_SIZE(identifiers);
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, length * (Py_ssize_t)sizeof(uint64_t));
+    if (packed == NULL)
+        return NULL;
+    uint64_t *values = (uint64_t *)PyBytes_AS_STRING(packed);
+    for (Py_ssize_t index = 0; index < length; index++) {
+        PyObject *identifier = PyTuple_GET_ITEM(identifiers, index);
+        const char *text = PyUnicode_CheckExact(identifier) && PyUnicode_IS_COMPACT_ASCII(identifier)
+                           && PyUnicode_GET_LENGTH(identifier) == 36
+                           ? (const char *)PyUnicode_DATA(identifier) : NULL;
+        uint64_t high, middle, low;
+        if (text != NULL && text[8] == '-' && hex_64(text, 8, &high)
+            && hex_64(text + 9, 4, &middle) && hex_64(text + 14, 4, &low)) {
+            values[index] = ((high << 32) | (middle << 16) | low) | 1;
+            continue;
+        }
+        PyObject *number = PyObject_CallOneArg(arguments[1], identifier);
+        values[index] = number ? PyLong_AsUnsignedLongLong(number) : 0;
+        Py_XDECREF(number);
+        if (PyErr_Occurred()) {
+            Py_DECREF(packed);
+            return NULL;
+        }
+    }
+    return packed;
+}
+
 static PyMethodDef methods[] = {
-    {"fold_plain_redemptions", (PyCFunction)(void (*)(void))fold_plain_redemptions,
-     METH_FASTCALL,
-     "Fold the plain redemption records of a partition's batch from `start`; the index of "
-     "the first record that is not plain (the Python path takes it)."},
+    {"fold_records", (PyCFunction)(void (*)(void))fold_records, METH_FASTCALL,
+     "Fold a partition's records from `start` while their chain links are plain; the index "
+     "of the first record whose link is not (the Python path takes it)."},
+    {"event_fingerprints", (PyCFunction)(void (*)(void))event_fingerprints, METH_FASTCALL,
+     "`wire.event_fingerprint` of each id of a tuple, packed as native unsigned 64-bit "
+     "integers."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -47,7 +47,7 @@ from schemas.messages import (
     RedemptionCancelled,
     SettlementStatementIssued,
 )
-from services.auditor import wire
+from services.auditor import compiled, wire
 from services.auditor.wire import InvalidEvent
 
 PHASE_ENABLING = 0
@@ -517,7 +517,7 @@ class Books:
         elif isinstance(event, RedemptionCancelled):
             self._apply_cancelled(event, micros)
         elif isinstance(event, SettlementStatementIssued):
-            listed = array("Q", (wire.event_fingerprint(i) for i in event.redemption_event_ids))
+            listed = compiled.event_fingerprints(event.redemption_event_ids)
             self.statements.append(Statement(event.event_id, event.siret, event.month,
                                              event.voucher_count, event.face_value_cents,
                                              listed, time_key(micros, PHASE_ENABLING)))

@@ -32,7 +32,7 @@ from passnum.topology import topology_for
 from services.auditor import checkpoint, compiled, wire
 from services.auditor.books import Books, Finding, apply_value
 from services.auditor.canonical import CanonicalDecoder
-from services.auditor.chain import NEW, REJECTED, ChainVerifier
+from services.auditor.chain import NEW, REJECTED, ChainVerifier, StreamChain
 from services.auditor.invariants import (
     Judgement,
     VenueRules,
@@ -154,33 +154,36 @@ class Replayer:
 
     def ingest_batch(self, topic: str, partition: int, records: list) -> None:
         """One partition's records in offset order: each has offset, value and headers.
-        Plain redemptions are folded by the compiled module when it is there; it stops at
-        any other record, which `ingest_record` takes (the reference path)."""
+        The compiled module, when it is there, admits every plain chain link and folds the
+        plain redemptions (other values through `fold_admitted`); it stops at a record
+        whose link is not plain, which `ingest_record` takes (the reference path)."""
         heads = self.chains.heads_in(topic, partition)
         signed_topic = topic == self.topology.auditor_events.name
         self.records_read += len(records)
-        fold_plain = self._compiled_fold(heads)
-        if fold_plain is not None and type(records) is not list:
+        fold_records = self._compiled_fold(topic, partition, heads)
+        if fold_records is not None and type(records) is not list:
             records = list(records)
         index, end = 0, len(records)
         while index < end:
-            if fold_plain is not None:
-                index = fold_plain(records, index)
+            if fold_records is not None:
+                index = fold_records(records, index)
                 if index == end:
                     break
             self.ingest_record(topic, partition, records[index], heads, signed_topic)
             index += 1
 
-    def _compiled_fold(self, heads: dict) -> Callable[[list, int], int] | None:
-        """`fold_plain_redemptions` bound to this replay's state, or None: not built, asked
-        not to (`compiled`), or outside the canonical path (filtered books, tests)."""
-        if not (self.compiled and compiled.fold_plain_redemptions is not None
+    def _compiled_fold(self, topic: str, partition: int,
+                       heads: dict) -> Callable[[list, int], int] | None:
+        """`fold_records` bound to this replay's state, or None: not built, asked not to
+        (`compiled`), or outside the canonical path (filtered books, tests)."""
+        if not (self.compiled and compiled.fold_records is not None
                 and self.canonical.enabled):
             return None
         chains, decoder = self.chains, self.canonical
-        return partial(compiled.fold_plain_redemptions, chains.by_raw_name, heads, chains.key,
+        return partial(compiled.fold_records, chains.by_raw_name, heads, chains.key,
                        chains.genesis, sha256, self.books, decoder.days, decoder.months,
-                       decoder.venues, decoder.sirens)
+                       decoder.venues, decoder.sirens,
+                       partial(self.fold_admitted, topic, partition))
 
     def ingest_record(self, topic: str, partition: int, record: object,
                       heads: dict, signed_topic: bool) -> None:
@@ -211,7 +214,15 @@ class Replayer:
             if verdict == REJECTED:
                 self._name_rejected(value)
             return
-        chain = chains.by_raw_name[stream]
+        self.fold_admitted(topic, partition, record, chains.by_raw_name[stream], sequence,
+                           previous_hash)
+
+    def fold_admitted(self, topic: str, partition: int, record: object, chain: StreamChain,
+                      sequence: int, previous_hash: bytes) -> None:
+        """The value of a record whose chain link was just admitted as new (here, or by the
+        compiled module), and the month it is dated in."""
+        value = record.value  # type: ignore[attr-defined]
+        offset = record.offset  # type: ignore[attr-defined]
         try:
             month = self.canonical.fold(value, chain.name, sequence)
         except InvalidEvent as error:  # found after the event was noted, as in general

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from passnum.codec import CHAIN_HEADER, event_id_for
 from schemas.messages import BookletActivated, BookletBlocked, BookletIssued, VoucherRedeemed
 from services.auditor import compiled, wire
+from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import ChainVerifier
 from services.auditor.chained_log import ReadMessage, in_read_order, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
@@ -143,24 +144,33 @@ def assert_same(messages: list, key: int, warm: bool) -> None:
     assert fast.judge().to_json() == reference.judge().to_json()
 
 
-def test_the_compiled_fold_is_built_and_folds_the_plain_redemptions(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    assert compiled.fold_plain_redemptions is not None, "services/auditor/_plain_records.c " \
-        "was not built: run ./scripts/bootstrap (setup.py builds it)"
+def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert compiled.fold_records is not None, "services/auditor/_plain_records.c was not " \
+        "built: run ./scripts/bootstrap (setup.py builds it)"
     messages = in_read_order(sample_ledger(TOPOLOGY).records, Replayer(SETTINGS).topics_in_order())
     redemptions = sum(b'"type":"voucher_redeemed"' in m.value for m in messages)
-    taken: list = []
-    ingest_record = Replayer.ingest_record
+    in_python: dict[str, list] = {"records": [], "redemptions": []}
+    ingest_record, redeemed = Replayer.ingest_record, CanonicalDecoder._redeemed
 
-    def counting(self, topic, partition, record, heads, signed_topic):  # type: ignore[no-untyped-def]
-        taken.append(record)
+    def counting_records(self, topic, partition, record, heads, signed_topic):  # type: ignore[no-untyped-def]
+        in_python["records"].append(record)
         ingest_record(self, topic, partition, record, heads, signed_topic)
 
-    monkeypatch.setattr(Replayer, "ingest_record", counting)
+    def counting_redemptions(self, match):  # type: ignore[no-untyped-def]
+        in_python["redemptions"].append(match)
+        return redeemed(self, match)
+
+    monkeypatch.setattr(Replayer, "ingest_record", counting_records)
+    monkeypatch.setattr(CanonicalDecoder, "_redeemed", counting_redemptions)
     replayer = replay(messages, True, key=12345)
-    # The first redemption fills the canonical decoder's caches (venue, SIREN, day) on the
-    # Python path; every later one, all four in one partition, is folded in C.
-    assert redemptions == 4
-    assert sum(b'"type":"voucher_redeemed"' in record.value for record in taken) == 1
+    # In Python: the first record read of each of the 4 streams (the Python path creates
+    # the chain) and the 2 links read before their earlier end (issuer/...3#8 and
+    # issuer/...1#7, left waiting); the other 18 links are admitted in C. The first
+    # redemption fills the canonical decoder's caches (venue, SIREN, day) in Python; the
+    # three others are folded in C.
+    assert len(replayer.chains.streams) == 4 and len(messages) == 24
+    assert len(in_python["records"]) == 6
+    assert redemptions == 4 and len(in_python["redemptions"]) == 1
     assert replayer.books.counts_by_type["voucher_redeemed"] == redemptions
 
 
@@ -193,3 +203,18 @@ def test_the_compiled_fold_takes_links_in_any_order_like_the_python_path(  # typ
     messages = in_read_order(chained(events, ["canonical"]), Replayer(SETTINGS).topics_in_order())
     shuffler.shuffle(messages)
     assert_same(messages, key, warm)
+
+
+UUID_LIKE = st.text(alphabet="0123456789abcdefABCDEF-_+ g\u00e9\u0663", min_size=36,
+                    max_size=36).map(lambda text: text[:8] + "-" + text[9:])
+
+
+@FAST
+@given(st.lists(st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                          UUID_LIKE, st.text(max_size=40)), max_size=30))
+def test_statement_fingerprints_are_the_python_ones(event_ids) -> None:  # type: ignore[no-untyped-def]
+    """The ids a settlement statement lists, fingerprinted in C: UUIDs, upper case, and
+    anything `int(..., 16)` might still read (signs, underscores, spaces, other digits),
+    which go to `wire.event_fingerprint` itself."""
+    assert compiled.event_fingerprints(tuple(event_ids)).tolist() == [
+        wire.event_fingerprint(event_id) for event_id in event_ids]
