@@ -17,8 +17,8 @@
    admitted and folded exactly as the Python path does it, or left untouched for it.
    Nothing is judged here: every finding (altered, duplicate, conflicting, reordered,
    broken or waiting link; unissued, inactive, blocked, out-of-validity, mispriced or
-   contested voucher) is the Python path's. The caches read here (days, months, venues,
-   SIRENs) are the canonical decoder's; a miss leaves the value to the Python fold.
+   contested voucher) is the Python path's. The caches read here (days, months, venues)
+   are the canonical decoder's; a miss leaves the value to the Python fold.
    Tested against the Python path on random and tampered logs
    (tests/unit/test_auditor_compiled_fold.py).
 
@@ -48,7 +48,8 @@
 /* Interned at import: attribute and key names. */
 static PyObject *name_value, *name_headers, *name_digest, *name_hashes, *name_highest,
     *name_head_raw, *name_month_firsts, *name_booklets, *name_vouchers_recorded,
-    *name_cents_recorded, *name_voucher_redeemed;
+    *name_cents_recorded, *name_voucher_redeemed, *name_booklet_activated, *name_name,
+    *name_append;
 
 /* ------------------------------------------------------------------ the value's bytes */
 
@@ -102,31 +103,35 @@ static int text(Cursor *cursor, Py_ssize_t maximum, const char **start, Py_ssize
     return 1;
 }
 
+enum { REDEMPTION = 1, ACTIVATION = 2 };
+
+/* A canonical `voucher_redeemed` or `booklet_activated`: where its fields are. */
 typedef struct {
+    int kind;
     const char *date; /* YYYY-MM-DD, 10 bytes */
     int64_t hour, minute, second, fraction_micros;
     const char *event_id;
     Py_ssize_t event_id_length;
-    const char *siret; /* 14 digits */
+    const char *siret; /* 14 digits (a redemption's) */
     const char *siren; /* 9 digits */
-    int64_t booklet_sequence, position, face_value_cents;
-} Redemption;
+    int64_t booklet_sequence, position, cents; /* face value, or the amount activated */
+} Fact;
 
-/* The instant of `canonical.VOUCHER_REDEEMED` (groups 2 to 7) from `"occurred_at":"`. */
-static int parse_instant(Cursor *cursor, Redemption *redemption)
+/* The instant of `canonical._HEAD` (groups 2 to 6) from `"occurred_at":"`. */
+static int parse_instant(Cursor *cursor, Fact *fact)
 {
     int64_t ignored, fraction = 0;
     const char *date = cursor->at;
     if (!(digits(cursor, 4, &ignored) && LITERAL(cursor, "-") && digits(cursor, 2, &ignored)
           && LITERAL(cursor, "-") && digits(cursor, 2, &ignored) && LITERAL(cursor, "T")
-          && digits(cursor, 2, &redemption->hour) && LITERAL(cursor, ":")
-          && digits(cursor, 2, &redemption->minute) && LITERAL(cursor, ":")
-          && digits(cursor, 2, &redemption->second)))
+          && digits(cursor, 2, &fact->hour) && LITERAL(cursor, ":")
+          && digits(cursor, 2, &fact->minute) && LITERAL(cursor, ":")
+          && digits(cursor, 2, &fact->second)))
         return 0;
-    if (redemption->hour > 23 || redemption->minute > 59 || redemption->second > 59)
+    if (fact->hour > 23 || fact->minute > 59 || fact->second > 59)
         return 0;
-    redemption->date = date;
-    redemption->fraction_micros = 0;
+    fact->date = date;
+    fact->fraction_micros = 0;
     if (LITERAL(cursor, ".")) {
         int count = 0;
         while (count < 7 && cursor->at + count < cursor->end
@@ -136,45 +141,72 @@ static int parse_instant(Cursor *cursor, Redemption *redemption)
             return 0;
         for (int padding = count; padding < 6; padding++)
             fraction *= 10; /* int(fraction.ljust(6, b"0")) */
-        redemption->fraction_micros = fraction;
+        fact->fraction_micros = fraction;
     }
     return LITERAL(cursor, "Z\",\"event_id\":\"");
 }
 
-/* Exactly the documents `canonical.VOUCHER_REDEEMED.fullmatch` takes, with its groups. */
-static int parse_redemption(const char *value, Py_ssize_t length, Redemption *redemption)
+/* `[1-9][0-9]{0,17}`: a positive amount in cents. */
+static int cents(Cursor *cursor, int64_t *amount)
+{
+    int count = 0;
+    while (cursor->at + count < cursor->end && cursor->at[count] >= '0'
+           && cursor->at[count] <= '9')
+        count++;
+    return count >= 1 && count <= 18 && cursor->at[0] != '0' && digits(cursor, count, amount);
+}
+
+/* `canonical.VOUCHER_REDEEMED` after its type. */
+static int parse_redemption(Cursor *cursor, Fact *fact)
+{
+    int64_t ignored;
+    fact->siret = cursor->at;
+    if (!(digits(cursor, 14, &ignored) && LITERAL(cursor, "\",\"siren\":\"")))
+        return 0;
+    fact->siren = cursor->at;
+    if (!(digits(cursor, 9, &ignored) && LITERAL(cursor, "\",\"booklet_id\":\"")
+          && literal(cursor, fact->siren, 9) && LITERAL(cursor, "-")))
+        return 0;
+    const char *booklet = cursor->at;
+    return digits(cursor, 7, &fact->booklet_sequence)
+           && LITERAL(cursor, "\",\"voucher_id\":\"") && literal(cursor, fact->siren, 9)
+           && LITERAL(cursor, "-") && literal(cursor, booklet, 7) && LITERAL(cursor, "-")
+           && digits(cursor, 2, &fact->position) && LITERAL(cursor, "\",\"face_value_cents\":")
+           && cents(cursor, &fact->cents);
+}
+
+/* `canonical.BOOKLET_ACTIVATED` after its type. */
+static int parse_activation(Cursor *cursor, Fact *fact)
+{
+    int64_t ignored;
+    fact->siren = cursor->at;
+    return digits(cursor, 9, &ignored) && LITERAL(cursor, "\",\"booklet_id\":\"")
+           && literal(cursor, fact->siren, 9) && LITERAL(cursor, "-")
+           && digits(cursor, 7, &fact->booklet_sequence)
+           && LITERAL(cursor, "\",\"activated_cents\":") && cents(cursor, &fact->cents);
+}
+
+/* Exactly the documents `canonical.VOUCHER_REDEEMED` or `BOOKLET_ACTIVATED` fully match,
+   with their groups; the kind in `fact->kind` (0: neither). */
+static int parse_fact(const char *value, Py_ssize_t length, Fact *fact)
 {
     Cursor cursor = {value, value + length};
     const char *ignored_text;
     Py_ssize_t ignored_length;
-    int64_t position;
+    fact->kind = 0;
     if (!(LITERAL(&cursor, "{\"schema_version\":1,\"request_id\":\"")
           && text(&cursor, 128, &ignored_text, &ignored_length)
-          && LITERAL(&cursor, "\",\"occurred_at\":\"") && parse_instant(&cursor, redemption)
-          && text(&cursor, 64, &redemption->event_id, &redemption->event_id_length)
-          && LITERAL(&cursor, "\",\"type\":\"voucher_redeemed\",\"siret\":\"")))
+          && LITERAL(&cursor, "\",\"occurred_at\":\"") && parse_instant(&cursor, fact)
+          && text(&cursor, 64, &fact->event_id, &fact->event_id_length)
+          && LITERAL(&cursor, "\",\"type\":\"")))
         return 0;
-    redemption->siret = cursor.at;
-    if (!(digits(&cursor, 14, &position) && LITERAL(&cursor, "\",\"siren\":\"")))
-        return 0;
-    redemption->siren = cursor.at;
-    if (!(digits(&cursor, 9, &position) && LITERAL(&cursor, "\",\"booklet_id\":\"")
-          && literal(&cursor, redemption->siren, 9) && LITERAL(&cursor, "-")))
-        return 0;
-    const char *booklet = cursor.at;
-    if (!(digits(&cursor, 7, &redemption->booklet_sequence)
-          && LITERAL(&cursor, "\",\"voucher_id\":\"") && literal(&cursor, redemption->siren, 9)
-          && LITERAL(&cursor, "-") && literal(&cursor, booklet, 7) && LITERAL(&cursor, "-")
-          && digits(&cursor, 2, &redemption->position)
-          && LITERAL(&cursor, "\",\"face_value_cents\":")))
-        return 0;
-    int count = 0;
-    while (cursor.at + count < cursor.end && cursor.at[count] >= '0' && cursor.at[count] <= '9')
-        count++;
-    if (count < 1 || count > 18 || cursor.at[0] == '0'
-        || !digits(&cursor, count, &redemption->face_value_cents))
-        return 0;
-    return LITERAL(&cursor, "}") && cursor.at == cursor.end;
+    if (LITERAL(&cursor, "voucher_redeemed\",\"siret\":\""))
+        fact->kind = parse_redemption(&cursor, fact) ? REDEMPTION : 0;
+    else if (LITERAL(&cursor, "booklet_activated\",\"siren\":\""))
+        fact->kind = parse_activation(&cursor, fact) ? ACTIVATION : 0;
+    if (!(fact->kind && LITERAL(&cursor, "}") && cursor.at == cursor.end))
+        fact->kind = 0;
+    return fact->kind;
 }
 
 /* ------------------------------------------------------------------ the chain header */
@@ -302,14 +334,17 @@ static int link_holds(PyObject *sha256, const Link *link, const char *value,
 
 /* The array columns a redemption reads and writes, held for one call. */
 enum {
-    BOOKLET_FRAMING, BOOKLET_FIRST_VOUCHER, BOOKLET_ACTIVATED_KEY, REDEEMED_SECOND,
-    REDEEMED_VENUE, REDEEMED_EVENT, VENUE_FIRST_SECOND, COLUMN_COUNT
+    BOOKLET_FRAMING, BOOKLET_FIRST_VOUCHER, BOOKLET_ACTIVATED_KEY, BOOKLET_ACTIVATION_STREAM,
+    BOOKLET_ACTIVATION_SEQUENCE, REDEEMED_SECOND, REDEEMED_VENUE, REDEEMED_EVENT,
+    VENUE_FIRST_SECOND, COLUMN_COUNT
 };
 static const char *column_names[COLUMN_COUNT] = {
-    "booklet_framing", "booklet_first_voucher", "booklet_activated_key", "redeemed_second",
+    "booklet_framing", "booklet_first_voucher", "booklet_activated_key",
+    "booklet_activation_stream", "booklet_activation_sequence", "redeemed_second",
     "redeemed_venue", "redeemed_event", "venue_first_second"};
 /* The typecodes each column may have (16-bit ones widen to 32 bits). */
-static const char *column_typecodes[COLUMN_COUNT] = {"HI", "I", "q", "I", "HI", "Q", "I"};
+static const char *column_typecodes[COLUMN_COUNT] = {
+    "HI", "I", "q", "HI", "I", "I", "HI", "Q", "I"};
 
 static int64_t item(const Py_buffer *column, Py_ssize_t index)
 {
@@ -366,91 +401,129 @@ static int64_t integer_attribute(PyObject *owner, const char *name, int *failed)
 
 /* ------------------------------------------------------------------ one call */
 
+/* The books' registries a fact reads (fetched with the columns). */
+enum {
+    COLLECTIVITES, FRAMINGS, BLOCKED_KEYS, CONTESTED, STREAM_INDEX, COUNTS_BY_TYPE,
+    EVENT_FINGERPRINTS, REGISTRY_COUNT
+};
+static const char *registry_names[REGISTRY_COUNT] = {
+    "collectivites", "framings", "blocked_keys", "contested", "stream_index", "counts_by_type",
+    "event_fingerprints"};
+
 typedef struct {
-    PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *sirens, *books;
+    PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *books;
     PyObject *fold_admitted; /* `Replayer.fold_admitted` bound to the partition */
     uint64_t key, genesis;
-    int loaded; /* the books' columns below, at the first redemption of the call */
+    int loaded; /* the books' columns and registries, held between Python folds */
     Py_buffer columns[COLUMN_COUNT];
-    PyObject *collectivites, *framings, *blocked_keys, *contested;
-    /* `Books.note_event`, summed over the call and written back at its end */
-    Py_ssize_t noted;
+    PyObject *registries[REGISTRY_COUNT];
+    PyObject *collectivites, *framings, *blocked_keys, *contested, *stream_index,
+        *counts_by_type; /* borrowed from `registries` */
+    /* `Books.note_event` for the facts folded here, written back when the books are let go */
+    Py_ssize_t redemptions_noted, activations_noted;
     int64_t latest_micros, last_micros;
     /* the framing read last (booklets of one order come together) */
     Py_ssize_t framing_index;
     int64_t voucher_count, face_value_cents, valid_from_day, grace_until_day;
 } Call;
 
-/* 1: columns held; 0: a column has a typecode not handled here (the Python path folds). */
+static void release_columns(Call *call, int count)
+{
+    while (count-- > 0)
+        PyBuffer_Release(&call->columns[count]);
+}
+
+/* 1: the books are held; 0: something is not as this module knows it (every value is
+   then folded in Python until the next call); -1: error. */
 static int load_books(Call *call)
 {
-    int held;
-    call->loaded = -1; /* tried once per call */
-    call->collectivites = PyObject_GetAttrString(call->books, "collectivites");
-    call->framings = PyObject_GetAttrString(call->books, "framings");
-    call->blocked_keys = PyObject_GetAttrString(call->books, "blocked_keys");
-    call->contested = PyObject_GetAttrString(call->books, "contested");
-    if (!call->collectivites || !call->framings || !call->blocked_keys || !call->contested)
-        return -1;
-    if (!PyDict_Check(call->collectivites) || !PyList_Check(call->framings)
-        || !PyDict_Check(call->blocked_keys) || !PyDict_Check(call->contested))
+    int failed = 0;
+    call->loaded = -1;
+    for (int index = 0; index < REGISTRY_COUNT; index++) {
+        call->registries[index] = PyObject_GetAttrString(call->books, registry_names[index]);
+        if (call->registries[index] == NULL)
+            return -1;
+    }
+    PyObject **registries = call->registries;
+    if (!PyDict_Check(registries[COLLECTIVITES]) || !PyList_Check(registries[FRAMINGS])
+        || !PyDict_Check(registries[BLOCKED_KEYS]) || !PyDict_Check(registries[CONTESTED])
+        || !PyDict_Check(registries[STREAM_INDEX]) || !PyDict_Check(registries[COUNTS_BY_TYPE])
+        || !PyList_Check(registries[EVENT_FINGERPRINTS])
+        || PyList_GET_SIZE(registries[EVENT_FINGERPRINTS]) != 256)
         return 0;
-    for (held = 0; held < COLUMN_COUNT; held++) {
+    call->collectivites = registries[COLLECTIVITES];
+    call->framings = registries[FRAMINGS];
+    call->blocked_keys = registries[BLOCKED_KEYS];
+    call->contested = registries[CONTESTED];
+    call->stream_index = registries[STREAM_INDEX];
+    call->counts_by_type = registries[COUNTS_BY_TYPE];
+    for (int held = 0; held < COLUMN_COUNT; held++) {
         PyObject *column = PyObject_GetAttrString(call->books, column_names[held]);
         int viewed = column ? view_of(column, column_typecodes[held], &call->columns[held]) : -1;
         Py_XDECREF(column);
         if (viewed <= 0) {
-            while (held-- > 0)
-                PyBuffer_Release(&call->columns[held]);
+            release_columns(call, held);
             return viewed;
         }
     }
-    int failed = 0;
     call->latest_micros = integer_attribute(call->books, "latest_micros", &failed);
     if (failed) {
-        for (held = 0; held < COLUMN_COUNT; held++)
-            PyBuffer_Release(&call->columns[held]);
+        release_columns(call, COLUMN_COUNT);
         return -1;
     }
     call->loaded = 1;
     return 1;
 }
 
-/* `Books.note_event` for the redemptions folded since the books were loaded; the columns
-   let go (before any Python code runs, and at the end of the call). */
+/* counts[name] += count */
+static int add_count(PyObject *counts, PyObject *name, Py_ssize_t count)
+{
+    if (count == 0)
+        return 0;
+    PyObject *before = PyDict_GetItemWithError(counts, name);
+    if (before == NULL && PyErr_Occurred())
+        return -1;
+    Py_ssize_t total = before ? PyLong_AsSsize_t(before) : 0;
+    PyObject *after = total == -1 && PyErr_Occurred() ? NULL : PyLong_FromSsize_t(total + count);
+    int status = after == NULL ? -1 : PyDict_SetItem(counts, name, after);
+    Py_XDECREF(after);
+    return status;
+}
+
+/* `Books.note_event` for the facts folded since the books were loaded (the event
+   fingerprints of activations are appended as they are folded); the books let go. */
+static int note_events(Call *call)
+{
+    Py_ssize_t noted = call->redemptions_noted + call->activations_noted;
+    if (noted == 0)
+        return 0;
+    int failed = 0;
+    int64_t event_count = integer_attribute(call->books, "event_count", &failed);
+    PyObject *total = failed ? NULL : PyLong_FromLongLong(event_count + noted);
+    PyObject *latest = PyLong_FromLongLong(call->latest_micros);
+    PyObject *current = PyLong_FromLongLong(call->last_micros);
+    int status = total == NULL || latest == NULL || current == NULL
+        || add_count(call->counts_by_type, name_voucher_redeemed, call->redemptions_noted) < 0
+        || add_count(call->counts_by_type, name_booklet_activated, call->activations_noted) < 0
+        || PyObject_SetAttrString(call->books, "event_count", total) < 0
+        || PyObject_SetAttrString(call->books, "latest_micros", latest) < 0
+        || PyObject_SetAttrString(call->books, "current_micros", current) < 0 ? -1 : 0;
+    Py_XDECREF(total);
+    Py_XDECREF(latest);
+    Py_XDECREF(current);
+    return status;
+}
+
+/* The books let go: before any Python code runs, and at the end of the call. */
 static int unload_books(Call *call)
 {
-    int status = 0;
-    if (call->loaded == 1) {
-        for (int column = 0; column < COLUMN_COUNT; column++)
-            PyBuffer_Release(&call->columns[column]);
-    }
-    if (call->noted) {
-        PyObject *counts = PyObject_GetAttrString(call->books, "counts_by_type");
-        PyObject *count = counts ? PyDict_GetItemWithError(counts, name_voucher_redeemed) : NULL;
-        Py_ssize_t before = count ? PyLong_AsSsize_t(count) : 0;
-        PyObject *after = PyLong_FromSsize_t(before + call->noted);
-        PyObject *event_count = PyObject_GetAttrString(call->books, "event_count");
-        PyObject *total = event_count ? PyLong_FromSsize_t(
-            PyLong_AsSsize_t(event_count) + call->noted) : NULL;
-        PyObject *latest = PyLong_FromLongLong(call->latest_micros);
-        PyObject *current = PyLong_FromLongLong(call->last_micros);
-        if (counts == NULL || after == NULL || total == NULL || latest == NULL
-            || current == NULL || PyErr_Occurred()
-            || PyDict_SetItem(counts, name_voucher_redeemed, after) < 0
-            || PyObject_SetAttrString(call->books, "event_count", total) < 0
-            || PyObject_SetAttrString(call->books, "latest_micros", latest) < 0
-            || PyObject_SetAttrString(call->books, "current_micros", current) < 0)
-            status = -1;
-        Py_XDECREF(counts); Py_XDECREF(after); Py_XDECREF(event_count); Py_XDECREF(total);
-        Py_XDECREF(latest); Py_XDECREF(current);
-    }
-    Py_CLEAR(call->collectivites);
-    Py_CLEAR(call->framings);
-    Py_CLEAR(call->blocked_keys);
-    Py_CLEAR(call->contested);
+    int status = call->loaded == 1 ? note_events(call) : 0;
+    if (call->loaded == 1)
+        release_columns(call, COLUMN_COUNT);
+    for (int index = 0; index < REGISTRY_COUNT; index++)
+        Py_CLEAR(call->registries[index]);
     call->loaded = 0;
-    call->noted = 0;
+    call->redemptions_noted = call->activations_noted = 0;
     call->framing_index = -1;
     return status;
 }
@@ -502,15 +575,15 @@ static int contains_index(PyObject *dictionary, Py_ssize_t index)
 
 /* What a plain record changes, found before anything is changed. */
 typedef struct {
-    Redemption redemption;
+    Fact fact;
     Link link;
     PyObject *chain;       /* borrowed (from by_raw_name) */
     PyObject *hashes;      /* the chain's fingerprints */
     PyObject *collectivite; /* borrowed */
     PyObject *month;       /* borrowed (from the decoder's months) */
-    int64_t highest, micros, seconds, venue;
+    int64_t highest, micros, seconds, venue, stream_number;
     uint64_t current, event_fingerprint;
-    Py_ssize_t voucher;
+    Py_ssize_t booklet, voucher;
 } Plan;
 
 /* The chain link is new and holds (`ChainVerifier.admit_link` answering NEW without a
@@ -566,7 +639,16 @@ static int plan_link(Call *call, PyObject *value, Plan *plan)
 static int plan_voucher(Call *call, Plan *plan, Py_ssize_t booklet, int64_t day)
 {
     Py_buffer *columns = call->columns;
-    const Redemption *redemption = &plan->redemption;
+    const Fact *redemption = &plan->fact;
+    PyObject *venue = cached(call->venues, redemption->siret, 14);
+    if (venue == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    plan->venue = PyLong_AsLongLong(venue);
+    plan->seconds = plan->micros / 1000000 - SECONDS_EPOCH + 1;
+    if (PyErr_Occurred())
+        return -1;
+    if (plan->seconds <= 0 || plan->seconds >= (1LL << 32))
+        return 0;
     if (booklet >= length_of(&columns[BOOKLET_FRAMING])
         || booklet >= length_of(&columns[BOOKLET_FIRST_VOUCHER])
         || booklet >= length_of(&columns[BOOKLET_ACTIVATED_KEY]))
@@ -576,7 +658,7 @@ static int plan_voucher(Call *call, Plan *plan, Py_ssize_t booklet, int64_t day)
         return framed;
     int64_t activated = item(&columns[BOOKLET_ACTIVATED_KEY], booklet);
     if (redemption->position < 1 || redemption->position > call->voucher_count
-        || redemption->face_value_cents != call->face_value_cents || activated == 0
+        || redemption->cents != call->face_value_cents || activated == 0
         || activated > plan->micros * 4 + PHASE_REDEMPTION
         || day < call->valid_from_day || day > call->grace_until_day)
         return 0;
@@ -596,37 +678,68 @@ static int plan_voucher(Call *call, Plan *plan, Py_ssize_t booklet, int64_t day)
     return contested < 0 ? -1 : !contested;
 }
 
-/* The redemption is of an issued, active, unblocked voucher within its validity, at its
-   face value, redeemed for the first time (`Books.fold_redemption` without a finding or a
-   contest), and every cache it needs is filled. 1 yes, 0 no, -1 error. */
-static int plan_redemption(Call *call, Plan *plan)
+/* The activation is of an issued booklet not activated yet, for its worth, on a stream
+   the books have numbered (`Books.fold_booklet_activated` without a finding). */
+static int plan_activation(Call *call, Plan *plan, Py_ssize_t booklet)
 {
-    const Redemption *redemption = &plan->redemption;
-    uint64_t event_bits = 0, part;
-    const char *event_id = redemption->event_id;
-    if (redemption->event_id_length != 36 || event_id[8] != '-'  /* `wire.event_fingerprint` */
-        || !hex_64(event_id, 8, &event_bits) || !hex_64(event_id + 9, 4, &part))
+    Py_buffer *columns = call->columns;
+    for (int column = BOOKLET_FRAMING; column <= BOOKLET_ACTIVATION_SEQUENCE; column++)
+        if (booklet >= length_of(&columns[column]))
+            return 0;
+    int framed = framing_of(call, (Py_ssize_t)item(&columns[BOOKLET_FRAMING], booklet));
+    if (framed <= 0)
+        return framed;
+    if (item(&columns[BOOKLET_ACTIVATED_KEY], booklet) != 0
+        || plan->fact.cents != call->voucher_count * call->face_value_cents
+        || plan->link.sequence > 0xFFFFFFFFLL)
         return 0;
-    event_bits = (event_bits << 16) | part;
-    if (!hex_64(event_id + 14, 4, &part))
+    PyObject *name = PyObject_GetAttr(plan->chain, name_name);
+    PyObject *number = name ? PyDict_GetItemWithError(call->stream_index, name) : NULL;
+    Py_XDECREF(name);
+    if (number == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    plan->stream_number = PyLong_AsLongLong(number);
+    if (plan->stream_number == -1 && PyErr_Occurred())
+        return -1;
+    int fits = columns[BOOKLET_ACTIVATION_STREAM].itemsize == 2 ? 0xFFFF : 0xFFFFFFFF;
+    /* the activation key must already be counted: the counts keep their first order */
+    int counted = PyDict_Contains(call->counts_by_type, name_booklet_activated);
+    return counted < 0 ? -1 : counted && plan->stream_number >= 0 && plan->stream_number <= fits;
+}
+
+/* `wire.event_fingerprint` of a UUID event id, in C; 0 for any other id. */
+static uint64_t uuid_fingerprint(const char *event_id, Py_ssize_t length)
+{
+    uint64_t high, middle, low;
+    if (length != 36 || event_id[8] != '-' || !hex_64(event_id, 8, &high)
+        || !hex_64(event_id + 9, 4, &middle) || !hex_64(event_id + 14, 4, &low))
         return 0;
-    plan->event_fingerprint = ((event_bits << 16) | part) | 1;
-    PyObject *day = cached(call->days, redemption->date, 10);
-    PyObject *venue = day ? cached(call->venues, redemption->siret, 14) : NULL;
-    PyObject *siren = venue ? cached(call->sirens, redemption->siren, 9) : NULL;
-    plan->month = siren ? cached(call->months, redemption->date, 10) : NULL;
+    return ((high << 32) | (middle << 16) | low) | 1;
+}
+
+/* The fact is plain: its caches are filled (day, month, a redemption's venue), its booklet is
+   issued, and `plan_voucher` or `plan_activation` finds nothing to report. 1 yes, 0 no,
+   -1 error. */
+static int plan_fact(Call *call, Plan *plan)
+{
+    const Fact *fact = &plan->fact;
+    plan->event_fingerprint = uuid_fingerprint(fact->event_id, fact->event_id_length);
+    if (plan->event_fingerprint == 0)
+        return 0;
+    PyObject *day = cached(call->days, fact->date, 10);
+    plan->month = day ? cached(call->months, fact->date, 10) : NULL;
     if (plan->month == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int64_t day_number = PyLong_AsLongLong(day);
-    plan->venue = PyLong_AsLongLong(venue);
-    if (PyErr_Occurred())
+    if (day_number == -1 && PyErr_Occurred())
         return -1;
-    plan->micros = (day_number * 86400 + redemption->hour * 3600 + redemption->minute * 60
-                    + redemption->second) * 1000000 + redemption->fraction_micros;
-    plan->seconds = plan->micros / 1000000 - SECONDS_EPOCH + 1;
-    if (plan->micros < 0 || plan->seconds <= 0 || plan->seconds >= (1LL << 32))
+    plan->micros = (day_number * 86400 + fact->hour * 3600 + fact->minute * 60
+                    + fact->second) * 1000000 + fact->fraction_micros;
+    if (plan->micros < 0)
         return 0;
-    plan->collectivite = PyDict_GetItemWithError(call->collectivites, siren);
+    PyObject *siren = PyUnicode_DecodeASCII(fact->siren, 9, NULL);
+    plan->collectivite = siren ? PyDict_GetItemWithError(call->collectivites, siren) : NULL;
+    Py_XDECREF(siren);
     if (plan->collectivite == NULL)
         return PyErr_Occurred() ? -1 : 0;
     PyObject *table = PyObject_GetAttr(plan->collectivite, name_booklets);
@@ -635,11 +748,14 @@ static int plan_redemption(Call *call, Plan *plan)
     Py_XDECREF(table);
     if (viewed <= 0)
         return viewed;
-    int64_t sequence = redemption->booklet_sequence;
-    Py_ssize_t booklet = 0 < sequence && sequence < length_of(&booklets)
-                         ? (Py_ssize_t)item(&booklets, sequence) - 1 : -1;
+    int64_t sequence = fact->booklet_sequence;
+    plan->booklet = 0 < sequence && sequence < length_of(&booklets)
+                    ? (Py_ssize_t)item(&booklets, sequence) - 1 : -1;
     PyBuffer_Release(&booklets);
-    return booklet < 0 ? 0 : plan_voucher(call, plan, booklet, day_number);
+    if (plan->booklet < 0)
+        return 0;
+    return fact->kind == REDEMPTION ? plan_voucher(call, plan, plan->booklet, day_number)
+                                    : plan_activation(call, plan, plan->booklet);
 }
 
 /* owner.name += amount (the collectivité's recorded redemptions). */
@@ -717,24 +833,52 @@ static int commit_link(Call *call, Plan *plan, PyObject *sequence)
     return PyDict_SetItem(call->heads, plan->chain, sequence);
 }
 
-/* The redemption's effects: the event noted (summed for the call), `fold_redemption`, the
-   month's first sequence (`Replayer.fold_admitted`). */
+/* The event noted (`Books.note_event`, summed until the books are let go). */
+static void note_instant(Call *call, const Plan *plan)
+{
+    call->last_micros = plan->micros;
+    if (plan->micros > call->latest_micros)
+        call->latest_micros = plan->micros;
+}
+
+/* A redemption's effects: noted, `fold_redemption`, the month's first sequence
+   (`Replayer.fold_admitted`). */
 static int commit_redemption(Call *call, Plan *plan, PyObject *sequence)
 {
     Py_buffer *columns = call->columns;
     if (add_to(plan->collectivite, name_vouchers_recorded, 1) < 0
-        || add_to(plan->collectivite, name_cents_recorded, plan->redemption.face_value_cents) < 0
+        || add_to(plan->collectivite, name_cents_recorded, plan->fact.cents) < 0
         || note_month(plan, sequence) < 0)
         return -1;
-    call->noted++;
-    call->last_micros = plan->micros;
-    if (plan->micros > call->latest_micros)
-        call->latest_micros = plan->micros;
+    call->redemptions_noted++;
+    note_instant(call, plan);
     if (plan->seconds < item(&columns[VENUE_FIRST_SECOND], plan->venue))
         set_item(&columns[VENUE_FIRST_SECOND], plan->venue, (uint64_t)plan->seconds);
     set_item(&columns[REDEEMED_SECOND], plan->voucher, (uint64_t)plan->seconds);
     set_item(&columns[REDEEMED_VENUE], plan->voucher, (uint64_t)plan->venue);
     set_item(&columns[REDEEMED_EVENT], plan->voucher, plan->event_fingerprint);
+    return 1;
+}
+
+/* An activation's effects: noted (its event fingerprint kept, as for every event but
+   redemptions), `fold_booklet_activated`, the month's first sequence. */
+static int commit_activation(Call *call, Plan *plan, PyObject *sequence)
+{
+    Py_buffer *columns = call->columns;
+    PyObject *bucket = PyList_GET_ITEM(call->registries[EVENT_FINGERPRINTS],
+                                       plan->event_fingerprint & 255);
+    PyObject *fingerprint = PyLong_FromUnsignedLongLong(plan->event_fingerprint);
+    PyObject *appended = fingerprint
+        ? PyObject_CallMethodOneArg(bucket, name_append, fingerprint) : NULL;
+    Py_XDECREF(fingerprint);
+    Py_XDECREF(appended);
+    if (appended == NULL || note_month(plan, sequence) < 0)
+        return -1;
+    call->activations_noted++;
+    note_instant(call, plan);
+    set_item(&columns[BOOKLET_ACTIVATED_KEY], plan->booklet, (uint64_t)(plan->micros * 4));
+    set_item(&columns[BOOKLET_ACTIVATION_STREAM], plan->booklet, (uint64_t)plan->stream_number);
+    set_item(&columns[BOOKLET_ACTIVATION_SEQUENCE], plan->booklet, (uint64_t)plan->link.sequence);
     return 1;
 }
 
@@ -769,20 +913,21 @@ static int fold_record(Call *call, PyObject *record)
         sequence = PyLong_FromLongLong(plan.link.sequence);
         status = sequence == NULL ? -1 : 1;
     }
-    int redemption = status > 0 && parse_redemption(PyBytes_AS_STRING(value),
-                                                    PyBytes_GET_SIZE(value), &plan.redemption);
-    if (redemption) {
+    int kind = status > 0 ? parse_fact(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                       &plan.fact) : 0;
+    if (kind) {
         status = call->loaded == 0 ? load_books(call) : call->loaded > 0;
         if (status > 0)
-            status = plan_redemption(call, &plan);
-        redemption = status > 0;
+            status = plan_fact(call, &plan);
+        kind = status > 0 ? kind : 0;
         status = status < 0 ? -1 : 1;
     }
     if (status > 0)
         status = commit_link(call, &plan, sequence) < 0 ? -1 : 1;
     if (status > 0)
-        status = redemption ? commit_redemption(call, &plan, sequence)
-                            : fold_in_python(call, record, &plan, sequence);
+        status = kind == REDEMPTION ? commit_redemption(call, &plan, sequence)
+                 : kind == ACTIVATION ? commit_activation(call, &plan, sequence)
+                 : fold_in_python(call, record, &plan, sequence);
     Py_XDECREF(sequence);
     Py_XDECREF(plan.hashes);
     Py_XDECREF(headers);
@@ -794,15 +939,14 @@ static int fold_record(Call *call, PyObject *record)
 
 static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t count)
 {
-    if (count != 13) { /* the state first, so that callers can bind it with `partial` */
+    if (count != 12) { /* the state first, so that callers can bind it with `partial` */
         PyErr_SetString(PyExc_TypeError, "fold_records(by_raw_name, heads, key, genesis, "
-                        "sha256, books, days, months, venues, sirens, fold_admitted, records, "
-                        "start)");
+                        "sha256, books, days, months, venues, fold_admitted, records, start)");
         return -1;
     }
     PyObject **dictionaries[] = {&call->by_raw_name, &call->heads, NULL, NULL, NULL, NULL,
-                                 &call->days, &call->months, &call->venues, &call->sirens};
-    for (int index = 0; index < 10; index++) {
+                                 &call->days, &call->months, &call->venues};
+    for (int index = 0; index < 9; index++) {
         if (dictionaries[index] == NULL)
             continue;
         *dictionaries[index] = arguments[index];
@@ -815,9 +959,9 @@ static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t co
     call->genesis = PyLong_AsUnsignedLongLong(arguments[3]);
     call->sha256 = arguments[4];
     call->books = arguments[5];
-    call->fold_admitted = arguments[10];
+    call->fold_admitted = arguments[9];
     call->framing_index = -1;
-    if (!PyList_Check(arguments[11])) {
+    if (!PyList_Check(arguments[10])) {
         PyErr_SetString(PyExc_TypeError, "fold_records: records as a list");
         return -1;
     }
@@ -830,8 +974,8 @@ static PyObject *fold_records(PyObject *module, PyObject *const *arguments, Py_s
     (void)module;
     if (parse_arguments(&call, arguments, count) < 0)
         return NULL;
-    PyObject *records = arguments[11];
-    Py_ssize_t index = PyLong_AsSsize_t(arguments[12]);
+    PyObject *records = arguments[10];
+    Py_ssize_t index = PyLong_AsSsize_t(arguments[11]);
     if (index == -1 && PyErr_Occurred())
         return NULL;
     int status = 1;
@@ -903,10 +1047,12 @@ PyMODINIT_FUNC PyInit__plain_records(void)
     PyObject **names[] = {&name_value, &name_headers, &name_digest, &name_hashes,
                           &name_highest, &name_head_raw, &name_month_firsts, &name_booklets,
                           &name_vouchers_recorded, &name_cents_recorded,
-                          &name_voucher_redeemed};
+                          &name_voucher_redeemed, &name_booklet_activated, &name_name,
+                          &name_append};
     const char *texts[] = {"value", "headers", "digest", "hashes", "highest", "head_raw",
                            "month_firsts", "booklets", "redeemed_vouchers_recorded",
-                           "redeemed_cents_recorded", "voucher_redeemed"};
+                           "redeemed_cents_recorded", "voucher_redeemed", "booklet_activated",
+                           "name", "append"};
     for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
         *names[index] = PyUnicode_InternFromString(texts[index]);
         if (*names[index] == NULL)

@@ -182,8 +182,7 @@ class Replayer:
         chains, decoder = self.chains, self.canonical
         return partial(compiled.fold_records, chains.by_raw_name, heads, chains.key,
                        chains.genesis, sha256, self.books, decoder.days, decoder.months,
-                       decoder.venues, decoder.sirens,
-                       partial(self.fold_admitted, topic, partition))
+                       decoder.venues, partial(self.fold_admitted, topic, partition))
 
     def ingest_record(self, topic: str, partition: int, record: object,
                       heads: dict, signed_topic: bool) -> None:

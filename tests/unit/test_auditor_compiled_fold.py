@@ -30,7 +30,6 @@ from services.auditor.replay import Replayer, ReplayOptions
 from tests.unit.test_auditor_fast_path import (
     FAST,
     SETTINGS,
-    SIRENS,
     START,
     TOPOLOGY,
     book_columns,
@@ -40,23 +39,40 @@ from tests.unit.test_auditor_fast_path import (
 
 @st.composite
 def logs(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
-    """Random ledgers, and as often the same with every booklet activated before its first
-    redemption, none blocked, redeemed at face value: most of those redemptions are plain (the random ledgers
-    alone are so faulty that few redemptions would reach the compiled fold)."""
+    """Random ledgers, and as often mostly plain ones: the same with every booklet activated
+    before its first redemption and none blocked, each voucher redeemed once at face value
+    (the random ledgers alone are so faulty that few redemptions would reach the compiled
+    fold), plus an activation fault drawn (a second activation, a wrong amount)."""
     events = draw(ledgers())
     if draw(st.booleans()):
         return events
     activated = {e.booklet_id for e in events if isinstance(e, BookletActivated)}
-    plain = [e.model_copy(update={"face_value_cents": 1000}) if isinstance(e, VoucherRedeemed)
-             else e for e in events if not isinstance(e, BookletBlocked)]
-    for issued in [e for e in events if isinstance(e, BookletIssued)]:
-        if issued.booklet_id not in activated:
-            request = f"activate-{issued.booklet_id}"
+    issued = {e.booklet_id: e for e in events if isinstance(e, BookletIssued)}
+    redeemed: set[str] = set()
+    plain = []
+    for event in events:
+        if isinstance(event, BookletBlocked):
+            continue
+        if isinstance(event, VoucherRedeemed):
+            if event.voucher_id in redeemed or int(event.voucher_id[-2:]) > issued[
+                    event.booklet_id].voucher_count:
+                continue
+            redeemed.add(event.voucher_id)
+            event = event.model_copy(update={"face_value_cents": 1000})
+        plain.append(event)
+    fault = draw(st.sampled_from(["none", "twice", "amount"]))
+    for booklet in issued.values():
+        cents = booklet.voucher_count * booklet.face_value_cents
+        if fault == "amount" and draw(st.booleans()):
+            cents -= 1
+        for time in ((1, 2) if fault == "twice" else (1,)):
+            if booklet.booklet_id in activated and time == 1:
+                continue
+            request = f"activate-{booklet.booklet_id}-{time}"
             plain.append(BookletActivated(
                 event_id=event_id_for("issuer", request, 0), request_id=request,
-                occurred_at=START - timedelta(days=2), siren=issued.siren,
-                booklet_id=issued.booklet_id,
-                activated_cents=issued.voucher_count * issued.face_value_cents))
+                occurred_at=START - timedelta(days=3 - time), siren=booklet.siren,
+                booklet_id=booklet.booklet_id, activated_cents=cents))
     return plain
 
 
@@ -112,15 +128,13 @@ def replay(messages: list, compiled_fold: bool, key: int, warm: bool = False) ->
 
 
 def warm_caches(replayer: Replayer) -> None:
-    """The canonical decoder's caches of days and SIRENs filled beforehand (pure caches,
-    the books are untouched), as they are after the first minutes of a real log: the
-    random logs draw a new day for almost every redemption, and a day first seen goes
-    the Python way, so without this few of their redemptions would reach the C path."""
+    """The canonical decoder's cache of days filled beforehand (a pure cache, the books
+    are untouched), as it is after the first minutes of a real log: the random logs draw
+    a new day for almost every redemption, and a day first seen goes the Python way, so
+    without this few of their redemptions would reach the C path."""
     decoder = replayer.canonical
     for day in range(20_400, 20_900):  # 2025-11 to 2027-03
         decoder._day(wire.date_of_day(day).isoformat().encode())
-    for siren in SIRENS:
-        decoder.sirens[siren.encode()] = siren
 
 
 def chain_state(replayer: Replayer) -> dict:
@@ -149,8 +163,10 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
         "built: run ./scripts/bootstrap (setup.py builds it)"
     messages = in_read_order(sample_ledger(TOPOLOGY).records, Replayer(SETTINGS).topics_in_order())
     redemptions = sum(b'"type":"voucher_redeemed"' in m.value for m in messages)
-    in_python: dict[str, list] = {"records": [], "redemptions": []}
+    activations = sum(b'"type":"booklet_activated"' in m.value for m in messages)
+    in_python: dict[str, list] = {"records": [], "redemptions": [], "activations": []}
     ingest_record, redeemed = Replayer.ingest_record, CanonicalDecoder._redeemed
+    activated = CanonicalDecoder._activated
 
     def counting_records(self, topic, partition, record, heads, signed_topic):  # type: ignore[no-untyped-def]
         in_python["records"].append(record)
@@ -160,17 +176,25 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
         in_python["redemptions"].append(match)
         return redeemed(self, match)
 
+    def counting_activations(self, match, stream, sequence):  # type: ignore[no-untyped-def]
+        in_python["activations"].append(match)
+        return activated(self, match, stream, sequence)
+
     monkeypatch.setattr(Replayer, "ingest_record", counting_records)
     monkeypatch.setattr(CanonicalDecoder, "_redeemed", counting_redemptions)
+    monkeypatch.setattr(CanonicalDecoder, "_activated", counting_activations)
     replayer = replay(messages, True, key=12345)
     # In Python: the first record read of each of the 4 streams (the Python path creates
     # the chain) and the 2 links read before their earlier end (issuer/...3#8 and
     # issuer/...1#7, left waiting); the other 18 links are admitted in C. The first
-    # redemption fills the canonical decoder's caches (venue, SIREN, day) in Python; the
-    # three others are folded in C.
+    # redemption fills the canonical decoder's cache of venues in Python; the three others
+    # are folded in C, and so are the activations whose link is admitted in C.
     assert len(replayer.chains.streams) == 4 and len(messages) == 24
     assert len(in_python["records"]) == 6
     assert redemptions == 4 and len(in_python["redemptions"]) == 1
+    assert activations == 4 and len(in_python["activations"]) <= 2
+    monkeypatch.undo()
+    assert_same(messages, 12345, warm=False)  # two issuer streams: activation streams 0 and 1
     assert replayer.books.counts_by_type["voucher_redeemed"] == redemptions
 
 
