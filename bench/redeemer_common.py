@@ -9,6 +9,7 @@ worker is not what the benchmark measures; the redeemer learns them through its 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -48,6 +49,10 @@ class Bench:
     # Every worker process of the redeemer (the first is `worker`): they share the input
     # partitions through their consumer group, as production workers would.
     workers: list[WorkerProcess]
+
+    @property
+    def worker_pids(self) -> set[int]:
+        return {w.process.pid for w in self.workers if w.process is not None}
 
     def resident_megabytes(self) -> float:
         """The largest worker's resident memory."""
@@ -158,6 +163,51 @@ def accredit(settings: Settings, venue_count: int) -> list[Venue]:
     producer.close()
     wait_for_count(settings, "SELECT count(*) FROM providers", venue_count, 120)
     return venue_list
+
+
+ROLES = ("worker", "database", "broker", "load generator", "other")
+
+
+def cpu_seconds_by_process(worker_pids: set[int]) -> dict[int, tuple[str, float]]:
+    """CPU time (user + system) used so far by every process, with its role: a redeemer
+    worker, PostgreSQL, the broker (Tansu), this process (the load generator), or anything
+    else on the machine. Differences between two readings say where a run's CPU went, per
+    redemption: a figure that, unlike a rate, moves little when another job shares the
+    cores."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    reading: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue  # the process ended meanwhile
+        pid = int(entry.name)
+        if pid in worker_pids:
+            role = "worker"
+        elif pid == os.getpid():
+            role = "load generator"
+        elif command.startswith("postgres") or "/postgres" in command:
+            role = "database"
+        elif "tansu" in command:
+            role = "broker"
+        else:
+            role = "other"
+        reading[pid] = (role, (int(fields[11]) + int(fields[12])) / ticks)  # utime, stime
+    return reading
+
+
+def cpu_microseconds_per(before: dict[int, tuple[str, float]],
+                         after: dict[int, tuple[str, float]], count: int) -> dict[str, float]:
+    """Per role, the CPU the processes alive at the second reading used since the first
+    (a process started in between counts whole; one that ended in between is not seen)."""
+    totals = dict.fromkeys(ROLES, 0.0)
+    for pid, (role, seconds) in after.items():
+        earlier = before.get(pid)
+        totals[role] += seconds - (earlier[1] if earlier and earlier[0] == role else 0.0)
+    return {role: round(seconds / count * 1e6, 1) for role, seconds in totals.items()}
 
 
 def resident_megabytes(pid: int) -> float:

@@ -43,6 +43,8 @@ from redeemer_common import (  # type: ignore[import-not-found]
     VOUCHERS_PER_BOOKLET,
     Bench,
     bench_ledger,
+    cpu_microseconds_per,
+    cpu_seconds_by_process,
     grow_state,
 )
 
@@ -320,14 +322,18 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
     payloads = redemption_payloads(bench, f"run{label}", first_voucher + warm.size, scans)
     commands_topic = topology_for(bench.settings).redeemer_commands.name
     before = fetch_high_water_marks(bench.settings, [commands_topic])
+    cpu_before = cpu_seconds_by_process(bench.worker_pids)
     worker_rate = end_to_end(bench, payloads, client)
+    cpu = cpu_microseconds_per(cpu_before, cpu_seconds_by_process(bench.worker_pids), scans)
     after = fetch_high_water_marks(bench.settings, [commands_topic])
     rss_after = bench.resident_megabytes()
-    print(f"end to end: {worker_rate}", file=sys.stderr, flush=True)
+    print(f"end to end: {worker_rate}; CPU µs per redemption: {cpu}", file=sys.stderr,
+          flush=True)
     if only_end_to_end:
         return {"vouchers_of_state": vouchers, "redemptions": scans,
                 "end_to_end_per_second": round(worker_rate.per_second),
                 "end_to_end_steady_per_second": round(worker_rate.steady_per_second),
+                "cpu_microseconds_per_redemption": cpu,
                 "worker_rss_mb_after": round(rss_after, 1)}
     raw = raw_client(bench, payloads, client)
     baseline = naive(bench, payloads, before, after, NAIVE_MOST)
@@ -338,6 +344,7 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
             "ratio_to_raw": round(worker_rate.per_second / raw.per_second, 3),
             "naive_per_second": round(baseline.per_second),
             "speedup_over_naive": round(worker_rate.per_second / baseline.per_second, 2),
+            "cpu_microseconds_per_redemption": cpu,
             "worker_rss_mb_before": round(rss_before, 1),
             "worker_rss_mb_after": round(rss_after, 1)}
 

@@ -245,6 +245,16 @@ class BatchedCommandGateway(CommandGateway):
                 command) == request_fingerprint(entry[0]))
         return outcome
 
+    def resolve_decided(self, outcomes: dict[str, tuple[str, bytes]]) -> None:
+        """Outcomes just committed by this process's own worker (passnum.worker): waiting
+        requests among them are answered now. The others (decided by another worker
+        process, or replayed) are found by the lookup below, at the notification."""
+        for request_id in outcomes.keys() & self.waiting.keys():
+            command, waiter = self.waiting.pop(request_id)
+            if not waiter.done():
+                fingerprint, packed = outcomes[request_id]
+                waiter.set_result(_outcome(fingerprint, packed, command))
+
     async def _resolve_forever(self) -> None:
         while True:
             wakeup = self.wakeup

@@ -233,6 +233,11 @@ class TenantApi:
         if self.pool is not None:
             await self.pool.close()
 
+    def outcomes_decided(self, outcomes: dict[str, tuple[str, bytes]]) -> None:
+        """A listener of the worker's batch runner (wired in each composition root)."""
+        if self.gateway is not None:
+            self.gateway.resolve_decided(outcomes)
+
     async def respond(self, request: Any, handler: RequestHandler) -> Answer:
         """Authenticate, run the handler, and turn every way it can end into an answer."""
         try:

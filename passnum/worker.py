@@ -127,8 +127,15 @@ def _die(message: str) -> None:
 
 
 class BatchRunner:
-    """Decides batches in a worker thread (psycopg is synchronous) and publishes outboxes
-    from the event loop (passnum.publisher)."""
+    """Decides batches (on the event loop when small, else in a worker thread: psycopg is
+    synchronous) and publishes outboxes from the event loop (passnum.publisher).
+
+    A batch's publication overlaps the next batch: the HTTP answers and the next decision
+    need only the commit, not the broker's acks, so waiting for them in line cost a
+    produce round trip per batch (measured 3.8 ms of a 10 ms cycle at 200 requests/s).
+    At most one publication is in flight, and each starts after the previous one ended,
+    so the events of an input partition still reach the broker in decision order. Rows in
+    flight are committed outbox rows: a crash republishes them, as before."""
 
     def __init__(self, app: faust.App, handler: Handler, settings: Settings,
                  connect: Callable[[], psycopg.Connection]) -> None:
@@ -138,12 +145,23 @@ class BatchRunner:
         self.connect = connect
         self.connection: psycopg.Connection | None = None
         self.publisher = Publisher(settings)
+        # One user of the database connection at a time (a batch, or the outbox sweep from
+        # the timer: its commit in the middle of a batch would commit half of it).
+        self.connection_lock = asyncio.Lock()
+        # One publication at a time, in order (decisions, or the outbox read back).
         self.publish_lock = asyncio.Lock()
-        self.busy = False  # true while a batch is being decided or published
+        self.publication: asyncio.Task[None] | None = None  # the one in flight, if any
+        self.busy = False  # true while a batch is being decided
         # Outbox rows published and acknowledged, deleted by the next batch's transaction
         # (or by the sweep when no batch comes): a crash before that publishes them again.
         self.published_row_ids: list[int] = []
+        # Rows committed and being published: the next batch must not take them for a
+        # crash's leftovers.
+        self.unacknowledged_row_ids: set[int] = set()
         self.batches = 0  # batches that added outbox rows: what the fault injection counts
+        # Told of every committed batch's outcomes, in this process: the HTTP gateway
+        # answers its waiting requests at once, without a notification and a query.
+        self.outcome_listeners: list[Callable[[dict[str, tuple[str, bytes]]], None]] = []
 
     def _connection(self) -> psycopg.Connection:
         if self.connection is None or self.connection.closed:
@@ -172,29 +190,47 @@ class BatchRunner:
 
     async def publish(self, rows: list[OutboxRow]) -> None:
         """Send every event of `rows` in order, wait for the broker's acks (acks=all), then
-        delete the rows. A crash in between publishes them again: same bytes, same ids."""
+        mark the rows for deletion. A crash in between publishes them again: same bytes,
+        same ids."""
         await self.publisher.publish([event for row in rows for event in row.events])
         self._maybe_crash("after_publish")
         self.published_row_ids += [row.id for row in rows]
 
+    async def drain(self) -> None:
+        """Wait for the publication in flight, if any."""
+        if self.publication is not None:
+            await self.publication
+
     async def _forget_published(self) -> None:
-        async with self.publish_lock:
+        async with self.connection_lock:
             if self.published_row_ids:
-                await asyncio.to_thread(forget_published, self._connection(),
-                                        self.published_row_ids)
-                self.published_row_ids = []
+                forgotten = list(self.published_row_ids)
+                await asyncio.to_thread(forget_published, self._connection(), forgotten)
+                del self.published_row_ids[:len(forgotten)]
 
     async def _publish_pending(self, partitions: list[tuple[str, int]] | None) -> int:
+        """Publish what the outbox holds for `partitions`, oldest first, from the database.
+        Nothing may be in flight: its rows would be read back and published twice."""
+        await self.drain()
+        await self._forget_published()
         async with self.publish_lock:
-            rows = await asyncio.to_thread(pending_outbox, self._connection(),
-                                           self.handler.processor, partitions)
+            async with self.connection_lock:
+                rows = await asyncio.to_thread(pending_outbox, self._connection(),
+                                               self.handler.processor, partitions)
             if rows:
                 await self.publish(rows)
             return len(rows)
 
-    async def _publish_decided(self, rows: list[OutboxRow]) -> None:
-        async with self.publish_lock:
-            await self.publish(rows)
+    def _publish_in_background(self, rows: list[OutboxRow]) -> None:
+        identifiers = [row.id for row in rows]
+        self.unacknowledged_row_ids.update(identifiers)
+
+        async def publish() -> None:
+            async with self.publish_lock:
+                await self._with_retries("publish batch", lambda: self.publish(rows))
+            self.unacknowledged_row_ids.difference_update(identifiers)
+
+        self.publication = asyncio.get_running_loop().create_task(publish())
 
     async def run_batch(self, records: list[InputRecord]) -> None:
         """Decide and publish a fetched batch, in transactions bounded by expected events."""
@@ -203,38 +239,54 @@ class BatchRunner:
 
     async def _run_transaction(self, records: list[InputRecord]) -> None:
         async def decide() -> BatchResult:
-            # The outbox sweep uses the same connection from another thread: while a batch
-            # holds its transaction, a sweep's commit would commit half of it.
-            async with self.publish_lock:
-                arguments = (self._connection(), self.handler, records, self.published_row_ids)
+            async with self.connection_lock:
+                published = list(self.published_row_ids)
+                arguments = (self._connection(), self.handler, records, published,
+                             list(self.unacknowledged_row_ids))
                 if len(records) <= INLINE_DECISION_MAX_RECORDS:
                     result = decide_batch(*arguments)
                 else:
                     result = await asyncio.to_thread(decide_batch, *arguments)
-                self.published_row_ids = []
+                # Deleted with the batch; ids acknowledged meanwhile wait for the next one.
+                del self.published_row_ids[:len(published)]
                 return result
 
         result = await self._with_retries("decide batch", decide)
+        if result.outcomes:
+            for listener in self.outcome_listeners:
+                listener(result.outcomes)
         if result.outbox:
             self.batches += 1
             self._maybe_crash("after_decide")
+        # The previous batch's publication ran while this one was decided; this one's
+        # starts after it, so at most one is ever in flight.
+        await self.drain()
         if result.older_rows_pending:
             # A crash left rows of these partitions: they go first, all from the database.
             await self._with_retries("publish batch",
                                      lambda: self._publish_pending(result.partitions))
         elif result.outbox:
             # The usual case: the rows just committed, published from memory.
-            await self._with_retries("publish batch",
-                                     lambda: self._publish_decided(result.outbox))
+            self._publish_in_background(result.outbox)
 
     async def sweep(self, assigned: list[tuple[str, int]]) -> None:
         """Publish outbox rows left by a crash for partitions this worker owns now, even
         when no new input arrives on them."""
         if self.busy:
             return
+        await self.drain()
         await self._with_retries("outbox clean-up", self._forget_published)
         if assigned:
             await self._with_retries("outbox sweep", lambda: self._publish_pending(assigned))
+
+    async def stop(self) -> None:
+        """Finish the publication in flight, stop the producer, delete what was published."""
+        await self.drain()
+        await self.publisher.stop()
+        try:
+            await self._forget_published()
+        except psycopg.Error as error:  # they will only be published once more
+            logger.warning("could not delete published outbox rows at stop: %r", error)
 
 
 def attach_batch_consumer(app: faust.App, handler: Handler, settings: Settings,
@@ -262,14 +314,16 @@ def attach_batch_consumer(app: faust.App, handler: Handler, settings: Settings,
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance waits until the batch in hand is decided, published and committed."""
+    """A rebalance waits until the batch in hand is decided and published: the next owner
+    of a partition would otherwise find its rows in the outbox and publish them too."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, runner: BatchRunner) -> None:
         self.lock = lock
+        self.runner = runner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.lock:
-            pass
+            await self.runner.drain()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -288,6 +342,9 @@ class BatchConsumer(mode.Service):
         self.group_id = group_id
         self.consumer: AIOKafkaConsumer | None = None
         self.batch_lock = asyncio.Lock()
+        # Offsets decided but not yet committed, and the commit in flight: see _commit.
+        self.uncommitted: dict[Any, int] = {}
+        self.committing: asyncio.Task[None] | None = None
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -300,16 +357,15 @@ class BatchConsumer(mode.Service):
             heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
             fetch_max_wait_ms=int(settings.fetch_max_wait_seconds * 1000))
         await self.consumer.start()
-        self.consumer.subscribe(self.topic_names, listener=_WaitForBatch(self.batch_lock))
+        self.consumer.subscribe(self.topic_names,
+                                listener=_WaitForBatch(self.batch_lock, self.runner))
 
     async def on_stop(self) -> None:
+        if self.committing is not None:
+            await asyncio.gather(self.committing, return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
-        await self.runner.publisher.stop()
-        try:
-            await self.runner._forget_published()
-        except psycopg.Error as error:  # they will only be published once more
-            logger.warning("could not delete published outbox rows at stop: %r", error)
+        await self.runner.stop()
 
     @mode.Service.task
     async def _batches(self) -> None:
@@ -362,9 +418,21 @@ class BatchConsumer(mode.Service):
             self.runner.busy = True
             await self.runner.run_batch(records)
             self.runner.busy = False
+        self.uncommitted.update({partition: messages[-1].offset + 1
+                                 for partition, messages in fetched.items()})
+        if self.committing is None or self.committing.done():
+            self.committing = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        """Commit the offsets of decided batches, off the batches' path: committed offsets
+        are only where the next owner starts reading (the positions in PostgreSQL decide
+        what is skipped), so the next batch need not wait a broker round trip for them.
+        Runs until nothing is left; one commit in flight at a time."""
+        assert self.consumer is not None
+        while self.uncommitted:
+            offsets, self.uncommitted = self.uncommitted, {}
             try:
-                await self.consumer.commit({partition: messages[-1].offset + 1
-                                            for partition, messages in fetched.items()})
+                await self.consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as error:
                 # Only a hint is lost: the next owner re-reads and the positions skip.
                 logger.warning("offset commit failed (the positions still hold): %r", error)
@@ -405,20 +473,19 @@ def _attach_stream_agent(app: faust.App, runner: BatchRunner, settings: Settings
             _die(f"agent failed: {error!r}")
 
     app.agent(topic, name=f"{runner.handler.processor}-batches", concurrency=1)(process)
-    app.service(_PublisherLifecycle(runner.publisher))  # type: ignore[arg-type]
+    app.service(_RunnerLifecycle(runner))  # type: ignore[arg-type]
 
     @app.timer(interval=2.0)
     async def sweep_outbox() -> None:
         await runner.sweep([(tp.topic, tp.partition) for tp in app.consumer.assignment()])
 
 
-class _PublisherLifecycle(mode.Service):
-    """Stops the publisher's producer with the worker (the stream path has no
-    BatchConsumer to do it)."""
+class _RunnerLifecycle(mode.Service):
+    """Stops the runner with the worker (the stream path has no BatchConsumer to do it)."""
 
-    def __init__(self, publisher: Publisher, **kwargs: Any) -> None:
-        self.publisher = publisher
+    def __init__(self, runner: BatchRunner, **kwargs: Any) -> None:
+        self.runner = runner
         super().__init__(**kwargs)
 
     async def on_stop(self) -> None:
-        await self.publisher.stop()
+        await self.runner.stop()

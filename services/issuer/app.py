@@ -23,3 +23,4 @@ app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_consumer(app, handler, settings, [topology.issuer_commands.name],
                                lambda: connect(settings.database_url))
 api = attach_api(app, settings)
+runner.outcome_listeners.append(api.outcomes_decided)

@@ -27,4 +27,5 @@ input_topics = [topology.redeemer_commands.name, topology.issuer_events.name]
 runner = attach_batch_consumer(app, handler, settings, input_topics,
                                lambda: connect(settings.database_url))
 api = attach_api(app, settings)
+runner.outcome_listeners.append(api.outcomes_decided)
 instrument(runner)
