@@ -49,7 +49,8 @@
 static PyObject *name_value, *name_headers, *name_digest, *name_hashes, *name_highest,
     *name_head_raw, *name_month_firsts, *name_booklets, *name_vouchers_recorded,
     *name_cents_recorded, *name_voucher_redeemed, *name_booklet_activated, *name_name,
-    *name_append;
+    *name_append, *name_voucher_count, *name_face_value_cents, *name_valid_from_day,
+    *name_grace_until_day, *name_latest_micros, *name_event_count;
 
 /* ------------------------------------------------------------------ the value's bytes */
 
@@ -385,9 +386,9 @@ static int view_of(PyObject *array, const char *typecodes, Py_buffer *view)
     return 1;
 }
 
-static int64_t integer_attribute(PyObject *owner, const char *name, int *failed)
+static int64_t integer_attribute(PyObject *owner, PyObject *name, int *failed)
 {
-    PyObject *number = PyObject_GetAttrString(owner, name);
+    PyObject *number = PyObject_GetAttr(owner, name);
     if (number == NULL) {
         *failed = 1;
         return 0;
@@ -410,6 +411,13 @@ static const char *registry_names[REGISTRY_COUNT] = {
     "collectivites", "framings", "blocked_keys", "contested", "stream_index", "counts_by_type",
     "event_fingerprints"};
 
+/* A collectivité's recorded redemptions, summed until the books are let go. */
+#define RECORDED_SLOTS 128
+typedef struct {
+    PyObject *collectivite; /* borrowed from the books' registry, held meanwhile */
+    int64_t vouchers, cents;
+} Recorded;
+
 typedef struct {
     PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *books;
     PyObject *fold_admitted; /* `Replayer.fold_admitted` bound to the partition */
@@ -422,6 +430,8 @@ typedef struct {
     /* `Books.note_event` for the facts folded here, written back when the books are let go */
     Py_ssize_t redemptions_noted, activations_noted;
     int64_t latest_micros, last_micros;
+    Recorded recorded[RECORDED_SLOTS];
+    int recorded_count;
     /* the framing read last (booklets of one order come together) */
     Py_ssize_t framing_index;
     int64_t voucher_count, face_value_cents, valid_from_day, grace_until_day;
@@ -466,7 +476,7 @@ static int load_books(Call *call)
             return viewed;
         }
     }
-    call->latest_micros = integer_attribute(call->books, "latest_micros", &failed);
+    call->latest_micros = integer_attribute(call->books, name_latest_micros, &failed);
     if (failed) {
         release_columns(call, COLUMN_COUNT);
         return -1;
@@ -490,6 +500,53 @@ static int add_count(PyObject *counts, PyObject *name, Py_ssize_t count)
     return status;
 }
 
+/* owner.name += amount (the collectivité's recorded redemptions). */
+static int add_to(PyObject *owner, PyObject *name, int64_t amount)
+{
+    PyObject *before = PyObject_GetAttr(owner, name);
+    if (before == NULL)
+        return -1;
+    PyObject *increment = PyLong_FromLongLong(amount);
+    PyObject *after = increment ? PyNumber_Add(before, increment) : NULL;
+    int status = after == NULL ? -1 : PyObject_SetAttr(owner, name, after);
+    Py_DECREF(before);
+    Py_XDECREF(increment);
+    Py_XDECREF(after);
+    return status;
+}
+
+/* The sums of `record_redemption` written to the collectivités. */
+static int write_recorded(Call *call)
+{
+    int status = 0;
+    for (int index = 0; index < call->recorded_count && status == 0; index++) {
+        Recorded *recorded = &call->recorded[index];
+        status = add_to(recorded->collectivite, name_vouchers_recorded, recorded->vouchers) < 0
+                 || add_to(recorded->collectivite, name_cents_recorded, recorded->cents) < 0
+                 ? -1 : 0;
+    }
+    call->recorded_count = 0;
+    return status;
+}
+
+/* `redeemed_vouchers_recorded += 1` and `redeemed_cents_recorded += cents`, summed. */
+static int record_redemption(Call *call, PyObject *collectivite, int64_t cents)
+{
+    int index = 0;
+    while (index < call->recorded_count && call->recorded[index].collectivite != collectivite)
+        index++;
+    if (index == RECORDED_SLOTS) {
+        if (write_recorded(call) < 0)
+            return -1;
+        index = 0;
+    }
+    if (index == call->recorded_count)
+        call->recorded[call->recorded_count++] = (Recorded){collectivite, 0, 0};
+    call->recorded[index].vouchers += 1;
+    call->recorded[index].cents += cents;
+    return 0;
+}
+
 /* `Books.note_event` for the facts folded since the books were loaded (the event
    fingerprints of activations are appended as they are folded); the books let go. */
 static int note_events(Call *call)
@@ -498,11 +555,11 @@ static int note_events(Call *call)
     if (noted == 0)
         return 0;
     int failed = 0;
-    int64_t event_count = integer_attribute(call->books, "event_count", &failed);
+    int64_t event_count = integer_attribute(call->books, name_event_count, &failed);
     PyObject *total = failed ? NULL : PyLong_FromLongLong(event_count + noted);
     PyObject *latest = PyLong_FromLongLong(call->latest_micros);
     PyObject *current = PyLong_FromLongLong(call->last_micros);
-    int status = total == NULL || latest == NULL || current == NULL
+    int status = total == NULL || latest == NULL || current == NULL || write_recorded(call) < 0
         || add_count(call->counts_by_type, name_voucher_redeemed, call->redemptions_noted) < 0
         || add_count(call->counts_by_type, name_booklet_activated, call->activations_noted) < 0
         || PyObject_SetAttrString(call->books, "event_count", total) < 0
@@ -547,10 +604,10 @@ static int framing_of(Call *call, Py_ssize_t index)
     if (index < 0 || index >= PyList_GET_SIZE(call->framings))
         return 0;
     PyObject *framing = PyList_GET_ITEM(call->framings, index);
-    call->voucher_count = integer_attribute(framing, "voucher_count", &failed);
-    call->face_value_cents = integer_attribute(framing, "face_value_cents", &failed);
-    call->valid_from_day = integer_attribute(framing, "valid_from_day", &failed);
-    call->grace_until_day = integer_attribute(framing, "grace_until_day", &failed);
+    call->voucher_count = integer_attribute(framing, name_voucher_count, &failed);
+    call->face_value_cents = integer_attribute(framing, name_face_value_cents, &failed);
+    call->valid_from_day = integer_attribute(framing, name_valid_from_day, &failed);
+    call->grace_until_day = integer_attribute(framing, name_grace_until_day, &failed);
     if (failed) {
         call->framing_index = -1;
         return -1;
@@ -611,7 +668,7 @@ static int plan_link(Call *call, PyObject *value, Plan *plan)
     hex_64(link->digest, 16, &leading_bits);
     plan->current = fingerprint(leading_bits, call->key);
     int failed = 0;
-    plan->highest = integer_attribute(plan->chain, "highest", &failed);
+    plan->highest = integer_attribute(plan->chain, name_highest, &failed);
     PyObject *head = PyObject_GetAttr(plan->chain, name_head_raw);
     if (failed || head == NULL)
         return -1;
@@ -726,8 +783,10 @@ static int plan_fact(Call *call, Plan *plan)
     plan->event_fingerprint = uuid_fingerprint(fact->event_id, fact->event_id_length);
     if (plan->event_fingerprint == 0)
         return 0;
-    PyObject *day = cached(call->days, fact->date, 10);
-    plan->month = day ? cached(call->months, fact->date, 10) : NULL;
+    PyObject *date = PyBytes_FromStringAndSize(fact->date, 10);
+    PyObject *day = date ? PyDict_GetItemWithError(call->days, date) : NULL;
+    plan->month = day ? PyDict_GetItemWithError(call->months, date) : NULL;
+    Py_XDECREF(date);
     if (plan->month == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int64_t day_number = PyLong_AsLongLong(day);
@@ -756,21 +815,6 @@ static int plan_fact(Call *call, Plan *plan)
         return 0;
     return fact->kind == REDEMPTION ? plan_voucher(call, plan, plan->booklet, day_number)
                                     : plan_activation(call, plan, plan->booklet);
-}
-
-/* owner.name += amount (the collectivité's recorded redemptions). */
-static int add_to(PyObject *owner, PyObject *name, int64_t amount)
-{
-    PyObject *before = PyObject_GetAttr(owner, name);
-    if (before == NULL)
-        return -1;
-    PyObject *increment = PyLong_FromLongLong(amount);
-    PyObject *after = increment ? PyNumber_Add(before, increment) : NULL;
-    int status = after == NULL ? -1 : PyObject_SetAttr(owner, name, after);
-    Py_DECREF(before);
-    Py_XDECREF(increment);
-    Py_XDECREF(after);
-    return status;
 }
 
 /* The chain's first sequence dated in the event's month, and the head before it. */
@@ -846,8 +890,7 @@ static void note_instant(Call *call, const Plan *plan)
 static int commit_redemption(Call *call, Plan *plan, PyObject *sequence)
 {
     Py_buffer *columns = call->columns;
-    if (add_to(plan->collectivite, name_vouchers_recorded, 1) < 0
-        || add_to(plan->collectivite, name_cents_recorded, plan->fact.cents) < 0
+    if (record_redemption(call, plan->collectivite, plan->fact.cents) < 0
         || note_month(plan, sequence) < 0)
         return -1;
     call->redemptions_noted++;
@@ -1048,11 +1091,15 @@ PyMODINIT_FUNC PyInit__plain_records(void)
                           &name_highest, &name_head_raw, &name_month_firsts, &name_booklets,
                           &name_vouchers_recorded, &name_cents_recorded,
                           &name_voucher_redeemed, &name_booklet_activated, &name_name,
-                          &name_append};
+                          &name_append, &name_voucher_count, &name_face_value_cents,
+                          &name_valid_from_day, &name_grace_until_day, &name_latest_micros,
+                          &name_event_count};
     const char *texts[] = {"value", "headers", "digest", "hashes", "highest", "head_raw",
                            "month_firsts", "booklets", "redeemed_vouchers_recorded",
                            "redeemed_cents_recorded", "voucher_redeemed", "booklet_activated",
-                           "name", "append"};
+                           "name", "append", "voucher_count", "face_value_cents",
+                           "valid_from_day", "grace_until_day", "latest_micros",
+                           "event_count"};
     for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
         *names[index] = PyUnicode_InternFromString(texts[index]);
         if (*names[index] == NULL)
