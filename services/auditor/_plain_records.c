@@ -1,14 +1,15 @@
 /* The replay's hot loop, compiled: the chain link of every record whose link is plain,
-   and the whole fold of plain redemptions.
+   and the whole fold of plain redemptions and activations.
 
    `fold_records(..., records, start)` takes a partition's records from `start`. A record
    whose only header is a well-formed `passnum-chain` link that is new and holds (the hash
    over the value is right, its sequence not seen, its previous hash that of the sequence
-   before or the chain's head, not below what this partition has shown of its stream) has
-   its link admitted here. If it is moreover a *plain* redemption (a canonical
-   `voucher_redeemed`, the bytes `services.auditor.canonical.VOUCHER_REDEEMED` matches, of a
-   voucher that is issued, active, not blocked, within its validity, redeemed for the first
-   time at its face value, with every cache it needs filled) it is folded here; any other
+   before, the chain's head, or left waiting for a sequence not read yet, and not below
+   what this partition has shown of its stream) has its link admitted here. If it is
+   moreover a *plain* fact, it is folded here: a canonical `voucher_redeemed` (the bytes
+   `canonical.VOUCHER_REDEEMED` matches) of a voucher that is issued, active, not blocked,
+   within its validity, redeemed for the first time at its face value; a canonical
+   `booklet_activated` of an issued booklet not activated yet, for its worth. Any other
    value is folded by `Replayer.fold_admitted`, the Python fold, called from here. At the
    first record whose link is not plain it stops and answers its index: the Python path
    (`Replayer.ingest_record`) takes that record, whatever it is, and calls this again after.
@@ -16,7 +17,7 @@
    Why it is sound: every check runs before any effect is written, so a record is either
    admitted and folded exactly as the Python path does it, or left untouched for it.
    Nothing is judged here: every finding (altered, duplicate, conflicting, reordered,
-   broken or waiting link; unissued, inactive, blocked, out-of-validity, mispriced or
+   broken link, missing event; unissued, inactive, blocked, out-of-validity, mispriced or
    contested voucher) is the Python path's. The caches read here (days, months, venues)
    are the canonical decoder's; a miss leaves the value to the Python fold.
    Tested against the Python path on random and tampered logs
@@ -50,7 +51,8 @@ static PyObject *name_value, *name_headers, *name_digest, *name_hashes, *name_hi
     *name_head_raw, *name_month_firsts, *name_booklets, *name_vouchers_recorded,
     *name_cents_recorded, *name_voucher_redeemed, *name_booklet_activated, *name_name,
     *name_append, *name_voucher_count, *name_face_value_cents, *name_valid_from_day,
-    *name_grace_until_day, *name_latest_micros, *name_event_count;
+    *name_grace_until_day, *name_latest_micros, *name_event_count, *name_offset,
+    *name_pending_sequences, *name_pending_previous, *name_pending_places;
 
 /* ------------------------------------------------------------------ the value's bytes */
 
@@ -421,6 +423,8 @@ typedef struct {
 typedef struct {
     PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *books;
     PyObject *fold_admitted; /* `Replayer.fold_admitted` bound to the partition */
+    PyObject *topic_numbers, *topic; /* `ChainVerifier.topic_numbers`, the records' topic */
+    int64_t partition;
     uint64_t key, genesis;
     int loaded; /* the books' columns and registries, held between Python folds */
     Py_buffer columns[COLUMN_COUNT];
@@ -641,11 +645,32 @@ typedef struct {
     int64_t highest, micros, seconds, venue, stream_number;
     uint64_t current, event_fingerprint;
     Py_ssize_t booklet, voucher;
+    int waiting; /* its earlier end not read yet: the link waits (`ChainVerifier._link`) */
+    uint64_t previous, place;
 } Plan;
 
-/* The chain link is new and holds (`ChainVerifier.admit_link` answering NEW without a
-   finding and without leaving it waiting). 1 yes, 0 no, -1 error. */
-static int plan_link(Call *call, PyObject *value, Plan *plan)
+/* `ChainVerifier.place` of the record, for a link left waiting; 0 when the topic has no
+   number yet (the Python path gives it one) or the place would not be exact. */
+static int place_of(Call *call, PyObject *record, Plan *plan)
+{
+    PyObject *number = PyDict_GetItemWithError(call->topic_numbers, call->topic);
+    if (number == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int failed = 0;
+    int64_t topic = PyLong_AsLongLong(number);
+    int64_t offset = integer_attribute(record, name_offset, &failed);
+    if (failed || (topic == -1 && PyErr_Occurred()))
+        return -1;
+    if (topic < 0 || topic > 255 || call->partition < 0 || call->partition > 0xFFFF
+        || offset < 0 || offset >= (1LL << 40))
+        return 0;
+    plan->place = ((uint64_t)topic << 56) | ((uint64_t)call->partition << 40) | (uint64_t)offset;
+    return 1;
+}
+
+/* The chain link is new and holds, or waits for its earlier end (`ChainVerifier.admit_link`
+   answering NEW without a finding). 1 yes, 0 no, -1 error. */
+static int plan_link(Call *call, PyObject *record, PyObject *value, Plan *plan)
 {
     const Link *link = &plan->link;
     Py_buffer hashes;
@@ -679,8 +704,13 @@ static int plan_link(Call *call, PyObject *value, Plan *plan)
     if (!in_order) { /* `ChainVerifier._link`, when the earlier end is there and agrees */
         if (!hex_64(link->previous_hash, 16, &previous))
             return 0;
-        previous = fingerprint(previous, call->key);
-        if (link->sequence == 1 ? previous != call->genesis : before != previous)
+        plan->previous = previous = fingerprint(previous, call->key);
+        plan->waiting = link->sequence > 1 && before == 0;
+        if (plan->waiting) {
+            int placed = place_of(call, record, plan);
+            if (placed <= 0)
+                return placed;
+        } else if (link->sequence == 1 ? previous != call->genesis : before != previous)
             return 0;
     }
     PyObject *here = PyDict_GetItemWithError(call->heads, plan->chain);
@@ -857,6 +887,24 @@ static int chain_header(PyObject *headers, Link *link)
     return parse_link(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), link);
 }
 
+/* owner.name.append(number) */
+static int append_to(PyObject *owner, PyObject *name, PyObject *number)
+{
+    PyObject *column = PyObject_GetAttr(owner, name);
+    PyObject *appended = column ? PyObject_CallMethodOneArg(column, name_append, number) : NULL;
+    Py_XDECREF(column);
+    Py_XDECREF(appended);
+    return appended == NULL ? -1 : 0;
+}
+
+static int append_unsigned(PyObject *owner, PyObject *name, uint64_t value)
+{
+    PyObject *number = PyLong_FromUnsignedLongLong(value);
+    int status = number == NULL ? -1 : append_to(owner, name, number);
+    Py_XDECREF(number);
+    return status;
+}
+
 /* The link's effects (`ChainVerifier.admit_link` answering NEW). */
 static int commit_link(Call *call, Plan *plan, PyObject *sequence)
 {
@@ -866,6 +914,12 @@ static int commit_link(Call *call, Plan *plan, PyObject *sequence)
         return -1;
     set_item(&hashes, (Py_ssize_t)link->sequence - 1, plan->current);
     PyBuffer_Release(&hashes);
+    if (plan->waiting && (append_to(plan->chain, name_pending_sequences, sequence) < 0
+                          || append_unsigned(plan->chain, name_pending_previous,
+                                             plan->previous) < 0
+                          || append_unsigned(plan->chain, name_pending_places,
+                                             plan->place) < 0))
+        return -1;
     if (link->sequence > plan->highest) {
         PyObject *digest = PyBytes_FromStringAndSize(link->digest, HASH_LENGTH);
         int status = digest == NULL || PyObject_SetAttr(plan->chain, name_highest, sequence) < 0
@@ -951,7 +1005,7 @@ static int fold_record(Call *call, PyObject *record)
     PyObject *sequence = NULL;
     int status = headers == NULL ? -1 : 0;
     if (status == 0 && PyBytes_CheckExact(value) && chain_header(headers, &plan.link))
-        status = plan_link(call, value, &plan);
+        status = plan_link(call, record, value, &plan);
     if (status > 0) {
         sequence = PyLong_FromLongLong(plan.link.sequence);
         status = sequence == NULL ? -1 : 1;
@@ -982,9 +1036,10 @@ static int fold_record(Call *call, PyObject *record)
 
 static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t count)
 {
-    if (count != 12) { /* the state first, so that callers can bind it with `partial` */
+    if (count != 15) { /* the state first, so that callers can bind it with `partial` */
         PyErr_SetString(PyExc_TypeError, "fold_records(by_raw_name, heads, key, genesis, "
-                        "sha256, books, days, months, venues, fold_admitted, records, start)");
+                        "sha256, books, days, months, venues, fold_admitted, topic_numbers, "
+                        "topic, partition, records, start)");
         return -1;
     }
     PyObject **dictionaries[] = {&call->by_raw_name, &call->heads, NULL, NULL, NULL, NULL,
@@ -1003,9 +1058,12 @@ static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t co
     call->sha256 = arguments[4];
     call->books = arguments[5];
     call->fold_admitted = arguments[9];
+    call->topic_numbers = arguments[10];
+    call->topic = arguments[11];
+    call->partition = PyLong_AsLongLong(arguments[12]);
     call->framing_index = -1;
-    if (!PyList_Check(arguments[10])) {
-        PyErr_SetString(PyExc_TypeError, "fold_records: records as a list");
+    if (!PyDict_Check(call->topic_numbers) || !PyList_Check(arguments[13])) {
+        PyErr_SetString(PyExc_TypeError, "fold_records: topic numbers and records");
         return -1;
     }
     return PyErr_Occurred() ? -1 : 0;
@@ -1017,8 +1075,8 @@ static PyObject *fold_records(PyObject *module, PyObject *const *arguments, Py_s
     (void)module;
     if (parse_arguments(&call, arguments, count) < 0)
         return NULL;
-    PyObject *records = arguments[10];
-    Py_ssize_t index = PyLong_AsSsize_t(arguments[11]);
+    PyObject *records = arguments[13];
+    Py_ssize_t index = PyLong_AsSsize_t(arguments[14]);
     if (index == -1 && PyErr_Occurred())
         return NULL;
     int status = 1;
@@ -1093,13 +1151,15 @@ PyMODINIT_FUNC PyInit__plain_records(void)
                           &name_voucher_redeemed, &name_booklet_activated, &name_name,
                           &name_append, &name_voucher_count, &name_face_value_cents,
                           &name_valid_from_day, &name_grace_until_day, &name_latest_micros,
-                          &name_event_count};
+                          &name_event_count, &name_offset, &name_pending_sequences,
+                          &name_pending_previous, &name_pending_places};
     const char *texts[] = {"value", "headers", "digest", "hashes", "highest", "head_raw",
                            "month_firsts", "booklets", "redeemed_vouchers_recorded",
                            "redeemed_cents_recorded", "voucher_redeemed", "booklet_activated",
                            "name", "append", "voucher_count", "face_value_cents",
                            "valid_from_day", "grace_until_day", "latest_micros",
-                           "event_count"};
+                           "event_count", "offset", "pending_sequences", "pending_previous",
+                           "pending_places"};
     for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
         *names[index] = PyUnicode_InternFromString(texts[index]);
         if (*names[index] == NULL)

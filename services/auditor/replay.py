@@ -182,7 +182,8 @@ class Replayer:
         chains, decoder = self.chains, self.canonical
         return partial(compiled.fold_records, chains.by_raw_name, heads, chains.key,
                        chains.genesis, sha256, self.books, decoder.days, decoder.months,
-                       decoder.venues, partial(self.fold_admitted, topic, partition))
+                       decoder.venues, partial(self.fold_admitted, topic, partition),
+                       chains.topic_numbers, topic, partition)
 
     def ingest_record(self, topic: str, partition: int, record: object,
                       heads: dict, signed_topic: bool) -> None:
