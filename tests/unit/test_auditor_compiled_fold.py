@@ -200,6 +200,17 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
     assert replayer.books.counts_by_type["voucher_redeemed"] == redemptions
 
 
+def test_without_the_module_the_replay_folds_in_python_and_says_so(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(compiled, "fold_records", None)
+    monkeypatch.setattr(compiled, "_reported", False)
+    messages = in_read_order(sample_ledger(TOPOLOGY).records, Replayer(SETTINGS).topics_in_order())
+    with caplog.at_level("WARNING", logger="services.auditor.compiled"):
+        fallback = replay(messages, True, key=7)
+    assert "compiled fold not built" in caplog.text
+    assert fallback._compiled_fold("topic", 0, {}) is None
+    assert fallback.judge().to_json() == replay(messages, False, key=7).judge().to_json()
+
+
 @FAST
 @given(logs(), st.lists(st.sampled_from(["canonical", "canonical", "canonical", "spaced",
                                             "escaped", "extra", "bad_siren"]),
