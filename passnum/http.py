@@ -27,8 +27,9 @@ from passnum.codec import (
     request_fingerprint,
     unpack_outcome,
 )
-from passnum.settings import Settings
 from passnum.database import SESSION_OPTIONS
+from passnum.processing import SELECT_RECORDED_OUTCOMES
+from passnum.settings import Settings
 from passnum.topology import route_command, topology_for
 from schemas.base import Command, Event
 
@@ -273,9 +274,7 @@ class BatchedCommandGateway(CommandGateway):
         assert self.reader is not None
         request_ids = list(self.waiting)[:LOOKUP_MAX_REQUESTS]
         async with self.reader.cursor(binary=True) as cursor:
-            await cursor.execute(
-                "SELECT request_id, fingerprint, outcome FROM request_outcomes "
-                "WHERE processor = %s AND request_id = ANY(%b)", (self.processor, request_ids))
+            await cursor.execute(SELECT_RECORDED_OUTCOMES, (request_ids, self.processor))
             rows = await cursor.fetchall()
         for request_id, fingerprint, packed in rows:
             entry = self.waiting.pop(request_id, None)

@@ -188,8 +188,15 @@ def _save_positions(connection: psycopg.Connection, processor: str,
          [p.chain_hash for _, p in items], processor, notify, processor))
 
 
-_SELECT_RECORDED = ("SELECT request_id, fingerprint, outcome FROM request_outcomes "
-                    "WHERE processor = %s AND request_id = ANY(%b)")
+# The outcomes already recorded for some request ids. Written as a join with the list, not
+# `processor = %s AND request_id = ANY(%b)`: without statistics (this machine's PostgreSQL
+# runs with autovacuum off, so nothing is ever analysed) the planner scanned every row of
+# the processor through the key's first column and filtered the 1,000 ids, 227 ms a batch
+# at 295,000 outcomes and growing with them; the join probes the key once per id (5.8 ms).
+SELECT_RECORDED_OUTCOMES = (
+    "SELECT o.request_id, o.fingerprint, o.outcome "
+    "FROM unnest(%b::text[]) AS wanted(request_id) JOIN request_outcomes AS o "
+    "ON o.processor = %s AND o.request_id = wanted.request_id")
 
 
 def _recorded_from_rows(rows: Sequence[tuple]) -> dict[str, Recorded]:
@@ -383,8 +390,9 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             outbox_cursor = connection.execute(
                 _OUTBOX_STATE, (processor, topics, numbers, accounted, len(partitions)),
                 binary=True)
-            recorded_cursor = connection.execute(_SELECT_RECORDED, (processor, request_ids),
-                                                 binary=True) if request_ids else None
+            recorded_cursor = connection.execute(
+                SELECT_RECORDED_OUTCOMES, (request_ids, processor),
+                binary=True) if request_ids else None
         positions = _rows_to_positions(positions_cursor.fetchall())
         outbox_state = outbox_cursor.fetchone()
         if len(positions) < len(partitions):
@@ -450,6 +458,17 @@ def pending_outbox(connection: psycopg.Connection, processor: str,
     connection.commit()
     return [OutboxRow(identifier, [OutboxEvent(*event) for event in unpack_outcome(events)])
             for identifier, events in rows]
+
+
+def vacuum_outbox(connection: psycopg.Connection) -> None:
+    """Reclaim the deleted outbox rows (and their compressed events). VACUUM refuses a
+    transaction, so the connection is in autocommit mode for it; SKIP_LOCKED: when another
+    worker is vacuuming the table already, there is nothing to add."""
+    connection.autocommit = True
+    try:
+        connection.execute("VACUUM (SKIP_LOCKED) outbox")
+    finally:
+        connection.autocommit = False
 
 
 def forget_published(connection: psycopg.Connection, row_ids: list[int]) -> None:

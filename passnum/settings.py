@@ -44,6 +44,10 @@ class Settings:
     gil_switch_interval_seconds: float = 0.0005
     producer_linger_milliseconds: int = 5
     producer_max_batch_bytes: int = 1_048_576
+    # Each worker vacuums the outbox this often (0: never). Every batch adds a row of about
+    # 500 KB and deletes the one before: without vacuum the dead rows are never reclaimed,
+    # and PostgreSQL here runs with autovacuum off (docs/database.md).
+    outbox_vacuum_interval_seconds: float = 30.0
     # Infra errors (database, broker) are retried this many times, then the worker exits
     # loudly and restarts from the log.
     infra_retry_limit: int = 5

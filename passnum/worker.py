@@ -42,6 +42,7 @@ from passnum.processing import (
     forget_published,
     pending_outbox,
     split_by_weight,
+    vacuum_outbox,
 )
 from passnum.publisher import Publisher
 from passnum.settings import Settings
@@ -302,6 +303,24 @@ class BatchRunner:
         if assigned:
             await self._with_retries("outbox sweep", lambda: self._publish_pending(assigned))
 
+    async def vacuum_outbox_forever(self) -> None:
+        """Vacuum the outbox every `outbox_vacuum_interval_seconds`, on a connection of its
+        own and outside the batch lock: batches go on meanwhile (VACUUM blocks no insert or
+        delete). A failure is logged and tried again at the next turn."""
+        interval = self.settings.outbox_vacuum_interval_seconds
+        if interval <= 0:
+            return
+        connection: psycopg.Connection | None = None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if connection is None or connection.closed:
+                    connection = await asyncio.to_thread(self.connect)
+                await asyncio.to_thread(vacuum_outbox, connection)
+            except psycopg.Error as error:
+                logger.warning("outbox vacuum failed (tried again later): %r", error)
+                connection = None
+
     async def stop(self) -> None:
         """Finish the publication in flight, stop the producer, delete what was published."""
         await self.drain()
@@ -478,6 +497,10 @@ class BatchConsumer(mode.Service):
             # Only a hint is lost: the next owner re-reads and the positions skip.
             logger.warning("offset commit failed (the positions still hold): %r", error)
 
+    @mode.Service.task
+    async def _vacuum(self) -> None:
+        await self.runner.vacuum_outbox_forever()
+
     @mode.Service.timer(2.0)
     async def _sweep(self) -> None:
         if self.consumer is None or self.batch_lock.locked():
@@ -515,6 +538,10 @@ def _attach_stream_agent(app: faust.App, runner: BatchRunner, settings: Settings
 
     app.agent(topic, name=f"{runner.handler.processor}-batches", concurrency=1)(process)
     app.service(_RunnerLifecycle(runner))  # type: ignore[arg-type]
+
+    @app.task
+    async def vacuum_outbox() -> None:
+        await runner.vacuum_outbox_forever()
 
     @app.timer(interval=2.0)
     async def sweep_outbox() -> None:
