@@ -135,10 +135,15 @@ def event_fingerprint(event_id: str) -> int:
     """64 bits that identify an event id: the leading hex digits of a UUID (event ids are
     uuid5, so these are hash output), or a BLAKE2b of anything else. Never 0."""
     if len(event_id) == 36 and event_id[8] == "-":
-        try:
-            return int(event_id[:8] + event_id[9:13] + event_id[14:18], 16) | 1
-        except ValueError:
-            pass
+        digits = event_id[:8] + event_id[9:13] + event_id[14:18]
+        # ASCII letters and digits only: `int` also takes a sign, underscores, spaces and
+        # non-ASCII digits, and "-0000000-..." gave a negative number that crashed the
+        # replay (the compiled fold accepts exactly 0-9, a-f, A-F, as this does).
+        if digits.isascii() and digits.isalnum():
+            try:
+                return int(digits, 16) | 1
+            except ValueError:
+                pass
     import hashlib
 
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") | 1

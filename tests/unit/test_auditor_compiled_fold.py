@@ -252,8 +252,7 @@ UUID_LIKE = st.text(alphabet="0123456789abcdefABCDEF-_+ g\u00e9\u0663", min_size
 def test_statement_fingerprints_are_the_python_ones(event_ids) -> None:  # type: ignore[no-untyped-def]
     """The ids a settlement statement lists, fingerprinted in C: UUIDs, upper case, and
     anything `int(..., 16)` might still read (signs, underscores, spaces, other digits),
-    which go to `wire.event_fingerprint` itself (and fail alike where it answers a negative
-    number, for a "UUID" with a minus sign)."""
+    which go to `wire.event_fingerprint` itself."""
     assert outcome(compiled.event_fingerprints, event_ids) == outcome(
         lambda ids: array("Q", (wire.event_fingerprint(event_id) for event_id in ids)),
         event_ids)

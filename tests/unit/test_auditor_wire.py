@@ -112,3 +112,20 @@ def test_the_bulk_reader_hands_over_whole_batches_and_leaves_other_consumers_alo
     data = bytes(corrupted)
     with pytest.raises(Exception, match="CRC"):
         records(reader._whole_batches)
+
+
+@pytest.mark.parametrize("event_id", [
+    "-0000000-0000-5000-8000-000000000000",  # a sign: int() read it as negative
+    "+0000000-0000-5000-8000-000000000000",
+    "0000_000-0000-5000-8000-000000000000",  # underscores, spaces, other digits
+    " 0000000-0000-5000-8000-000000000000",
+    "\u0663" * 8 + "-0000-5000-8000-000000000000",
+])
+def test_event_fingerprints_are_64_bit_whatever_the_id(event_id: str) -> None:
+    """A settlement statement may list any id the schema allows: its fingerprint must fit
+    the 64-bit columns (a negative one crashed the replay with OverflowError), and an id
+    that is not plain hex is hashed, not read as a number."""
+    fingerprint = wire.event_fingerprint(event_id)
+    assert 0 < fingerprint < 1 << 64
+    plain = "00000000-0000-5000-8000-000000000000"
+    assert fingerprint != wire.event_fingerprint(plain)
