@@ -7,9 +7,10 @@ Why it is written this way (docs/processing.md has the details and the measureme
   stream costs about three event-loop turns per message and capped a do-nothing agent at
   3.4-4.4 k records/s here, while `getmany` reads about 80 k/s. The faust stream path is kept
   (`PASSNUM_CONSUMER=stream`, `_attach_stream_agent`) to measure against.
-- Offsets are committed only after a batch is decided and published; a rebalance waits for
-  the batch in hand. Committed offsets are a resume hint: the positions recorded in
-  PostgreSQL decide what is skipped.
+- Offsets are committed only after a batch's transaction committed (in the background, at
+  most once a second); a batch is published while the next ones are decided, in order; a
+  rebalance waits for the batch in hand and its publication. Committed offsets are a
+  resume hint: the positions recorded in PostgreSQL decide what is skipped.
 - If anything fails past the bounded retries, the process exits at once (`os._exit`), before
   anything could be committed or acked: the next start re-reads, and the positions make
   the replay a no-op.
