@@ -334,10 +334,6 @@ class BatchResult:
     # request id: fingerprint and packed events, as `request_outcomes` holds them.
     outcomes: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
-    @property
-    def outbox_events(self) -> int:
-        return sum(len(row.events) for row in self.outbox)
-
 
 # Whether rows older than this batch's wait in the outbox of its input partitions (a
 # crash's leftovers), leaving out the rows this worker is still publishing; and the ids of
@@ -368,13 +364,17 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
     partitions = sorted({(record.topic, record.partition) for record in records})
     if not partitions:
         return BatchResult([], [])
+    # Read once: a handler's topic sets may be properties that build a set at each call.
+    command_topics, event_topics = handler.command_topics, handler.event_topics
     ordered = sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+    # Commands are decoded before the transaction (pure): their request ids are looked up
+    # at its start. None for an event record (decoded by `_process_events`).
+    decoded: list[tuple[InputRecord, Command | DecodeFailure | None]] = []
     for record in ordered:
-        assert record.topic in handler.command_topics | handler.event_topics, record.topic
-    # Decoded before the transaction (pure): their request ids are looked up at its start.
-    commands = [(record, decode_command(record.value)) for record in ordered
-                if record.topic in handler.command_topics]
-    request_ids = sorted({command.request_id for _, command in commands
+        assert record.topic in command_topics or record.topic in event_topics, record.topic
+        decoded.append((record, decode_command(record.value)
+                        if record.topic in command_topics else None))
+    request_ids = sorted({command.request_id for _, command in decoded
                           if isinstance(command, Command)})
     topics = [topic for topic, _ in partitions]
     numbers = [number for _, number in partitions]
@@ -405,18 +405,17 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         assert outbox_state is not None
         older_pending, identifiers = bool(outbox_state[0]), outbox_state[1]
         recorded = _recorded_from_rows(recorded_cursor.fetchall()) if recorded_cursor else {}
-        command_records = []
+        command_records: list[tuple[InputRecord, Command | DecodeFailure]] = []
         events: list[InputRecord] = []
-        decoded_commands = dict((id(record), command) for record, command in commands)
-        for record in ordered:
+        for record, command in decoded:
             position = positions[(record.topic, record.partition)]
             if record.offset < position.next_offset:
                 continue  # decided before: a re-delivery changes nothing
             position.next_offset = record.offset + 1
-            if record.topic in handler.command_topics:
-                command_records.append((record, decoded_commands[id(record)]))
-            else:
+            if command is None:
                 events.append(record)
+            else:
+                command_records.append((record, command))
         output = _BatchOutput()
         if events:
             _process_events(connection, handler, events, output)

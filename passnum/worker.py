@@ -161,10 +161,9 @@ class BatchRunner:
         # One publication at a time, in order (decisions, or the outbox read back).
         self.publish_lock = asyncio.Lock()
         # The publications not yet known to have ended, oldest first; each starts after
-        # the one before it ended. `publication`: the last one started.
+        # the one before it ended.
         self.publications_in_flight: collections.deque[asyncio.Task[None]] = (
             collections.deque())
-        self.publication: asyncio.Task[None] | None = None
         self.busy = False  # true while a batch is being decided
         # Outbox rows published and acknowledged, deleted by the next batch's transaction
         # (or by the sweep when no batch comes): a crash before that publishes them again.
@@ -212,8 +211,8 @@ class BatchRunner:
 
     async def drain(self) -> None:
         """Wait for every publication in flight (the last one ends after all the others)."""
-        if self.publication is not None:
-            await self.publication
+        if self.publications_in_flight:
+            await self.publications_in_flight[-1]
         self.publications_in_flight.clear()
 
     async def _bound_publications(self) -> None:
@@ -247,7 +246,7 @@ class BatchRunner:
     def _publish_in_background(self, rows: list[OutboxRow]) -> None:
         identifiers = [row.id for row in rows]
         self.unacknowledged_row_ids.update(identifiers)
-        previous = self.publication
+        previous = self.publications_in_flight[-1] if self.publications_in_flight else None
 
         async def publish() -> None:
             if previous is not None:
@@ -256,8 +255,7 @@ class BatchRunner:
                 await self._with_retries("publish batch", lambda: self.publish(rows))
             self.unacknowledged_row_ids.difference_update(identifiers)
 
-        self.publication = asyncio.get_running_loop().create_task(publish())
-        self.publications_in_flight.append(self.publication)
+        self.publications_in_flight.append(asyncio.get_running_loop().create_task(publish()))
 
     async def run_batch(self, records: list[InputRecord]) -> None:
         """Decide and publish a fetched batch, in transactions bounded by expected events."""
