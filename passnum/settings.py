@@ -62,6 +62,10 @@ class Settings:
     web_port_issuer: int = 6066
     web_port_redeemer: int = 6067
     web_port_auditor: int = 6068
+    # The headless browser that prints HTML documents to PDF (the audit report), and how
+    # long one print may take before it is abandoned with an error.
+    chromium_binary: str = "/usr/bin/chromium"
+    pdf_render_timeout_seconds: float = 60.0
     broker_binary: str = ""
     # Where the Tansu broker we start keeps its log: "memory://tansu/" (lost when it
     # stops) or "s3://<bucket>/" on an S3 endpoint (kept across broker restarts).
