@@ -56,6 +56,16 @@ class Settings:
     voucher_code_key: str = "demo-only-voucher-code-key-change-me"
     # Validity tolerance after 31 December (the January grace period).
     grace_days_after_year_end: int = 31
+    # The programme's account that pays the venues (the debtor of the SEPA transfer file).
+    # No default: `passnum redeemer export-statements --sepa` refuses to run until the IBAN
+    # and the name are configured (a placeholder account would send a bank a file it
+    # rejects, or worse, one it executes). The BIC is optional under the EPC rules.
+    debtor_name: str = ""
+    debtor_iban: str = ""
+    debtor_bic: str = ""
+    # Printed booklets are set in DejaVu (fonts-dejavu-core): it carries "€", accented
+    # letters and the narrow no-break space of French amounts, which PDF core fonts lack.
+    print_font_directory: str = "/usr/share/fonts/truetype/dejavu"
     # How long an HTTP API trusts a token it verified before asking PostgreSQL again: the
     # longest a revoked token keeps working.
     token_cache_seconds: float = 5.0

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -163,36 +163,52 @@ def close_month(
 def export_statements(
     month: str = typer.Option(..., "--month", help="YYYY-MM, a closed month"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="write the statements as CSV"),
-    sepa_path: Optional[Path] = typer.Option(None, "--sepa", help="write a pain.001 transfer"),
-    debtor_name: str = typer.Option("Operateur du pass numerique", envvar="PASSNUM_SEPA_NAME"),
-    debtor_iban: str = typer.Option("FR7630006000011234567890189", envvar="PASSNUM_SEPA_IBAN",
-                                    help="the account the venues are paid from"),
-    debtor_bic: Optional[str] = typer.Option(None, envvar="PASSNUM_SEPA_BIC"),
+    sepa_path: Optional[Path] = typer.Option(
+        None, "--sepa", help="write a pain.001 transfer, paid from the configured debtor "
+        "account (PASSNUM_DEBTOR_NAME, PASSNUM_DEBTOR_IBAN, optional PASSNUM_DEBTOR_BIC)"),
+    schema: str = typer.Option("pain.001.001.03", "--schema",
+                               help="pain.001.001.03 or pain.001.001.09"),
     execution_date: Optional[str] = typer.Option(None, help="YYYY-MM-DD, default today"),
 ) -> None:
     """Export a closed month's statements (from PostgreSQL) as CSV and SEPA pain.001."""
     from passnum.database import connect
     from services.redeemer.statements import (
-        Debtor,
+        SEPA_SCHEMAS,
+        InvalidDebtor,
+        debtor_account,
         load_statement_lines,
         month_is_closed,
         render_csv,
         render_pain001,
     )
 
-    with connect(Settings.from_environment().database_url) as connection:
+    settings = Settings.from_environment()
+    if schema not in SEPA_SCHEMAS:
+        _export_refused(f"--schema must be one of {', '.join(SEPA_SCHEMAS)}", 2)
+    debtor = None
+    if sepa_path is not None:
+        # Checked before anything is read or written: a refused export leaves no file.
+        try:
+            debtor = debtor_account(settings.debtor_name, settings.debtor_iban,
+                                    settings.debtor_bic)
+        except InvalidDebtor as error:
+            _export_refused(f"{error}; nothing written", 2)
+    with connect(settings.database_url) as connection:
         if not month_is_closed(connection, month):
-            typer.echo(f"{month} is not closed: `passnum redeemer close-month {month}` first",
-                       err=True)
-            raise typer.Exit(code=1)
+            _export_refused(f"{month} is not closed: `passnum redeemer close-month {month}` "
+                            "first", 1)
         lines = load_statement_lines(connection, month)
     if csv_path is not None:
         csv_path.write_text(render_csv(lines), encoding="utf-8")
-    if sepa_path is not None and lines:
+    if debtor is not None and sepa_path is not None and lines:
         when = date.fromisoformat(execution_date) if execution_date else date.today()
-        sepa_path.write_bytes(render_pain001(lines, Debtor(debtor_name, debtor_iban,
-                                                           debtor_bic), when))
+        sepa_path.write_bytes(render_pain001(lines, debtor, when, schema))
     total = sum(line.face_value_cents for line in lines)
     typer.echo(f"{month}: {len({line.siret for line in lines})} venues, "
                f"{sum(line.voucher_count for line in lines)} vouchers, {total} cents"
                + ("" if lines else " (nothing to pay: no SEPA file written)"))
+
+
+def _export_refused(reason: str, exit_code: int) -> NoReturn:
+    typer.echo(f"export-statements: {reason}", err=True)
+    raise typer.Exit(code=exit_code)

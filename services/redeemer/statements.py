@@ -1,5 +1,6 @@
 """Settlement statements out of the ledger: a CSV for people and a SEPA credit transfer
-(ISO 20022 pain.001.001.03, built and validated against its XSD by `sepaxml`) for the bank.
+(ISO 20022 pain.001.001.03 or .09, built and validated against its XSD by `sepaxml`) for the
+bank, paid from the programme's configured debtor account (`debtor_account`).
 
 The rendering functions are pure (rows in, text or bytes out); `load_statement_lines` is the
 database edge. One CSV row per statement event (a very busy venue has several parts), one
@@ -12,15 +13,24 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
 
 import psycopg
+from stdnum import bic as stdnum_bic
+from stdnum import iban as stdnum_iban
 
 CSV_COLUMNS = ("month", "siret", "venue_name", "iban", "part", "voucher_count",
                "face_value_cents", "amount_eur", "statement_event_id")
 SEPA_SCHEMA = "pain.001.001.03"
+SEPA_SCHEMAS = ("pain.001.001.03", "pain.001.001.09")
+# The EPC customer-to-PSP guidelines: a debtor agent without BIC is identified as
+# <Othr><Id>NOTPROVIDED</Id></Othr> (the PSP derives it from the IBAN), never left empty.
+AGENT_NOT_PROVIDED = "NOTPROVIDED"
+# Max70Text in pain.001 for the debtor's name (sepaxml would silently cut it: we refuse).
+DEBTOR_NAME_MAX_CHARACTERS = 70
 
 
 @dataclass(frozen=True)
@@ -37,11 +47,34 @@ class StatementLine:
 
 @dataclass(frozen=True)
 class Debtor:
-    """Who pays the venues: the programme's operator account (configuration)."""
+    """Who pays the venues: the programme's operator account (configuration). Built by
+    `debtor_account`, which validates it; the IBAN and BIC are kept in compact form."""
 
     name: str
     iban: str
     bic: str | None = None
+
+
+class InvalidDebtor(ValueError):
+    """The configured debtor account is missing or wrong: no transfer file can be made."""
+
+
+def debtor_account(name: str, iban: str, bic: str | None) -> Debtor:
+    """The debtor account from configuration, checked: a name, an IBAN whose check digits
+    hold (python-stdnum), and a BIC that is well formed when one is given."""
+    name, iban, bic = name.strip(), iban.strip(), (bic or "").strip()
+    if not iban or not name:
+        missing = " and ".join(label for label, value in (
+            ("PASSNUM_DEBTOR_IBAN", iban), ("PASSNUM_DEBTOR_NAME", name)) if not value)
+        raise InvalidDebtor(f"no debtor account configured: set {missing}")
+    if len(name) > DEBTOR_NAME_MAX_CHARACTERS:
+        raise InvalidDebtor(f"PASSNUM_DEBTOR_NAME is longer than "
+                            f"{DEBTOR_NAME_MAX_CHARACTERS} characters")
+    if not stdnum_iban.is_valid(iban):
+        raise InvalidDebtor("PASSNUM_DEBTOR_IBAN is not a valid IBAN")
+    if bic and not stdnum_bic.is_valid(bic):
+        raise InvalidDebtor("PASSNUM_DEBTOR_BIC is not a valid BIC")
+    return Debtor(name, stdnum_iban.compact(iban), stdnum_bic.compact(bic) if bic else None)
 
 
 @dataclass(frozen=True)
@@ -106,19 +139,36 @@ def transfers(lines: Sequence[StatementLine]) -> list[Transfer]:
 
 
 def render_pain001(lines: Sequence[StatementLine], debtor: Debtor, execution_date: date,
-                   ) -> bytes:
-    """A pain.001.001.03 credit transfer initiation, validated against the XSD."""
+                   schema: str = SEPA_SCHEMA) -> bytes:
+    """A pain.001 credit transfer initiation, validated against the schema's XSD."""
     from sepaxml import SepaTransfer
+    from sepaxml.validation import try_valid_xml
 
+    assert schema in SEPA_SCHEMAS, schema
     config: dict[str, object] = {"name": debtor.name, "IBAN": debtor.iban, "batch": True,
                                  "currency": "EUR"}
     if debtor.bic:
         config["BIC"] = debtor.bic
-    document = SepaTransfer(config, schema=SEPA_SCHEMA, clean=True)
+    document = SepaTransfer(config, schema=schema, clean=True)
     for transfer in transfers(lines):
         document.add_payment({
             "name": transfer.venue_name or transfer.siret, "IBAN": transfer.iban,
             "amount": transfer.amount_cents, "execution_date": execution_date,
             "description": transfer.description, "endtoend_id": transfer.end_to_end_id})
-    exported: bytes = document.export(validate=True)
+    exported = with_epc_debtor_agent(document.export(validate=True), schema)
+    try_valid_xml(exported, schema)  # again, after the agent was completed
     return exported
+
+
+def with_epc_debtor_agent(document: bytes, schema: str) -> bytes:
+    """The document with every debtor agent identified as EPC asks. sepaxml writes the BIC
+    (<BIC> in .03, <BICFI> in .09) when it has one, and an empty <FinInstnId/> otherwise,
+    which the XSD allows but the EPC guidelines do not: that one gets Othr/Id NOTPROVIDED."""
+    namespace = f"urn:iso:std:iso:20022:tech:xsd:{schema}"
+    ElementTree.register_namespace("", namespace)
+    root = ElementTree.fromstring(document)
+    for institution in root.iterfind(f".//{{{namespace}}}DbtrAgt/{{{namespace}}}FinInstnId"):
+        if len(institution) == 0:
+            other = ElementTree.SubElement(institution, f"{{{namespace}}}Othr")
+            ElementTree.SubElement(other, f"{{{namespace}}}Id").text = AGENT_NOT_PROVIDED
+    return ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
