@@ -132,14 +132,22 @@ class Statement:
 
 @dataclass(frozen=True)
 class Contest:
-    """One fact about a voucher that already had a redemption: resolved at the end."""
+    """One fact about a voucher that already had a redemption: resolved at the end, in log
+    order: its chain place (stream, sequence). The redemption that held the slot has no
+    place kept (`stream` ""): it is the voucher's first fact read, hence first in log order
+    (a voucher's commands are keyed by its booklet: one stream decides them all)."""
 
-    key: int
+    key: int  # second key of its instant (the venue rules judge at that instant)
     kind: str  # "redeemed" | "cancelled"
     event_id: str  # or "fingerprint:<hex>" for the slot's redemption, resolved later
     fingerprint: int
     venue: int
     cancels: int = 0  # fingerprint of the redemption a cancellation names
+    stream: str = ""
+    sequence: int = 0
+
+    def log_order(self) -> tuple[int, str, int]:
+        return (1, self.stream, self.sequence) if self.stream else (0, "", 0)
 
 
 @dataclass
@@ -398,14 +406,16 @@ class Books:
         if self.excluded(micros, siren):
             return
         self.fold_redemption(siren, int(match.group(2)), int(match.group(3)), venue,
-                             face_value, micros, wire.local_day(occurred_at), event_id)
+                             face_value, micros, wire.local_day(occurred_at), event_id, 0,
+                             stream, sequence)
 
     def fold_redemption(self, siren: str, booklet_sequence: int, position: int, venue: int,
                         face_value: int, micros: int, day: int, event_id: str,
-                        fingerprint: int = 0) -> None:
+                        fingerprint: int = 0, stream: str = "", sequence: int = 0) -> None:
         """A valid `VoucherRedeemed` inside the books asked for (decoded and noted); `day`
         is its calendar day as written (the day the redeemer judged validity on);
-        `fingerprint`, when given, is `wire.event_fingerprint(event_id)`."""
+        `fingerprint`, when given, is `wire.event_fingerprint(event_id)`; (`stream`,
+        `sequence`) its chain place."""
         collectivite = self.collectivites.get(siren) or self.collectivite(siren)
         collectivite.redeemed_vouchers_recorded += 1
         collectivite.redeemed_cents_recorded += face_value
@@ -436,7 +446,7 @@ class Books:
             self.venue_first_second[venue] = seconds
         if self.redeemed_second[voucher] or voucher in self.contested:
             self._contest(voucher, Contest(second_key(seconds, PHASE_REDEMPTION), "redeemed",
-                                           event_id, fingerprint, venue))
+                                           event_id, fingerprint, venue, 0, stream, sequence))
             return
         self.redeemed_second[voucher] = seconds
         self.redeemed_venue[voucher] = venue
@@ -515,7 +525,7 @@ class Books:
             venue = self.venues[self.venue(event.siret)]
             venue.events.append((time_key(micros, phase), stream, sequence, event))
         elif isinstance(event, RedemptionCancelled):
-            self._apply_cancelled(event, micros)
+            self._apply_cancelled(event, micros, stream, sequence)
         elif isinstance(event, SettlementStatementIssued):
             listed = compiled.event_fingerprints(event.redemption_event_ids)
             self.statements.append(Statement(event.event_id, event.siret, event.month,
@@ -553,7 +563,8 @@ class Books:
         flag = FLAG_HANDED_OUT if event.beneficiary_reference else FLAG_DISTRIBUTED
         self.booklet_flags[booklet] |= flag
 
-    def _apply_cancelled(self, event: RedemptionCancelled, micros: int) -> None:
+    def _apply_cancelled(self, event: RedemptionCancelled, micros: int, stream: str,
+                         sequence: int) -> None:
         booklet = self._booklet_of(event.booklet_id)
         position = int(event.voucher_id.rsplit("-", 1)[1])
         collectivite = self.collectivite(event.siren)
@@ -572,7 +583,7 @@ class Books:
         self._contest(voucher, Contest(
             second_key(seconds, PHASE_REDEMPTION), "cancelled", event.event_id,
             wire.event_fingerprint(event.event_id), self.venue(event.siret),
-            wire.event_fingerprint(event.redemption_event_id)))
+            wire.event_fingerprint(event.redemption_event_id), stream, sequence))
 
 
 def make_framing(siren: str, order_id: object, voucher_count: object, face_value_cents: object,

@@ -85,7 +85,7 @@ class CanonicalDecoder:
         at = value.find(_TYPE_FIELD) + len(_TYPE_FIELD)
         if value.startswith(b'voucher_redeemed"', at):
             match = VOUCHER_REDEEMED.fullmatch(value)
-            return None if match is None else self._redeemed(match)
+            return None if match is None else self._redeemed(match, stream, sequence)
         if value.startswith(b'booklet_issued"', at):
             match = BOOKLET_ISSUED.fullmatch(value)
             return None if match is None else self._issued(match, value)
@@ -130,7 +130,7 @@ class CanonicalDecoder:
             venue = self.venues[siret] = self.books.venue(siret.decode())
         return venue
 
-    def _redeemed(self, match: re.Match) -> str | None:
+    def _redeemed(self, match: re.Match, stream: str, sequence: int) -> str | None:
         (_, date, hour, minute, second, fraction, event_id, siret, siren, booklet, position,
          cents) = match.groups()
         day = self.days.get(date)
@@ -164,7 +164,7 @@ class CanonicalDecoder:
                 fingerprint = 0
         books.note_event("voucher_redeemed", event_text, micros)
         books.fold_redemption(siren_text, int(booklet), two_digits[position], venue, amount,
-                              micros, day, event_text, fingerprint)
+                              micros, day, event_text, fingerprint, stream, sequence)
         return self.months[date]
 
     def _issued(self, match: re.Match, value: bytes) -> str | None:

@@ -234,12 +234,13 @@ def venue_timelines(books: Books) -> list[VenueTimeline]:
 
 
 def resolve_contested(books: Books, findings: list[Finding]) -> None:
-    """Judge each voucher with several facts in event-time order and leave in its slot the
-    redemption that stands (the first one; a later one is the fault)."""
+    """Judge each voucher with several facts in log order, the order the redeemer decided
+    them in (never by event time: a redemption, its cancellation and a new redemption can
+    share one second), and leave in its slot the redemption that stands (the first one; a
+    later one is the fault)."""
     for voucher, facts in sorted(books.contested.items()):
         standing: Contest | None = None
-        for fact in sorted(facts, key=lambda contest: (contest.key, contest.kind != "redeemed",
-                                                       contest.event_id)):
+        for fact in sorted(facts, key=lambda contest: (contest.log_order(), contest.event_id)):
             siren = _siren_of_voucher(books, voucher)
             if fact.kind == "redeemed":
                 if standing is not None:

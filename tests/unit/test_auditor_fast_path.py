@@ -65,8 +65,9 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 def ledgers(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
     """Events in decision order: onboarding, issues, activations (some beyond the funds),
     blocks, accreditations and suspensions, redemptions (some twice, some of unknown or
-    inactive vouchers, some outside validity), rejections, checks, cancellations,
-    statements. Instants are drawn so that ties and month edges happen."""
+    inactive vouchers, some before or after their validity), rejections, checks,
+    cancellations, a redemption cancelled and redeemed again within one second (judged in
+    log order), statements. Instants are drawn so that ties and month edges happen."""
     events: list = []
     counter = iter(range(1, 10_000))
 
@@ -132,14 +133,19 @@ def ledgers(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
     for _ in range(draw(st.integers(0, 25))):
         siren, booklet_id, size = draw(st.sampled_from(booklets))
         position = draw(st.integers(1, size + 1))
-        event = VoucherRedeemed(**ids("redeemer"), occurred_at=at(draw(st.integers(-30, 9000))),
+        # -200 h is before the validity (1 Jan 2026), 9,600 h after the grace (31 Jan 2027)
+        hours = draw(st.one_of(st.integers(-200, 9600), st.sampled_from([-150, 9500])))
+        event = VoucherRedeemed(**ids("redeemer"), occurred_at=at(hours),
                                 siret=draw(st.sampled_from(venues)), siren=siren,
                                 booklet_id=booklet_id, voucher_id=f"{booklet_id}-{position:02d}",
                                 face_value_cents=draw(st.sampled_from([1000, 1000, 500])))
         events.append(event)
         redemptions.append(event)
-        kind = draw(st.sampled_from(["none", "none", "rejected", "checked", "cancelled"]))
+        kind = draw(st.sampled_from(["none", "none", "rejected", "checked", "cancelled",
+                                     "redone"]))
         later = event.occurred_at + timedelta(minutes=5)
+        if kind == "redone":  # cancelled and redeemed again within the same second
+            later = event.occurred_at + timedelta(microseconds=draw(st.sampled_from([0, 1])))
         if kind == "rejected":
             events.append(RedemptionRejected(**ids("redeemer"), occurred_at=later,
                                              siret=event.siret, voucher_id=event.voucher_id,
@@ -148,11 +154,15 @@ def ledgers(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
         elif kind == "checked":
             events.append(VoucherChecked(**ids("redeemer"), occurred_at=later, siret=event.siret,
                                          voucher_id=None, valid=False, reason="forged_code"))
-        elif kind == "cancelled":
+        elif kind in ("cancelled", "redone"):
             events.append(RedemptionCancelled(
                 **ids("redeemer"), occurred_at=later, siret=event.siret, siren=siren,
                 booklet_id=booklet_id, voucher_id=event.voucher_id, face_value_cents=1000,
                 redemption_event_id=event.event_id))
+        if kind == "redone":
+            again = event.model_copy(update={**ids("redeemer"), "occurred_at": later})
+            events.append(again)
+            redemptions.append(again)
     if redemptions and draw(st.booleans()):
         listed = draw(st.lists(st.sampled_from(redemptions), max_size=6))
         siret = listed[0].siret if listed else venues[0]

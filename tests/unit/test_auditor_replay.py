@@ -18,6 +18,7 @@ from schemas.messages import (
     BookletActivated,
     BookletBlocked,
     ProviderStatusChanged,
+    RedemptionCancelled,
     RedemptionRejected,
     SettlementMonthClosed,
     SettlementStatementIssued,
@@ -93,6 +94,34 @@ def test_a_double_redemption_names_both_events(ledger) -> None:  # type: ignore[
     first = wire.event_fingerprint(document["event_id"])
     assert f"fingerprint:{first:016x}" in finding.event_ids  # named by a second read
     assert "books_do_not_balance" in codes(report)
+
+
+@pytest.mark.parametrize("step", [timedelta(0), timedelta(microseconds=400_000),
+                                  timedelta(microseconds=-1)])
+def test_redeemed_cancelled_and_redeemed_again_within_a_second_is_sound(ledger, step) -> None:  # type: ignore[no-untyped-def]
+    """Judged in log order, the order the redeemer decided them in: the instants may tie
+    within one second, or even run backwards (clocks), and the history is still sound."""
+    original = next(r for r in ledger.records if value_of(r)["type"] == "voucher_redeemed")
+    document = value_of(original)
+    moment = datetime.fromisoformat(document["occurred_at"].replace("Z", "+00:00"))
+    cancel = RedemptionCancelled(
+        event_id=event_id_for("redeemer", "cancel-fast", 0), request_id="cancel-fast",
+        occurred_at=moment + step, siret=document["siret"], siren=document["siren"],
+        booklet_id=document["booklet_id"], voucher_id=document["voucher_id"],
+        face_value_cents=document["face_value_cents"], redemption_event_id=document["event_id"])
+    again = VoucherRedeemed(**{**document, "request_id": "again-fast",
+                               "event_id": event_id_for("redeemer", "again-fast", 0),
+                               "occurred_at": moment + step + step})
+    later = ledger.writer.redeemer(document["booklet_id"].encode(), [cancel, again])
+    _, report = replay(ledger.records + later)
+    assert report.sound, report.findings
+    assert sum(t.redeemed_vouchers for t in report.totals.values()) == 4
+    # and a cancellation decided after the second redemption cancels nothing it names
+    late = RedemptionCancelled(**{**cancel.model_dump(), "request_id": "late",
+                                  "event_id": event_id_for("redeemer", "late", 0)})
+    _, report = replay(ledger.records + later + ledger.writer.redeemer(
+        document["booklet_id"].encode(), [late]))
+    assert find(report, "cancellation_of_unknown_redemption").event_ids == (late.event_id,)
 
 
 def test_an_activation_beyond_the_funds_received_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
