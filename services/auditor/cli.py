@@ -1,13 +1,15 @@
 """`passnum audit`: the auditor's command line.
 
     passnum audit [--json] [--until ISO] [--collectivite SIREN] [--follow] [--html FILE]
-                  [--csv DIRECTORY] [--no-database] [--trusted-key HEX ...]
+                  [--pdf FILE] [--lang fr|en] [--csv DIRECTORY] [--no-database]
+                  [--trusted-key HEX ...]
     passnum audit keygen --key auditor.pem
     passnum audit checkpoint --month 2026-03 --key auditor.pem [--allow-quiet-streams]
     passnum audit year-end --year 2026 [--json]
 
 `passnum/cli.py` mounts one command named `audit`, so the actions are its first argument.
-Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage error.
+Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage error,
+3 when the PDF could not be printed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from passnum.settings import Settings
 # Trusted checkpoint keys (hex Ed25519 public keys, comma separated), besides --trusted-key.
 TRUSTED_KEYS_VARIABLE = "PASSNUM_AUDITOR_TRUSTED_KEYS"
 ACTIONS = ("replay", "keygen", "checkpoint", "year-end")
+REPORT_LANGUAGES = ("fr", "en")  # as services.auditor.html_report.LANGUAGES
 
 
 def audit_command(
@@ -33,6 +36,8 @@ def audit_command(
     collectivite: Optional[str] = typer.Option(None, help="one collectivité's books (SIREN)"),
     follow: bool = typer.Option(False, "--follow", help="keep tailing and re-checking"),
     html: Optional[Path] = typer.Option(None, help="write the HTML report there"),
+    pdf: Optional[Path] = typer.Option(None, help="write the report as PDF there (chromium)"),
+    lang: str = typer.Option("fr", "--lang", help="language of the HTML/PDF report: fr | en"),
     csv: Optional[Path] = typer.Option(None, help="write CSV exports in this directory"),
     no_database: bool = typer.Option(False, "--no-database",
                                      help="no read models, no live agreement"),
@@ -49,6 +54,8 @@ def audit_command(
     settings = Settings.from_environment()
     if action not in ACTIONS:
         raise typer.BadParameter(f"action must be one of {', '.join(ACTIONS)}")
+    if lang not in REPORT_LANGUAGES:
+        raise typer.BadParameter(f"--lang must be one of {', '.join(REPORT_LANGUAGES)}")
     if action == "keygen":
         _keygen(key)
         return
@@ -64,6 +71,7 @@ def audit_command(
                        use_database=not no_database)
         return
     outputs = Outputs(json_output, html, csv, not no_database, progress)
+    outputs.pdf, outputs.language = pdf, lang
     raise typer.Exit(code=run_once(settings, options, outputs))
 
 
@@ -92,6 +100,8 @@ class Outputs:
                  use_database: bool, progress: bool) -> None:
         self.json_output, self.html, self.csv = json_output, html, csv
         self.use_database, self.progress = use_database, progress and not json_output
+        self.pdf: Path | None = None
+        self.language = "fr"
 
 
 def run_once(settings: Settings, options: object, outputs: Outputs) -> int:
@@ -104,7 +114,9 @@ def run_once(settings: Settings, options: object, outputs: Outputs) -> int:
     if outputs.html is not None:
         from services.auditor.html_report import write_html
 
-        write_html(report, outputs.html)
+        write_html(report, outputs.html, outputs.language)
+    if outputs.pdf is not None:
+        _write_pdf(settings, report, outputs)
     if outputs.csv is not None:
         from services.auditor.exports import write_csv
 
@@ -117,6 +129,18 @@ def run_once(settings: Settings, options: object, outputs: Outputs) -> int:
         typer.echo(f"replayed {replayer.records_read} records in {seconds:.1f} s "
                    f"({rate:,.0f} records/s)")
     return 0 if report.sound else 1
+
+
+def _write_pdf(settings: Settings, report: object, outputs: Outputs) -> None:
+    from services.auditor.html_report import render
+    from services.auditor.pdf import PdfError, print_html_to_pdf
+
+    try:
+        print_html_to_pdf(render(report, outputs.language), outputs.pdf,  # type: ignore[arg-type]
+                          settings)
+    except PdfError as error:
+        typer.echo(f"PDF not written: {error}", err=True)
+        raise typer.Exit(code=3) from error
 
 
 def _with_database(settings: Settings, replayer: object, report: object) -> object:

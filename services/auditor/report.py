@@ -11,11 +11,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from schemas.messages import ProviderAccredited
 from services.auditor import wire
 from services.auditor.books import Finding
 from services.auditor.invariants import CollectiviteBooks, Judgement, Tally
 
 if TYPE_CHECKING:
+    from services.auditor.books import Books
     from services.auditor.replay import Replayer
 
 # A log broken everywhere would otherwise list millions of identical findings.
@@ -88,6 +90,8 @@ class AuditReport:
     checkpoints: tuple[dict[str, Any], ...]
     memory: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the live agreement
+    # SIRET -> the name of its latest accreditation, for the readers of the HTML report
+    venue_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -154,6 +158,16 @@ def _nested(table: dict[tuple[str, str], Tally]) -> dict[str, dict[str, dict[str
     return nested
 
 
+def venue_names(books: "Books") -> dict[str, str]:
+    """Each venue's name as its latest accreditation (in event time) gives it."""
+    names: dict[str, str] = {}
+    for venue in books.venues:
+        accreditations = [item for item in venue.events if isinstance(item[3], ProviderAccredited)]
+        if accreditations:
+            names[venue.siret] = max(accreditations, key=lambda item: item[:3])[3].name
+    return dict(sorted(names.items()))
+
+
 def build_report(replayer: "Replayer", judgement: Judgement, as_of_micros: int) -> AuditReport:
     books, options = replayer.books, replayer.options
     selected = {siren: books_of for siren, books_of in judgement.collectivites.items()
@@ -191,4 +205,4 @@ def build_report(replayer: "Replayer", judgement: Judgement, as_of_micros: int) 
             ({"month": c.month, "root_hash": c.root_hash, "event_count": c.event_count,
               "public_key": c.public_key, "event_id": c.event_id} for c in books.checkpoints),
             key=lambda c: (c["month"], c["event_id"]))),
-        memory=memory)
+        memory=memory, venue_names=venue_names(books))
