@@ -34,7 +34,7 @@ LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 STATES = ("redeemed", "outstanding", "blocked", "expired", "inactive")
 COLOURS = {"redeemed": "#2da44e", "outstanding": "#1f6feb", "blocked": "#cf222e",
            "expired": "#8c959f", "inactive": "#bf8700", "committed": "#8250df",
-           "received": "#1f6feb", "activated": "#1b7c83"}
+           "received": "#1f6feb", "activated": "#1b7c83", "due": "#2da44e"}
 MONTH = re.compile(r"\d{4}-\d{2}")
 CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH, VALUE_WIDTH, LEGEND_WIDTH = 760, 18, 230, 120, 250
 
@@ -54,7 +54,9 @@ TEXTS = {
         "balance_rule": "Chèques émis = utilisés + en circulation + bloqués + expirés "
                         "+ non activés",
         "vouchers": "Chèques", "euros": "Montant", "sum": "Somme", "check": "Vérification",
-        "holds": "égalité vérifiée", "fails": "écart de {gap}",
+        "holds": "égalité vérifiée",
+        "fails_more": "écart de {gap} : la somme dépasse les émis",
+        "fails_less": "écart de {gap} : les émis dépassent la somme",
         "definitions": "Définitions",
         "funds": "Fonds par collectivité",
         "books": "Chèques par collectivité",
@@ -102,7 +104,7 @@ TEXTS = {
         "chart_states": "Chèques émis par collectivité, par état (montants)",
         "chart_funds": "Fonds par collectivité : engagé, reçu, activé",
         "chart_months": "Activations et utilisations par mois (montants)",
-        "chart_venues": "Paiements dus par structure (montants)",
+        "chart_venues": "Paiements dus par structure (montants)", "due": "Dû",
         "chart_total": "total {value}",
         "extra": "Accord avec la base de données des services",
     },
@@ -120,7 +122,8 @@ TEXTS = {
         "balance_rule": "Vouchers issued = redeemed + outstanding + blocked + expired "
                         "+ inactive",
         "vouchers": "Vouchers", "euros": "Amount", "sum": "Sum", "check": "Check",
-        "holds": "equal", "fails": "gap of {gap}",
+        "holds": "equal", "fails_more": "gap of {gap}: the sum exceeds the issued",
+        "fails_less": "gap of {gap}: the issued exceed the sum",
         "definitions": "Definitions",
         "funds": "Funds per collectivité",
         "books": "Vouchers per collectivité",
@@ -165,7 +168,7 @@ TEXTS = {
         "chart_states": "Vouchers issued per collectivité, by state (amounts)",
         "chart_funds": "Funds per collectivité: committed, received, activated",
         "chart_months": "Activations and redemptions per month (amounts)",
-        "chart_venues": "Payments due per venue (amounts)",
+        "chart_venues": "Payments due per venue (amounts)", "due": "Due",
         "chart_total": "total {value}",
         "extra": "Agreement with the services' database",
     },
@@ -298,8 +301,10 @@ def _balance_section(national: CollectiviteTotals, text: dict, formatter: Format
                   f"{show(getattr(national, f'{state}_{suffix}'))}</td>"
                   f"<td>{'+' if state != STATES[-1] else '='}</td>" for state in STATES]
         cells.append(f'<td class="n" data-side="right">{show(right)}</td>')
+        gap = text["fails_more" if right > left else "fails_less"].format(
+            gap=show(abs(left - right)))
         verdict = (f'<td class="ok">{escape(text["holds"])}</td>' if left == right else
-                   f'<td class="bad">{escape(text["fails"].format(gap=show(left - right)))}</td>')
+                   f'<td class="bad">{escape(gap)}</td>')
         rows.append(f'<tr data-unit="{unit}"><th>{escape(text[unit])}</th>'
                     + "".join(cells) + verdict + "</tr>")
     return (f'<section id="balance"><h2>{escape(text["balance"])}</h2>'
@@ -473,12 +478,12 @@ class Bar:
 
 def _charts(report: AuditReport, text: dict, formatter: Formatter) -> str:
     collectivites = list(report.totals.values())
-    states = [(_plain_label(t), [Bar(state, getattr(t, f"{state}_cents")) for state in STATES])
-              for t in collectivites]
+    states = [(_plain_label(t), [Bar(state, getattr(t, f"{state}_cents")) for state in STATES],
+               t.issued_cents) for t in collectivites]
     funds = [(_plain_label(t), [Bar("committed", t.committed_cents),
                                 Bar("received", t.received_cents),
                                 Bar("activated", t.activated_cents)]) for t in collectivites]
-    venues = [(venue_label(report, siret, text), [Bar("redeemed", tally["cents"])])
+    venues = [(venue_label(report, siret, text), [Bar("due", tally["cents"])])
               for siret, tally in report.venues.items()]
     return (f'<section id="charts"><h2>{escape(text["charts"])}</h2>'
             + stacked_chart("states", text["chart_states"], states, text, formatter)
@@ -556,18 +561,19 @@ def grouped_chart(chart: str, title: str, rows: list[tuple[str, list[Bar]]], tex
     return _figure(chart, title, y + 4, "".join(parts))
 
 
-def stacked_chart(chart: str, title: str, rows: list[tuple[str, list[Bar]]], text: dict,
+def stacked_chart(chart: str, title: str, rows: list[tuple[str, list[Bar], int]], text: dict,
                   formatter: Formatter) -> str:
     """One bar per label, its segments the parts of a whole (the issued vouchers), the
-    whole written at its end: the bar's length is the sum of its segments."""
+    whole written at its end: the bar's length is the sum of its segments, and when that
+    sum is not the whole the label says both."""
     series = list(STATES)
-    totals = {name: sum(b.cents for _, bars in rows for b in bars if b.series == name)
+    totals = {name: sum(b.cents for _, bars, _ in rows for b in bars if b.series == name)
               for name in series}
-    top = max([sum(bar.cents for bar in bars) for _, bars in rows] + [1])
+    top = max([sum(bar.cents for bar in bars) for _, bars, _ in rows] + [1])
     span = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
     parts, y = [_legend(series[:3], totals, text, formatter),
                 _legend(series[3:], totals, text, formatter, top=20)], 42
-    for label, bars in rows:
+    for label, bars, issued in rows:
         parts.append(f'<text x="0" y="{y + 13}" font-size="11">{escape(label[:36])}</text>')
         x, whole = LABEL_WIDTH, 0
         for bar in bars:
@@ -575,7 +581,9 @@ def stacked_chart(chart: str, title: str, rows: list[tuple[str, list[Bar]]], tex
             end = LABEL_WIDTH + span * whole // top
             parts.append(_bar(label, bar, x, y, end - x, BAR_HEIGHT))
             x = end
-        parts.append(f'<text x="{x + 4}" y="{y + 13}" font-size="10">'
-                     f"{escape(text['issued'])} {formatter.euros(whole)}</text>")
+        written = f"{text['issued']} {formatter.euros(whole)}" if whole == issued else (
+            f"{text['sum']} {formatter.euros(whole)} ≠ {text['issued'].lower()} "
+            f"{formatter.euros(issued)}")
+        parts.append(f'<text x="{x + 4}" y="{y + 13}" font-size="10">{escape(written)}</text>')
         y += BAR_HEIGHT + 8
     return _figure(chart, title, y + 4, "".join(parts))

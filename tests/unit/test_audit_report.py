@@ -106,7 +106,8 @@ def test_an_unbalanced_report_shows_the_gap_not_an_equality(sound) -> None:  # t
         outstanding_cents=totals.outstanding_cents - 1000)})
     page = render(lopsided)
     row = re.search(r'<tr data-unit="euros">(.*?)</tr>', page).group(1)  # type: ignore[union-attr]
-    assert "écart de 10,00\xa0€" in row and "égalité vérifiée" not in row
+    assert "écart de 10,00\xa0€ : les émis dépassent la somme" in row
+    assert "égalité vérifiée" not in row
 
 
 def test_the_charts_add_up_to_the_tables(sound) -> None:  # type: ignore[no-untyped-def]
