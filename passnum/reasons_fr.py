@@ -42,6 +42,16 @@ REASONS: dict[str, tuple[str, str]] = {
         "payé. Le chèque ne peut pas être encaissé pour l'instant.",
         "This voucher's booklet is not activated yet: the local authority has not paid for it "
         "yet. The voucher cannot be redeemed for now."),
+    "scan_in_the_future": (
+        "La date de ce passage est dans le futur : vérifiez l'heure de l'appareil ou la "
+        "date écrite dans le fichier.",
+        "This scan is dated in the future: check the device's clock or the date written in "
+        "the file."),
+    "booklet_not_activated_at_scan_time": (
+        "À la date de ce passage, le carnet de ce chèque n'était pas encore activé : le "
+        "chèque ne pouvait pas être encaissé ce jour-là.",
+        "On the date of this scan the voucher's booklet was not activated yet: the voucher "
+        "could not be redeemed that day."),
     "booklet_blocked": (
         "Le carnet de ce chèque a été bloqué (déclaré perdu, volé ou annulé) : "
         "le chèque ne peut plus être encaissé.",
@@ -61,6 +71,11 @@ REASONS: dict[str, tuple[str, str]] = {
         "(habilitation suspendue ou retirée). Contactez l'opérateur du pass numérique.",
         "Your venue may not redeem vouchers at the moment (accreditation suspended or "
         "revoked). Contact the pass numérique operator."),
+    "venue_not_accredited_at_scan_time": (
+        "À la date de ce passage, votre structure n'était pas habilitée : un passage daté "
+        "d'avant votre habilitation ne peut pas être encaissé.",
+        "On the date of this scan your venue was not accredited: a scan dated before your "
+        "accreditation cannot be redeemed."),
     "already_redeemed": (
         "Ce chèque a déjà été encaissé : il ne peut l'être qu'une fois.",
         "This voucher was already redeemed: it can be redeemed only once."),

@@ -20,7 +20,7 @@ import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import partial
 from hashlib import sha256
 from typing import Callable, Iterable, Iterator
@@ -35,6 +35,7 @@ from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier, StreamChain
 from services.auditor.invariants import (
     Judgement,
+    judge_dates_in_the_future,
     VenueRules,
     check_balance,
     fold_envelopes,
@@ -279,21 +280,28 @@ class Replayer:
             f"{reason}", (event_id,) if event_id else ()))
 
     def judge(self, as_of: datetime | None = None) -> AuditReport:
-        """Every end-of-replay judgement. Repeatable: the books can be read further and
-        judged again (the follower does)."""
+        """Every end-of-replay judgement, as of `as_of`, else `--until`, else the time of
+        the audit (never a date read in the log: one scan dated in the future must not
+        expire the programme). Repeatable: the books can be read further and judged again
+        (the follower does)."""
         with collector_paused():
             return self._judge(as_of)
 
     def _judge(self, as_of: datetime | None) -> AuditReport:
         books = self.books
-        as_of_micros = (wire.micros_of(as_of) if as_of else books.until_micros
-                        or books.latest_micros)
+        if as_of is None and books.until_micros is None:
+            as_of = datetime.now(timezone.utc)
+        as_of_micros = wire.micros_of(as_of) if as_of else books.until_micros
+        assert as_of_micros is not None
         judgement = Judgement(as_of_day=as_of_micros // (86_400 * wire.MICROSECONDS))
         findings = judgement.findings
         findings.extend(self.record_findings)
         findings.extend(books.findings)
         findings.extend(_as_findings(self.chains.finish()))
         resolve_contested(books, findings)
+        if books.until_micros is None:  # (with --until, later facts are left out)
+            judge_dates_in_the_future(books, as_of_micros,
+                                      self.settings.scan_clock_tolerance_seconds, findings)
         # Settlement and the uniqueness of event ids in a forked child, the rest here.
         settlement = Forked(_settlement_findings, books)
         fold_envelopes(books, judgement)

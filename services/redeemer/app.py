@@ -11,21 +11,29 @@ time goes: services/redeemer/profiling.py, figures in docs/redeemer.md.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from passnum.database import connect
 from passnum.settings import Settings
 from passnum.topology import topology_for
 from passnum.worker import attach_batch_consumer, build_app
+from services.redeemer.counter import attach_counter
 from services.redeemer.handler import RedeemerHandler
 from services.redeemer.profiling import instrument
-from services.redeemer.web import attach_api
+from services.redeemer.web import attach_apis
 
 settings = Settings.from_environment()
 topology = topology_for(settings)
-handler = RedeemerHandler(topology, settings.voucher_code_key.encode())
+handler = RedeemerHandler(topology, settings.voucher_code_key.encode(),
+                          scan_clock_tolerance=timedelta(
+                              seconds=settings.scan_clock_tolerance_seconds))
 app = build_app(topology.redeemer_group, settings, settings.web_port_redeemer)
 input_topics = [topology.redeemer_commands.name, topology.issuer_events.name]
 runner = attach_batch_consumer(app, handler, settings, input_topics,
                                lambda: connect(settings.database_url))
-api = attach_api(app, settings)
+api, operator = attach_apis(app, settings)
+# The venues' counter page (docs/counter.md), on the API's pool and gateway.
+counter = attach_counter(app, api)
 runner.outcome_listeners.append(api.outcomes_decided)
+runner.outcome_listeners.append(operator.outcomes_decided)
 instrument(runner)

@@ -6,14 +6,20 @@
 about one booklet share a partition (see `passnum.topology`) and are decided one at a time,
 and the `redemptions` table's primary key refuses a second row even if this code were wrong.
 
-No Kafka, no database, no clock: "now" is the command's `occurred_at`.
+No Kafka, no database, no clock: the instant a scan is judged at is the command's
+`occurred_at` (the scan's own instant, back-dated for an offline scan), against the facts as
+they stood then: a booklet activated after it, or a venue accredited (or reinstated) after
+it, refuses the scan. The decision's own instant, `decided_at`, is the handler's clock: it
+only bounds how far ahead a scan may be dated (`scan_in_the_future`). The auditor judges
+every redemption at that same instant with the same facts (`services.auditor.invariants`),
+so that the two cannot disagree on a history the redeemer accepted.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Mapping, MutableMapping, Sequence
 from zoneinfo import ZoneInfo
 
@@ -50,13 +56,21 @@ REDEMPTION_PRECEDENCE = (
     "mistyped_code",
     "forged_code",
     "unknown_voucher",
+    "scan_in_the_future",
     "booklet_not_activated",
+    "booklet_not_activated_at_scan_time",
     "booklet_blocked",
     "outside_validity",
     "outside_perimeter",
     "provider_not_accredited",
+    "venue_not_accredited_at_scan_time",
     "already_redeemed",
 )
+
+# What the redeemer's batch handler passes when it decides: its clock, and the tolerance
+# (passnum.settings.Settings.scan_clock_tolerance_seconds). None: no bound (unit tests
+# that judge the facts only).
+DEFAULT_SCAN_CLOCK_TOLERANCE = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class BookletFacts:
     grace_until: date
     activated: bool = False
     blocked: bool = False
+    activated_at: datetime | None = None  # the earliest activation (None: before it was kept)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,8 @@ class Provider:
     iban: str
     address_code: str
     status: str  # accredited | suspended | revoked
+    # since when the venue has been accredited without a break (None: not kept then)
+    accredited_since: datetime | None = None
 
 
 @dataclass
@@ -121,7 +138,9 @@ def evolve_booklet(booklet: BookletFacts | None, event: Event) -> BookletFacts |
     if booklet is None:
         return None
     if isinstance(event, BookletActivated):
-        return replace(booklet, activated=True)
+        earliest = event.occurred_at if booklet.activated_at is None else min(
+            booklet.activated_at, event.occurred_at)
+        return replace(booklet, activated=True, activated_at=earliest)
     if isinstance(event, BookletBlocked):
         return replace(booklet, blocked=True)
     return booklet
@@ -141,11 +160,16 @@ def evolve(view: RedeemerView, event: Event) -> RedeemerView:
         view.redemptions.pop(event.voucher_id, None)
     elif isinstance(event, ProviderAccredited):
         view.providers[event.siret] = Provider(event.siret, event.name, event.iban,
-                                               event.address_code, "accredited")
+                                               event.address_code, "accredited",
+                                               event.occurred_at)
     elif isinstance(event, ProviderStatusChanged):
         provider = view.providers.get(event.siret)
         if provider is not None and provider.status != "revoked":
-            view.providers[event.siret] = replace(provider, status=event.status)
+            since = provider.accredited_since
+            if event.status == "accredited" and provider.status != "accredited":
+                since = event.occurred_at  # reinstated: scans before it are not covered
+            view.providers[event.siret] = replace(provider, status=event.status,
+                                                  accredited_since=since)
     return view
 
 
@@ -161,9 +185,24 @@ def in_perimeter(perimeter: Sequence[str], address_code: str) -> bool:
     return address_code in perimeter or department in perimeter
 
 
-def voucher_refusal(view: RedeemerView, code: str, siret: str, today: date,
-                    code_key: bytes) -> tuple[str | None, str | None]:
-    """(voucher_id, first failing reason or None). The precedence is the order below."""
+def scan_in_the_future(scanned_at: datetime, now: datetime, tolerance: timedelta) -> bool:
+    """A scan dated later than `now` by more than the clock tolerance: a venue's clock or
+    file is wrong, and such a date would move the books' "as of" for everyone."""
+    return scanned_at > now + tolerance
+
+
+def venue_day(instant: datetime) -> date:
+    """The calendar day a voucher's validity is judged on: the day of the instant as it is
+    written (its own offset; the auditor reads the same digits, `wire.local_day`)."""
+    return instant.date()
+
+
+def voucher_refusal(view: RedeemerView, code: str, siret: str, scanned_at: datetime,
+                    code_key: bytes, decided_at: datetime | None = None,
+                    tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE,
+                    ) -> tuple[str | None, str | None]:
+    """(voucher_id, first failing reason or None). The precedence is the order below.
+    Every fact is judged at `scanned_at`; `decided_at` (None: unbounded) bounds it above."""
     parsed = parse_code(code_key, code)
     if parsed.number is None:
         return None, parsed.outcome
@@ -172,17 +211,23 @@ def voucher_refusal(view: RedeemerView, code: str, siret: str, today: date,
     booklet = view.booklets.get(number.booklet_id)
     if booklet is None or not 1 <= number.position <= booklet.voucher_count:
         return voucher_id, "unknown_voucher"
+    if decided_at is not None and scan_in_the_future(scanned_at, decided_at, tolerance):
+        return voucher_id, "scan_in_the_future"
     if not booklet.activated:
         return voucher_id, "booklet_not_activated"
+    if booklet.activated_at is not None and scanned_at < booklet.activated_at:
+        return voucher_id, "booklet_not_activated_at_scan_time"
     if booklet.blocked:
         return voucher_id, "booklet_blocked"
-    if not booklet.valid_from <= today <= booklet.grace_until:
+    if not booklet.valid_from <= venue_day(scanned_at) <= booklet.grace_until:
         return voucher_id, "outside_validity"
     provider = view.providers.get(siret)
     if provider is not None and not in_perimeter(booklet.perimeter, provider.address_code):
         return voucher_id, "outside_perimeter"
     if provider is None or provider.status != "accredited":
         return voucher_id, "provider_not_accredited"
+    if provider.accredited_since is not None and scanned_at < provider.accredited_since:
+        return voucher_id, "venue_not_accredited_at_scan_time"
     if voucher_id in view.redemptions:
         return voucher_id, "already_redeemed"
     return voucher_id, None
@@ -200,9 +245,11 @@ def _event(command: object, event_class: type[Event], index: int = 0, **fields: 
     )
 
 
-def decide_redeem(view: RedeemerView, command: RedeemVoucher, code_key: bytes) -> list[Event]:
+def decide_redeem(view: RedeemerView, command: RedeemVoucher, code_key: bytes,
+                  decided_at: datetime | None = None,
+                  tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE) -> list[Event]:
     voucher_id, reason = voucher_refusal(view, command.code, command.siret,
-                                         command.occurred_at.date(), code_key)
+                                         command.occurred_at, code_key, decided_at, tolerance)
     if reason is not None:
         previous = view.redemptions.get(voucher_id) if voucher_id else None
         # Say when it was redeemed, never where: other venues' data stays private.
@@ -216,9 +263,11 @@ def decide_redeem(view: RedeemerView, command: RedeemVoucher, code_key: bytes) -
                    face_value_cents=booklet.face_value_cents)]
 
 
-def decide_check(view: RedeemerView, command: CheckVoucher, code_key: bytes) -> list[Event]:
+def decide_check(view: RedeemerView, command: CheckVoucher, code_key: bytes,
+                 decided_at: datetime | None = None,
+                 tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE) -> list[Event]:
     voucher_id, reason = voucher_refusal(view, command.code, command.siret,
-                                         command.occurred_at.date(), code_key)
+                                         command.occurred_at, code_key, decided_at, tolerance)
     return [_event(command, VoucherChecked, siret=command.siret, voucher_id=voucher_id,
                    valid=reason is None, reason=reason)]
 
@@ -283,11 +332,15 @@ def decide_provider_status(view: RedeemerView, command: ChangeProviderStatus) ->
     return [_event(command, RedeemerCommandRejected, command_type=command.type, reason=reason)]
 
 
-def decide(view: RedeemerView, command: object, code_key: bytes) -> list[Event]:
+def decide(view: RedeemerView, command: object, code_key: bytes,
+           decided_at: datetime | None = None,
+           tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE) -> list[Event]:
+    """`decided_at`: the handler's clock when it decides (bounds how far ahead a scan may
+    be dated); None in tests of the facts alone."""
     if isinstance(command, RedeemVoucher):
-        return decide_redeem(view, command, code_key)
+        return decide_redeem(view, command, code_key, decided_at, tolerance)
     if isinstance(command, CheckVoucher):
-        return decide_check(view, command, code_key)
+        return decide_check(view, command, code_key, decided_at, tolerance)
     if isinstance(command, CancelRedemption):
         return decide_cancel(view, command)
     if isinstance(command, AccreditProvider):

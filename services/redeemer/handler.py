@@ -9,6 +9,7 @@ that "before the close in the log" means "on this statement" (see `decide_comman
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 import psycopg
@@ -16,7 +17,7 @@ import psycopg
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, route_command, siret_key
 from schemas.base import Command, Event
-from schemas.messages import CloseSettlementMonth
+from schemas.messages import REDEEMER_COMMANDS, CloseSettlementMonth
 from services.redeemer import domain, settlement, store
 
 
@@ -25,6 +26,8 @@ class RedeemerHandler:
     topology: Topology
     code_key: bytes
     processor: str = "redeemer"
+    # how far ahead of this clock a scan may be dated (Settings.scan_clock_tolerance_seconds)
+    scan_clock_tolerance: timedelta = domain.DEFAULT_SCAN_CLOCK_TOLERANCE
 
     @property
     def command_topics(self) -> frozenset[str]:
@@ -33,6 +36,10 @@ class RedeemerHandler:
     @property
     def event_topics(self) -> frozenset[str]:
         return frozenset({self.topology.issuer_events.name})
+
+    @property
+    def command_classes(self) -> tuple[type[Command], ...]:
+        return REDEEMER_COMMANDS
 
     @property
     def dead_letter_topic(self) -> str:
@@ -82,8 +89,10 @@ class RedeemerHandler:
                                      dict(view.providers))
         decisions = []
         touched_providers: set[str] = set()
+        decided_at = datetime.now(timezone.utc)  # recorded with the outcome, never re-read
         for command in commands:
-            events = domain.decide(view, command, self.code_key)
+            events = domain.decide(view, command, self.code_key, decided_at,
+                                   self.scan_clock_tolerance)
             for event in events:
                 domain.evolve(view, event)
                 if hasattr(event, "siret") and event.type.startswith("provider_"):

@@ -26,7 +26,8 @@ class ConcurrentSettlement(RuntimeError):
 
 
 _BOOKLET_COLUMNS = ("booklet_id", "siren", "voucher_count", "face_value_cents", "perimeter",
-                    "valid_from", "valid_until", "grace_until", "activated", "blocked")
+                    "valid_from", "valid_until", "grace_until", "activated", "blocked",
+                    "activated_at")
 
 
 def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event]) -> None:
@@ -44,12 +45,20 @@ def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event])
              [e.voucher_count for e in issued], [e.face_value_cents for e in issued],
              [",".join(e.perimeter) for e in issued], [e.valid_from for e in issued],
              [e.valid_until for e in issued], [e.grace_until for e in issued]), binary=True)
-    for event_class, column in ((BookletActivated, "activated"), (BookletBlocked, "blocked")):
-        booklet_ids = [event.booklet_id for event in events if isinstance(event, event_class)]
-        if booklet_ids:
-            connection.execute(
-                f"UPDATE redeemer_booklets SET {column} = true WHERE booklet_id = ANY(%b)",
-                (booklet_ids,), binary=True)
+    activations = [event for event in events if isinstance(event, BookletActivated)]
+    if activations:
+        # the earliest activation instant: a scan dated before it is refused
+        connection.execute(
+            "UPDATE redeemer_booklets AS b SET activated = true, activated_at = "
+            "LEAST(b.activated_at, u.t) FROM (SELECT i, min(t) AS t FROM unnest("
+            "%b::text[], %b::timestamptz[]) AS a(i, t) GROUP BY i) AS u WHERE b.booklet_id = u.i",
+            ([e.booklet_id for e in activations], [e.occurred_at for e in activations]),
+            binary=True)
+    blocked = [event.booklet_id for event in events if isinstance(event, BookletBlocked)]
+    if blocked:
+        connection.execute(
+            "UPDATE redeemer_booklets SET blocked = true WHERE booklet_id = ANY(%b)",
+            (blocked,), binary=True)
 
 
 def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
@@ -66,7 +75,8 @@ def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
             "event_id, settlement_month FROM redemptions WHERE voucher_id = ANY(%b)",
             (sorted(set(voucher_ids)),), binary=True)
         providers = connection.execute(
-            "SELECT siret, name, iban, address_code, status FROM providers WHERE siret = ANY(%b)",
+            "SELECT siret, name, iban, address_code, status, accredited_since FROM providers "
+            "WHERE siret = ANY(%b)",
             (sorted(set(sirets)),), binary=True)
     for row in booklets.fetchall():
         facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
@@ -107,13 +117,15 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                 copy.write_row((r.voucher_id, r.booklet_id, r.siren, r.siret,
                                 r.face_value_cents, datetime.fromisoformat(r.redeemed_at),
                                 r.event_id))
-    rows = [(p.siret, p.name, p.iban, p.address_code, p.status) for p in providers]
+    rows = [(p.siret, p.name, p.iban, p.address_code, p.status, p.accredited_since)
+            for p in providers]
     if rows:
         with connection.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO providers (siret, name, iban, address_code, status) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (siret) DO UPDATE SET "
-                "status = excluded.status", rows)
+                "INSERT INTO providers (siret, name, iban, address_code, status, "
+                "accredited_since) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (siret) DO "
+                "UPDATE SET status = excluded.status, "
+                "accredited_since = excluded.accredited_since", rows)
 
 
 # ------------------------------------------------------------------------------ settlement

@@ -124,6 +124,30 @@ def test_redeemed_cancelled_and_redeemed_again_within_a_second_is_sound(ledger, 
     assert find(report, "cancellation_of_unknown_redemption").event_ids == (late.event_id,)
 
 
+def test_the_books_are_as_of_the_audit_and_a_redemption_dated_later_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
+    """A scan dated next year (refused by the redeemer: `scan_in_the_future`) planted in the
+    log: the as-of day stays the day of the audit, and the redemption is named."""
+    issued = next(value_of(r) for r in ledger.records if value_of(r)["type"] == "booklet_issued"
+                  and value_of(r)["booklet_id"].endswith("0000002"))
+    redeemed = {value_of(r)["voucher_id"] for r in ledger.records
+                if value_of(r)["type"] == "voucher_redeemed"}
+    voucher_id = next(f"{issued['booklet_id']}-{n:02d}" for n in range(1, 11)
+                      if f"{issued['booklet_id']}-{n:02d}" not in redeemed)
+    template = next(value_of(r) for r in ledger.records if value_of(r)["type"] == "voucher_redeemed")
+    audit_time = datetime.now(timezone.utc)
+    future = VoucherRedeemed(**{**template, "request_id": "typo", "voucher_id": voucher_id,
+                                "booklet_id": issued["booklet_id"], "siren": issued["siren"],
+                                "event_id": event_id_for("redeemer", "typo", 0),
+                                "occurred_at": audit_time + timedelta(days=400)})
+    _, report = replay(ledger.records + ledger.writer.redeemer(issued["booklet_id"].encode(),
+                                                                 [future]))
+    assert report.as_of in {audit_time.date().isoformat(),
+                            (audit_time + timedelta(days=1)).date().isoformat()}
+    assert find(report, "redemption_in_the_future").detail.startswith(voucher_id)
+    _, clean = replay(ledger.records)
+    assert clean.sound and clean.as_of == report.as_of
+
+
 def test_an_activation_beyond_the_funds_received_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
     issued = [value_of(r) for r in ledger.records if value_of(r)["type"] == "booklet_issued"]
     unpaid = issued[2]  # the third booklet of the first collectivité was never paid for

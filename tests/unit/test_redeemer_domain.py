@@ -66,8 +66,15 @@ def given(events: Iterable[Event]) -> RedeemerView:
     return view
 
 
-def when(view: RedeemerView, command: Command) -> list[Event]:
-    return domain.decide(view, command, KEY)
+# The handler's clock when it decides (scans are dated at MORNING unless a test says else).
+DECIDED_AT = MORNING + timedelta(hours=6)
+TOLERANCE = timedelta(minutes=5)
+
+
+def when(view: RedeemerView, command: Command, decided_at: datetime | None = None
+         ) -> list[Event]:
+    """Decided as it happens (the handler's clock at the command's instant), unless told."""
+    return domain.decide(view, command, KEY, decided_at or command.occurred_at, TOLERANCE)
 
 
 def request_id() -> str:
@@ -231,27 +238,41 @@ def _mistyped() -> str:
 def _reason_cases() -> list[tuple[str, list[Event], str, str]]:
     """(reason, history, code, siret): one way to reach each reason, in precedence order."""
     later = dict(valid_from=date(2024, 6, 1))
+    accredited_late = when(domain.empty_view(), accredit(at=MORNING + timedelta(hours=1)))
     return [
         ("malformed_code", open_for_business(), "ABC", SIRET),
         ("mistyped_code", open_for_business(), _mistyped(), SIRET),
         ("forged_code", open_for_business(), code(key=OTHER_KEY), SIRET),
         ("unknown_voucher", open_for_business(), code(sequence=2), SIRET),
+        ("scan_in_the_future", open_for_business(), code(), SIRET),
         ("booklet_not_activated", [issued(), accredited()], code(), SIRET),
+        ("booklet_not_activated_at_scan_time", open_for_business(), code(), SIRET),
         ("booklet_blocked", open_for_business(blocked()), code(), SIRET),
         ("outside_validity", [issued(**later), activated(), accredited()], code(), SIRET),
         ("outside_perimeter", [issued(perimeter=("13",)), activated(), accredited()], code(),
          SIRET),
         ("provider_not_accredited", [issued(), activated()], code(), SIRET),
+        ("venue_not_accredited_at_scan_time", [issued(), activated(), *accredited_late],
+         code(), SIRET),
         ("already_redeemed", redeemed(open_for_business(), redeem()), code(), SIRET),
     ]
+
+
+# When the scan of each reason case is dated: MORNING, but for the reasons about its date.
+SCANNED_AT = {
+    "scan_in_the_future": DECIDED_AT + TOLERANCE + timedelta(seconds=1),
+    "booklet_not_activated_at_scan_time": MORNING - timedelta(seconds=1),
+    "venue_not_accredited_at_scan_time": MORNING + timedelta(minutes=30),
+}
 
 
 @pytest.mark.parametrize("reason, history, voucher_code, siret", _reason_cases(),
                          ids=[case[0] for case in _reason_cases()])
 def test_every_redemption_reason_is_reachable(reason: str, history: list[Event],
                                               voucher_code: str, siret: str) -> None:
-    assert refusal(when(given(history), redeem(voucher_code, siret))) == reason
-    checked = when(given(history), check(voucher_code, siret))
+    at = SCANNED_AT.get(reason, MORNING)
+    assert refusal(when(given(history), redeem(voucher_code, siret, at), DECIDED_AT)) == reason
+    checked = when(given(history), check(voucher_code, siret, at), DECIDED_AT)
     assert isinstance(checked[0], VoucherChecked)
     assert (checked[0].valid, checked[0].reason) == (False, reason)
 
