@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from html import unescape
 
 import pytest
+from babel.dates import format_date
 
 from passnum.codec import event_id_for
 from passnum.settings import Settings
@@ -140,7 +141,9 @@ def test_a_sound_report_says_so_in_french_and_the_english_one_in_english(sound) 
     french, english = render(sound), render(sound, "en")
     assert '<html lang="fr">' in french and '<html lang="en">' in english
     assert '<strong>SAIN</strong>' in french and "Aucune anomalie." in french
-    assert "2 mars 2026" in french and "2 March 2026" in english
+    as_of = date.fromisoformat(sound.as_of)  # the audit's own day
+    assert f"Situation au {format_date(as_of, 'long', locale='fr_FR')}" in french
+    assert f"Books as of {format_date(as_of, 'long', locale='en_GB')}" in english
     assert '<strong>SOUND</strong>' in english and "€40.00" in english
     assert "40,00\xa0€" in french and "€40.00" not in french
     assert "http" not in french.replace('xmlns="http://www.w3.org/2000/svg"', "")
