@@ -10,7 +10,7 @@ import psycopg
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, siren_key
 from schemas.base import Command, Event
-from schemas.messages import BookletActivated, OrderBooklets
+from schemas.messages import ISSUER_COMMANDS, BookletActivated, OrderBooklets
 from services.issuer import domain, store
 
 
@@ -27,6 +27,10 @@ class IssuerHandler:
     @property
     def event_topics(self) -> frozenset[str]:
         return frozenset()
+
+    @property
+    def command_classes(self) -> tuple[type[Command], ...]:
+        return ISSUER_COMMANDS
 
     @property
     def dead_letter_topic(self) -> str:
@@ -55,14 +59,17 @@ class IssuerHandler:
         decisions = []
         for command in commands:
             siren = command.siren  # type: ignore[attr-defined]
-            envelope = batch.envelopes.get(siren) or domain.Envelope(siren)
+            before = batch.envelopes.get(siren) or domain.Envelope(siren)
             booklet = batch.booklets.get(getattr(command, "booklet_id", ""))
-            events = domain.decide(envelope, booklet, command, self.policy)
+            events = domain.decide(before, booklet, command, self.policy)
+            envelope = before
             for event in events:
                 envelope = domain.evolve(envelope, event)
                 batch.fold_booklet_event(event)
-            batch.envelopes[siren] = envelope
-            batch.touched_envelopes.add(siren)
+            # A refused command changes no state: no row for a SIREN it named in vain.
+            if envelope != before:
+                batch.envelopes[siren] = envelope
+                batch.touched_envelopes.add(siren)
             decisions.append(Decision(command, [self._route(event) for event in events]))
         batch.save(connection)
         return decisions

@@ -1,0 +1,96 @@
+"""One judge: legitimate traffic decided by the real workers audits SOUND with no finding,
+including what once raised false alarms (redeem, cancel and redeem again within one
+second; a back-dated scan before the venue's accreditation or the booklet's activation; a
+scan dated in the future; an order by an unknown SIREN), and a database row that the log
+does not explain is named with its key and the events behind it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from passnum.client import LedgerClient
+from passnum.database import connect
+from passnum.scenario import accreditations, booklet_codes
+from passnum.seed import collectivites, venues
+from schemas.messages import CancelRedemption, OrderBooklets, RedeemVoucher
+from services.auditor.cli import _with_database
+from services.auditor.replay import Replayer, ReplayOptions
+from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
+
+pytestmark = pytest.mark.integration
+
+
+def decided(client: LedgerClient, command: object) -> object:
+    client.send([command])  # type: ignore[list-item]
+    events = client.wait_for([command.request_id])[command.request_id]  # type: ignore[attr-defined]
+    return events[0]
+
+
+def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_worker) -> None:  # type: ignore[no-untyped-def]
+    start_worker("issuer")
+    start_worker("redeemer")
+    partner, venue = collectivites(1)[0], venues(1)[0]
+    client = LedgerClient(ledger)
+    onboard(client, [partner], booklets=1, venues=[])  # activated at MARCH
+    accredited_at = MARCH + timedelta(days=5)
+    client.send(accreditations([venue], accredited_at, tag="late"))
+    wait_for_rows(ledger, "SELECT count(*) FROM providers", 1)
+    codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 2))
+
+    def scan(number: int, at: datetime, tag: str) -> object:
+        return decided(client, RedeemVoucher(request_id=f"scan-{tag}", occurred_at=at,
+                                             code=codes[number], siret=venue.siret))
+
+    at = MARCH + timedelta(days=6, microseconds=100_000)
+    first = scan(0, at, "first")
+    assert first.type == "voucher_redeemed", first  # type: ignore[attr-defined]
+    cancelled = decided(client, CancelRedemption(
+        request_id="cancel-fast", occurred_at=at + timedelta(milliseconds=300),
+        voucher_id=first.voucher_id, siret=venue.siret))  # type: ignore[attr-defined]
+    assert cancelled.type == "redemption_cancelled", cancelled  # type: ignore[attr-defined]
+    again = scan(0, at + timedelta(milliseconds=600), "again")
+    assert again.type == "voucher_redeemed", again  # type: ignore[attr-defined]
+    refusals = {
+        "venue_not_accredited_at_scan_time": scan(1, accredited_at - timedelta(days=3), "old"),
+        "booklet_not_activated_at_scan_time": scan(2, MARCH - timedelta(days=1), "older"),
+        "scan_in_the_future": scan(3, datetime.now(timezone.utc) + timedelta(days=90), "next"),
+    }
+    for reason, outcome in refusals.items():
+        assert (outcome.type, outcome.reason) == ("redemption_rejected", reason)  # type: ignore[attr-defined]
+    assert scan(4, accredited_at + timedelta(days=2), "offline").type == "voucher_redeemed"  # type: ignore[attr-defined]
+    refused = decided(client, OrderBooklets(request_id="order-unknown", occurred_at=at,
+                                            siren="000000000", booklet_count=1))
+    assert refused.reason == "unknown_collectivite", refused  # type: ignore[attr-defined]
+    client.close()
+    assert scalar(ledger, "SELECT count(*) FROM issuer_envelopes WHERE siren = '000000000'") == 0
+
+    replayer = Replayer(ledger, ReplayOptions())
+    replayer.read()
+    report = _with_database(ledger, replayer, replayer.judge())
+    assert report.sound and not report.findings, report.findings
+    assert report.extra["live_agreement"] == "agrees"
+    assert report.as_of == datetime.now(timezone.utc).date().isoformat()
+
+    with connect(ledger.database_url) as connection:
+        connection.execute("INSERT INTO issuer_envelopes (siren, state) VALUES ('000000000', "
+                           "'{\"received_cents\": 0, \"activated_cents\": 0}'::jsonb)")
+        connection.execute("DELETE FROM redemptions WHERE voucher_id = %s",
+                           (first.voucher_id,))  # type: ignore[attr-defined]
+        connection.commit()
+    report = _with_database(ledger, replayer, replayer.judge())
+    stray = [f for f in report.findings if f.code == "live_state_disagrees"]
+    assert len(stray) == 2, report.findings
+    envelope = next(f for f in stray if "issuer_envelopes" in f.detail)
+    assert envelope.detail.startswith("issuer_envelopes 000000000: row in the database")
+    redemption = next(f for f in stray if f.detail.startswith("redemptions"))
+    assert first.voucher_id in redemption.detail  # type: ignore[attr-defined]
+    assert "no row in the database" in redemption.detail
+    assert redemption.event_ids == (f"fingerprint:{_fingerprint(again.event_id)}",)  # type: ignore[attr-defined]
+
+
+def _fingerprint(event_id: str) -> str:
+    from services.auditor import wire
+
+    return f"{wire.event_fingerprint(event_id):016x}"
