@@ -50,9 +50,18 @@ def _upcast(document: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("upcaster chain longer than 16: a programming error")
 
 
+# What one record may make the decoder do. A record above the size is refused before any
+# parsing; a document nested deeper than Python's recursion limit makes `json.loads` raise
+# RecursionError, which is an answer about the record (dead letter), never a crash.
+RECORD_MAX_BYTES = 1_048_576
+
+
 def _decode_with(adapter: TypeAdapter[Any], raw: bytes | None) -> Any:
     if raw is None:
         return DecodeFailure("empty_value", "the record has no value")
+    if len(raw) > RECORD_MAX_BYTES:
+        return DecodeFailure("record_too_large",
+                             f"{len(raw)} bytes, at most {RECORD_MAX_BYTES} are decoded")
     # Fast path: pydantic parses and validates the JSON in one pass (Rust), about 4x cheaper
     # than json.loads then validate_python. It stands only for a document that no upcaster
     # claims: an older version that validates, or anything that fails, takes the full path
@@ -65,15 +74,31 @@ def _decode_with(adapter: TypeAdapter[Any], raw: bytes | None) -> Any:
         if (message.type, message.schema_version) not in UPCASTERS:
             return message
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as error:
+        # UTF-8 only (RFC 8259 for JSON exchanged between systems): `json.loads` would
+        # also guess UTF-16 and UTF-32 from bytes, which the fast path above refuses.
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        return DecodeFailure("not_utf8", f"JSON in UTF-8 is required: {error}"[:300])
+    except ValueError as error:
         return DecodeFailure("undecodable_bytes", str(error)[:300])
+    except RecursionError:
+        return DecodeFailure("too_deeply_nested", "JSON nested beyond the decoder's limit")
     if not isinstance(document, dict):
         return DecodeFailure("not_a_json_object", type(document).__name__)
     try:
         return adapter.validate_python(_upcast(document))
     except ValidationError as error:
-        return DecodeFailure("schema_invalid", error.json(include_url=False)[:1000])
+        return DecodeFailure("schema_invalid", _validation_detail(error))
+
+
+def _validation_detail(error: ValidationError) -> str:
+    """The errors as JSON, with the offending values when they can be written: a lone
+    surrogate (`"\\ud800"`, which `json.loads` lets through) cannot be, and must not turn
+    a refusal into an exception."""
+    try:
+        return error.json(include_url=False)[:1000]
+    except ValueError:
+        return error.json(include_url=False, include_input=False)[:1000]
 
 
 def decode_command(raw: bytes | None) -> Command | DecodeFailure:

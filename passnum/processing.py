@@ -20,6 +20,8 @@ relies on Kafka transactions, idempotent producers, end offsets or committed off
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -81,12 +83,15 @@ class OutboxRow:
 
 class Handler(Protocol):
     """What a service provides to the core: its name, which inputs are commands and which
-    are other services' events, and the decisions themselves (state I/O included)."""
+    are other services' events, the command classes it decides (a command of another
+    service found on its topic is a dead letter, not a crash), and the decisions themselves
+    (state I/O included)."""
 
     processor: str
     command_topics: frozenset[str]
     event_topics: frozenset[str]
     dead_letter_topic: str
+    command_classes: tuple[type[Command], ...]
 
     def decide_commands(self, connection: psycopg.Connection, commands: Sequence[Command]
                         ) -> list[Decision]: ...
@@ -125,11 +130,43 @@ def split_by_weight(handler: Handler, records: Sequence[InputRecord],
     return chunks
 
 
+class LogMismatch(Exception):
+    """The log the broker serves is not the one the stored positions were taken from (it
+    was emptied, recreated, or belongs to another cluster). Deciding on would skip commands
+    never decided, or decide some twice: the worker must stop and say so."""
+
+
+def record_digest(key: bytes | None, value: bytes | None) -> bytes:
+    """What identifies a record of the log, stored with the position after it."""
+    digest = hashlib.sha256()
+    for part in (key, value):
+        digest.update(b"\x00" if part is None else b"\x01%d:" % len(part))
+        digest.update(part or b"")
+    return digest.digest()
+
+
+def is_infrastructure_error(error: BaseException) -> bool:
+    """Errors that retrying can fix or that no record causes: the database or its
+    connection, and programming errors in SQL (every record would fail alike). They are
+    retried, then the worker exits and resumes from the log. Anything else a batch raises
+    (a value a column or a date cannot hold, a failed validation, a recursion...) may be
+    caused by one record: the worker looks for it rather than loop (passnum.worker)."""
+    import psycopg.errors as errors
+
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError,
+                          psycopg.ProgrammingError, psycopg.InternalError,
+                          psycopg.NotSupportedError, MemoryError, LogMismatch)):
+        return True
+    return isinstance(error, errors.InsufficientResources)
+
+
 @dataclass
 class _Position:
     next_offset: int
     chain_sequence: int
     chain_hash: str
+    # record_digest of the record at next_offset - 1 (None: none recorded yet).
+    last_record: bytes | None = None
 
 
 # An outbox row before it has an id: input topic, input partition, topic, key, payload, link.
@@ -145,15 +182,15 @@ class _BatchOutput:
 
 
 _SELECT_POSITIONS = (
-    "SELECT topic, partition, next_offset, chain_sequence, chain_hash "
+    "SELECT topic, partition, next_offset, chain_sequence, chain_hash, last_record_sha256 "
     "FROM processor_positions WHERE processor = %s "
     "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) "
     "ORDER BY topic, partition FOR UPDATE")
 
 
 def _rows_to_positions(rows: Sequence[tuple]) -> dict[tuple[str, int], _Position]:
-    return {(topic, number): _Position(offset, sequence, digest)
-            for topic, number, offset, sequence, digest in rows}
+    return {(topic, number): _Position(offset, sequence, digest, last)
+            for topic, number, offset, sequence, digest, last in rows}
 
 
 def _create_missing_positions(connection: psycopg.Connection, processor: str,
@@ -178,14 +215,16 @@ def _save_positions(connection: psycopg.Connection, processor: str,
     items = sorted(positions.items())
     connection.execute(
         "WITH advanced AS (UPDATE processor_positions AS p SET next_offset = u.o, "
-        "chain_sequence = u.s, chain_hash = u.h FROM unnest(%b::text[], %b::int[], "
-        "%b::int8[], %b::int8[], %b::text[]) AS u(t, n, o, s, h) "
+        "chain_sequence = u.s, chain_hash = u.h, last_record_sha256 = u.r "
+        "FROM unnest(%b::text[], %b::int[], %b::int8[], %b::int8[], %b::text[], %b::bytea[]) "
+        "AS u(t, n, o, s, h, r) "
         "WHERE p.processor = %s AND p.topic = u.t AND p.partition = u.n RETURNING 1) "
         "SELECT (SELECT count(*) FROM advanced), "
         "CASE WHEN %s THEN pg_notify('passnum_outcomes', %s) END",
         ([topic for (topic, _), _ in items], [number for (_, number), _ in items],
          [p.next_offset for _, p in items], [p.chain_sequence for _, p in items],
-         [p.chain_hash for _, p in items], processor, notify, processor))
+         [p.chain_hash for _, p in items], [p.last_record for _, p in items],
+         processor, notify, processor))
 
 
 # The outcomes already recorded for some request ids. Written as a join with the list, not
@@ -207,8 +246,6 @@ def _recorded_from_rows(rows: Sequence[tuple]) -> dict[str, Recorded]:
 def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
                  failure: DecodeFailure) -> None:
     """Undecodable input is kept, with its reason, where an operator can see it."""
-    import json
-
     document = {"source_topic": record.topic, "source_partition": record.partition,
                 "source_offset": record.offset, "reason": failure.reason,
                 "detail": failure.detail,
@@ -217,11 +254,6 @@ def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
                           record.topic.encode(), json.dumps(document).encode(), None))
     logger.warning("dead letter %s/%s@%s: %s", record.topic, record.partition, record.offset,
                    failure.reason)
-
-
-def _replay_outcome(output: _BatchOutput, record: InputRecord, recorded: Recorded) -> None:
-    for topic, key, payload, link in recorded[1]:
-        output.outbox.append((record.topic, record.partition, topic, key, payload, link))
 
 
 def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
@@ -265,9 +297,9 @@ def _process_commands(connection: psycopg.Connection, handler: Handler,
             position = positions[(record.topic, record.partition)]
             recorded[command.request_id] = _record_decision(
                 output, handler.processor, record, position, next(decisions))
-        else:
-            # A retried request: the recorded outcome again, same bytes and event ids.
-            _replay_outcome(output, record, recorded[command.request_id])
+        # Else a retried request: its outcome is recorded (the HTTP edge answers from it)
+        # and its events are in the log or in the outbox already. Nothing is appended: the
+        # log holds each decision once, so counting its records gives true totals.
 
 
 def _process_events(connection: psycopg.Connection, handler: Handler,
@@ -372,7 +404,7 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
     decoded: list[tuple[InputRecord, Command | DecodeFailure | None]] = []
     for record in ordered:
         assert record.topic in command_topics or record.topic in event_topics, record.topic
-        decoded.append((record, decode_command(record.value)
+        decoded.append((record, decode_for(handler, record.value)
                         if record.topic in command_topics else None))
     request_ids = sorted({command.request_id for _, command in decoded
                           if isinstance(command, Command)})
@@ -410,8 +442,12 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         for record, command in decoded:
             position = positions[(record.topic, record.partition)]
             if record.offset < position.next_offset:
-                continue  # decided before: a re-delivery changes nothing
+                # Decided before: a re-delivery changes nothing, once the record proves to
+                # be the one decided (the last one's digest is kept with the position).
+                check_redelivery(position, record)
+                continue
             position.next_offset = record.offset + 1
+            position.last_record = record_digest(record.key, record.value)
             if command is None:
                 events.append(record)
             else:
@@ -430,6 +466,29 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         raise
     return BatchResult(partitions, written, older_pending, {
         request_id: (fingerprint, packed) for request_id, fingerprint, packed in output.outcomes})
+
+
+def decode_for(handler: Handler, raw: bytes | None) -> Command | DecodeFailure:
+    """A command of this handler's service, or the reason it is not one (a command of
+    another service on this topic is refused like undecodable bytes: deciding it would
+    only fail, every time)."""
+    command = decode_command(raw)
+    if isinstance(command, Command) and not isinstance(command, handler.command_classes):
+        return DecodeFailure("command_for_another_service",
+                             f"{command.type!r} is not decided by the {handler.processor}")
+    return command
+
+
+def check_redelivery(position: _Position, record: InputRecord) -> None:
+    """A record below the position must be one this processor decided. The last one is
+    checked against its digest: the worker reads each partition again from that record
+    (passnum.worker), so a log that is not the one the positions were taken from shows
+    there, before any of its commands could be skipped."""
+    if (record.offset == position.next_offset - 1 and position.last_record is not None
+            and record_digest(record.key, record.value) != position.last_record):
+        raise LogMismatch(
+            f"{record.topic}[{record.partition}] offset {record.offset} is not the record "
+            f"this processor decided there")
 
 
 def _roll_back(connection: psycopg.Connection) -> None:
@@ -474,3 +533,46 @@ def forget_published(connection: psycopg.Connection, row_ids: list[int]) -> None
     if row_ids:
         with connection.transaction():
             connection.execute("DELETE FROM outbox WHERE id = ANY(%b)", (row_ids,))
+
+
+def dead_letter_record(connection: psycopg.Connection, handler: Handler, record: InputRecord,
+                       reason: str, detail: str) -> BatchResult:
+    """One record that failed alone, the same way each time it was decided: it goes to the
+    dead-letter topic with its reason and the position moves past it, in one transaction,
+    so that the partition goes on. Nothing else of it is decided or recorded. The rows are
+    published from the database (`older_rows_pending`): this path is rare."""
+    partitions = [(record.topic, record.partition)]
+    try:
+        position = _create_missing_positions(connection, handler.processor, partitions)[
+            partitions[0]]
+        if record.offset < position.next_offset:
+            check_redelivery(position, record)
+            connection.commit()
+            return BatchResult([], [])
+        position.next_offset = record.offset + 1
+        position.last_record = record_digest(record.key, record.value)
+        output = _BatchOutput()
+        _dead_letter(output, handler, record, DecodeFailure(reason, detail[:1000]))
+        identifiers = connection.execute(
+            "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
+        assert identifiers is not None
+        written = _write_output(connection, handler.processor, output, identifiers[0])
+        _save_positions(connection, handler.processor, {partitions[0]: position}, False)
+        connection.commit()
+    except BaseException:
+        _roll_back(connection)
+        raise
+    return BatchResult(partitions, written, older_rows_pending=True)
+
+
+def stored_positions(connection: psycopg.Connection, processor: str,
+                     partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The next offset to decide on each partition (0 where none is recorded)."""
+    rows = connection.execute(
+        "SELECT topic, partition, next_offset FROM processor_positions WHERE processor = %s "
+        "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[]))",
+        (processor, [topic for topic, _ in partitions], [number for _, number in partitions])
+    ).fetchall()
+    connection.commit()
+    found = {(topic, number): offset for topic, number, offset in rows}
+    return {partition: found.get(partition, 0) for partition in partitions}

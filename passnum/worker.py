@@ -26,31 +26,47 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any, Awaitable, Callable
 
 import faust
 import mode
 import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 
 from passnum.processing import (
     BatchResult,
     Handler,
     InputRecord,
+    LogMismatch,
     OutboxRow,
+    dead_letter_record,
     decide_batch,
     forget_published,
+    is_infrastructure_error,
     pending_outbox,
     split_by_weight,
+    stored_positions,
     vacuum_outbox,
 )
+from passnum.health import WorkerHealth, http_middleware, mount_observability
+from passnum.logging_setup import logging_config
+from passnum.metrics import MeteredHandler, dead_letter_reasons
 from passnum.publisher import Publisher
 from passnum.settings import Settings
 from passnum.topology import topology_for
 
 logger = logging.getLogger(__name__)
 CRASH_EXIT_CODE = 70
+# The broker serves a log that is not the one the positions were taken from: restarting
+# cannot fix it, an operator must (docs/processing.md, "Which log").
+LOG_MISMATCH_EXIT_CODE = 78
 # Once a batch holds records, how long it waits for the next fetch, and how many records
 # the last one must have brought for it to be worth waiting (see BatchConsumer._fetch).
 FETCH_TOP_UP_SECONDS = 0.005
@@ -71,6 +87,13 @@ class PassnumApp(faust.App):
     """A faust app that checks the broker and migrates the database before it consumes."""
 
     passnum_settings: Settings
+    passnum_health: WorkerHealth
+
+    def on_webserver_init(self, web: Any) -> None:
+        # Every request is timed and carries its request id into the log (passnum.health).
+        # Faust calls this once per web server start: the middleware goes in once.
+        if not any(getattr(m, "passnum", False) for m in web.web_app.middlewares):
+            web.web_app.middlewares.append(http_middleware(self.passnum_health.metrics))
 
     async def on_first_start(self) -> None:
         await asyncio.to_thread(prepare_environment, self.passnum_settings)
@@ -115,16 +138,24 @@ def build_app(app_id: str, settings: Settings, web_port: int) -> PassnumApp:
         producer_acks=-1,
         processing_guarantee="at_least_once",
         stream_wait_empty=False,
-        web_host="127.0.0.1",
+        # The configured address only (faust binds 0.0.0.0 by default), and none of faust's
+        # debugging pages (/router/, /table/, /graph/, statistics): they describe internals
+        # and answer anyone who can reach the port.
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=web_port,
         web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        # passnum's JSON logs in place of faust's coloured ones (passnum.logging_setup).
+        logging_config=logging_config(settings),
     )
     app.passnum_settings = settings
-
-    @app.page("/health/")
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "app": app_id})
-
+    # /health/live, /health/ready (and /health/), /metrics: passnum.health.
+    app.passnum_health = mount_observability(app, app_id, settings)
     return app
 
 
@@ -133,6 +164,27 @@ def _die(message: str) -> None:
     logger.critical("%s: exiting so that the batch is redelivered", message)
     logging.shutdown()
     os._exit(CRASH_EXIT_CODE)
+
+
+def _refuse_log(error: LogMismatch) -> None:
+    """Stop at once, and say what an operator should do: deciding on would skip commands
+    never decided (their offsets are below the stored positions) or decide some twice."""
+    logger.critical(
+        "the broker's log is not the one this processor's positions in PostgreSQL belong "
+        "to (%s). Nothing was skipped and nothing more is decided. Restore the log this "
+        "database was built from (`passnum log import` of its export), or point the worker "
+        "at the database built from this log; see docs/processing.md, 'Which log'.", error)
+    logging.shutdown()
+    os._exit(LOG_MISMATCH_EXIT_CODE)
+
+
+class RecordCausedFailure(Exception):
+    """A batch failed with an error that one of its records may cause every time: the
+    runner looks for that record instead of retrying the batch for ever."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
 
 
 class BatchRunner:
@@ -172,6 +224,9 @@ class BatchRunner:
         # crash's leftovers.
         self.unacknowledged_row_ids: set[int] = set()
         self.batches = 0  # batches that added outbox rows: what the fault injection counts
+        # Records that failed alone and went to the dead-letter topic since the last
+        # record decided normally (see _decide_alone).
+        self.records_failed_in_a_row = 0
         # Told of every committed batch's outcomes, in this process: the HTTP gateway
         # answers its waiting requests at once, without a notification and a query.
         self.outcome_listeners: list[Callable[[dict[str, tuple[str, bytes]]], None]] = []
@@ -181,16 +236,24 @@ class BatchRunner:
             self.connection = self.connect()
         return self.connection
 
-    async def _with_retries(self, what: str, action: Callable[[], Any]) -> Any:
+    async def _with_retries(self, what: str, action: Callable[[], Any],
+                            records_may_fail: bool = False) -> Any:
+        """Retry infrastructure errors with a growing pause, then exit. With
+        `records_may_fail`, any other error is raised at once as a RecordCausedFailure: a
+        record that fails the same way each time must not make the worker loop."""
         for attempt in range(1, self.settings.infra_retry_limit + 1):
             try:
                 return await action()
+            except LogMismatch as error:
+                _refuse_log(error)
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 logger.warning("%s failed (attempt %s): %s", what, attempt, error)
                 if self.connection is not None:
                     self.connection.close()
                 self.connection = None
-            except Exception as error:  # any other failure: retry, then crash loudly
+            except Exception as error:  # noqa: BLE001 - sorted below, never swallowed
+                if records_may_fail and not is_infrastructure_error(error):
+                    raise RecordCausedFailure(error) from error
                 logger.warning("%s failed (attempt %s): %r", what, attempt, error)
             await asyncio.sleep(self.settings.infra_retry_backoff_seconds * attempt)
         _die(f"{what} failed {self.settings.infra_retry_limit} times")
@@ -263,7 +326,60 @@ class BatchRunner:
             await self._run_transaction(chunk)
 
     async def _run_transaction(self, records: list[InputRecord]) -> None:
+        """Decide `records` in one transaction. If that fails with an error a record may
+        cause, decide the two halves apart, down to the single record that fails alone
+        (twice): that one goes to the dead-letter topic with its reason, and every other
+        record of the batch is decided as usual, in order."""
+        try:
+            result = await self._with_retries("decide batch", self._decider(records),
+                                              records_may_fail=True)
+        except RecordCausedFailure as failure:
+            if len(records) > 1:
+                middle = len(records) // 2
+                logger.warning("a batch of %s records failed (%r): deciding its halves apart",
+                               len(records), failure.error)
+                await self._run_transaction(records[:middle])
+                await self._run_transaction(records[middle:])
+            else:
+                await self._decide_alone(records[0])
+            return
+        self.records_failed_in_a_row = 0
+        await self._after_decision(result)
+
+    async def _decide_alone(self, record: InputRecord) -> None:
+        """A record that failed alone is decided once more (the failure might have come
+        from a passing state); if it fails again, it is a dead letter with the error as its
+        reason. Many such records in a row mean a systematic failure, not poison records:
+        the worker then exits loudly rather than dead-letter its whole input."""
+        try:
+            result = await self._with_retries("decide record", self._decider([record]),
+                                              records_may_fail=True)
+        except RecordCausedFailure as failure:
+            self.records_failed_in_a_row += 1
+            if self.records_failed_in_a_row > self.settings.records_failed_in_a_row_max:
+                _die(f"{self.records_failed_in_a_row} records in a row failed alone, the "
+                     f"last with {failure.error!r}: a systematic failure")
+            detail = f"{type(failure.error).__name__}: {failure.error}"
+            logger.error("dead letter %s[%s]@%s: it fails alone each time it is decided (%s)",
+                         record.topic, record.partition, record.offset, detail)
+
+            async def write() -> BatchResult:
+                async with self.connection_lock:
+                    return await asyncio.to_thread(
+                        dead_letter_record, self._connection(), self.handler, record,
+                        "processing_failed", detail)
+
+            result = await self._with_retries("dead letter", write)
+        else:
+            self.records_failed_in_a_row = 0
+        await self._after_decision(result)
+
+    def _decider(self, records: list[InputRecord]) -> Callable[[], Awaitable[BatchResult]]:
+        marker = self.settings.fault_poison_marker.encode()
+
         async def decide() -> BatchResult:
+            if marker and any(marker in (record.value or b"") for record in records):
+                raise ValueError("fault injection: a poison record")
             async with self.connection_lock:
                 published = list(self.published_row_ids)
                 arguments = (self._connection(), self.handler, records, published,
@@ -276,7 +392,34 @@ class BatchRunner:
                 del self.published_row_ids[:len(published)]
                 return result
 
-        result = await self._with_retries("decide batch", decide)
+        return self._timed(decide, len(records))
+
+    def _timed(self, decide: Callable[[], Awaitable[BatchResult]], record_count: int
+               ) -> Callable[[], Awaitable[BatchResult]]:
+        """`decide`, timed for `passnum_batch_seconds`; each attempt forgets the decisions a
+        failed one counted (MeteredHandler), so that only committed ones are counted."""
+        async def timed() -> BatchResult:
+            if isinstance(self.handler, MeteredHandler):
+                self.handler.forget_decisions()
+            started = time.monotonic()
+            result = await decide()
+            self.decided = (time.monotonic() - started, record_count)
+            return result
+
+        return timed
+
+    def _observe(self, result: BatchResult) -> None:
+        """Count a committed transaction: its time, records, decisions and dead letters."""
+        if isinstance(self.handler, MeteredHandler):
+            metrics = self.handler.metrics
+            seconds, record_count = getattr(self, "decided", (0.0, 0))
+            reasons = dead_letter_reasons(result.outbox, self.handler.dead_letter_topic)
+            metrics.observe_batch(seconds, record_count, reasons)
+            metrics.observe_decisions(self.handler.take_decisions())
+
+    async def _after_decision(self, result: BatchResult) -> None:
+        """Tell the waiting HTTP requests, then publish what the transaction committed."""
+        self._observe(result)
         if result.outcomes:
             for listener in self.outcome_listeners:
                 listener(result.outcomes)
@@ -291,6 +434,16 @@ class BatchRunner:
         elif result.outbox:
             # The usual case: the rows just committed, published from memory.
             self._publish_in_background(result.outbox)
+
+    async def stored_positions(self, partitions: list[tuple[str, int]]
+                               ) -> dict[tuple[str, int], int]:
+        async def read() -> dict[tuple[str, int], int]:
+            async with self.connection_lock:
+                return await asyncio.to_thread(stored_positions, self._connection(),
+                                               self.handler.processor, partitions)
+
+        result: dict[tuple[str, int], int] = await self._with_retries("read positions", read)
+        return result
 
     async def sweep(self, assigned: list[tuple[str, int]]) -> None:
         """Publish outbox rows left by a crash for partitions this worker owns now, even
@@ -334,6 +487,10 @@ def attach_batch_consumer(app: faust.App, handler: Handler, settings: Settings,
                           topic_names: list[str],
                           connect: Callable[[], psycopg.Connection]) -> BatchRunner:
     """The default input path: `BatchConsumer` (below) feeds the runner from aiokafka."""
+    health: WorkerHealth | None = getattr(app, "passnum_health", None)
+    if health is not None:
+        health.processor = handler.processor
+        handler = MeteredHandler(handler, health.metrics)
     runner = BatchRunner(app, handler, settings, connect)
     if settings.consumer == "stream":
         _attach_stream_agent(app, runner, settings, topic_names)
@@ -359,10 +516,12 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     of a partition would otherwise find its rows in the outbox and publish them too."""
 
     def __init__(self, lock: asyncio.Lock, runner: BatchRunner,
-                 commit_now: Callable[[], Awaitable[None]]) -> None:
+                 commit_now: Callable[[], Awaitable[None]],
+                 seek: Callable[[Any], Awaitable[None]]) -> None:
         self.lock = lock
         self.runner = runner
         self.commit_now = commit_now
+        self.seek = seek
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.lock:
@@ -372,7 +531,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.commit_now()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        await self.seek(assigned)
 
 
 class BatchConsumer(mode.Service):
@@ -396,16 +555,36 @@ class BatchConsumer(mode.Service):
 
     async def on_start(self) -> None:
         settings = self.settings
+        # No automatic reset: every assigned partition is read from its position in
+        # PostgreSQL (_seek_to_positions), and a position beyond the broker's log means the
+        # log is not the one the positions belong to (a reset to the earliest offset would
+        # make the worker skip the new log's commands as already decided).
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            enable_auto_commit=False, auto_offset_reset="none",
             max_poll_records=settings.batch_max_commands,
             session_timeout_ms=int(settings.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
             fetch_max_wait_ms=int(settings.fetch_max_wait_seconds * 1000))
         await self.consumer.start()
+        health: WorkerHealth | None = getattr(self.runner.app, "passnum_health", None)
+        if health is not None:
+            health.consumer = self.consumer  # its lag and group membership: readiness
         self.consumer.subscribe(self.topic_names, listener=_WaitForBatch(
-            self.batch_lock, self.runner, self._commit_pending))
+            self.batch_lock, self.runner, self._commit_pending, self._seek_to_positions))
+
+    async def _seek_to_positions(self, assigned: Any) -> None:
+        """Read each assigned partition again from the last record decided on it (the one
+        before its position in PostgreSQL): the batch checks that record's digest, which
+        tells whether the broker still serves the log the positions were taken from."""
+        assert self.consumer is not None
+        partitions = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
+        if not partitions:
+            return
+        positions = await self.runner.stored_positions(
+            [(tp.topic, tp.partition) for tp in partitions])
+        for tp in partitions:
+            self.consumer.seek(tp, max(0, positions[(tp.topic, tp.partition)] - 1))
 
     async def on_stop(self) -> None:
         if self.committing is not None:
@@ -425,6 +604,12 @@ class BatchConsumer(mode.Service):
             if self.runner.busy:
                 _die("batch consumer cancelled in the middle of a batch")
             raise
+        except LogMismatch as error:
+            _refuse_log(error)
+        except OffsetOutOfRangeError as error:
+            _refuse_log(LogMismatch(
+                f"a stored position is beyond the broker's log ({error!r}): the log was "
+                f"emptied or replaced"))
         except BaseException as error:  # noqa: BLE001 - any failure must not commit
             logger.exception("batch consumer failed")
             _die(f"batch consumer failed: {error!r}")
@@ -443,8 +628,15 @@ class BatchConsumer(mode.Service):
         taken = 0
         timeout = settings.batch_max_wait_seconds
         while taken < settings.batch_max_commands:
-            more = await self.consumer.getmany(timeout_ms=int(timeout * 1000),
-                                               max_records=settings.batch_max_commands - taken)
+            try:
+                more = await self.consumer.getmany(
+                    timeout_ms=int(timeout * 1000),
+                    max_records=settings.batch_max_commands - taken)
+            except NoOffsetForPartitionError as error:
+                # A new partition (no committed offset) asked for its offset before the
+                # assignment listener's seek landed: seek it again and fetch.
+                await self._seek_to_positions(list(error.args))
+                continue
             arrived = 0
             for partition, messages in more.items():
                 fetched.setdefault(partition, []).extend(messages)
