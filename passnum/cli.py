@@ -1,14 +1,26 @@
-"""`passnum` command line: broker, database, workers, audit and the demo."""
+"""`passnum` command line: broker, database, workers, audit and the demo.
+
+Exit codes (the README's command line section lists them too):
+    0  done; for `passnum audit`, the books are sound
+    1  `passnum audit`: the books are not sound (findings); `passnum broker check`: the
+       broker fails a required property
+    2  bad usage: an unknown command, option or choice, or a bad PASSNUM_ setting
+    3  infrastructure unreachable: no broker or no database answers within
+       `infrastructure_timeout_seconds` (one line, no traceback)
+"""
 
 from __future__ import annotations
 
-import logging
+import enum
 import os
 import sys
 
 import typer
 
-from passnum.settings import Settings
+from passnum.settings import Settings, SettingsError
+
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 
 app = typer.Typer(no_args_is_help=True, help="passnum: the pass numérique ledger")
 broker_app = typer.Typer(no_args_is_help=True, help="The Kafka-protocol broker (Tansu here)")
@@ -64,9 +76,13 @@ def broker_check() -> None:
     from passnum.broker import create_topics
     from passnum.conformance import format_verdicts, run_conformance
 
+    from passnum.status import require_broker, save_conformance
+
     settings = _settings()
+    require_broker(settings)
     create_topics(settings)
     verdicts = run_conformance(settings)
+    save_conformance(settings, verdicts)
     typer.echo(format_verdicts(verdicts))
     if any(v.required and not v.passed for v in verdicts):
         raise typer.Exit(code=1)
@@ -82,13 +98,38 @@ def database_migrate() -> None:
     typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
 
 
+class WorkerKind(str, enum.Enum):
+    issuer = "issuer"
+    redeemer = "redeemer"
+
+
 @app.command("worker")
-def worker(service: str = typer.Argument(..., help="issuer or redeemer")) -> None:
+def worker(service: WorkerKind = typer.Argument(..., help="issuer or redeemer"),
+           web_host: str = typer.Option(None, help="address to listen on (PASSNUM_WEB_HOST)")
+           ) -> None:
     """Run a worker in the foreground with the faust CLI (same as `faust -A ... worker`)."""
     from passnum.processes import WorkerProcess
 
-    process = WorkerProcess(service, _settings(), log_directory=None)  # type: ignore[arg-type]
+    settings = _settings()
+    if web_host:
+        settings = settings.with_overrides(web_host=web_host)
+        os.environ["PASSNUM_WEB_HOST"] = web_host  # what the worker's settings will read
+    process = WorkerProcess(service.value, settings, log_directory=None)  # type: ignore[arg-type]
     os.execvp(process.command()[0], process.command())
+
+
+@app.command("status")
+def status() -> None:
+    """One screen: each worker's readiness and lag, the broker's conformance, the last audit.
+    Exit 0 when every worker is ready, 3 when one is not."""
+    from rich.console import Console
+
+    from passnum.status import render_status
+
+    table, all_ready = render_status(_settings())
+    Console().print(table)
+    if not all_ready:
+        raise typer.Exit(code=EXIT_UNREACHABLE)
 
 
 @app.command("token")
@@ -113,10 +154,38 @@ def demo(collectivites: int = typer.Option(5, help="how many collectivités take
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("PASSNUM_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    app()
+    from passnum.logging_setup import configure_logging, one_line_error
+    from passnum.status import InfrastructureUnreachable
+
+    try:
+        settings = Settings.from_environment()
+    except SettingsError as error:
+        one_line_error(str(error))
+        sys.exit(EXIT_USAGE)
+    # A command line says little: warnings and errors unless PASSNUM_LOG_LEVEL asks more.
+    configure_logging(settings.with_overrides(
+        log_level=os.environ.get("PASSNUM_LOG_LEVEL", "WARNING")))
+    unreachable = unreachable_errors()
+    try:
+        app()
+    except InfrastructureUnreachable as error:
+        one_line_error(str(error))
+        sys.exit(EXIT_UNREACHABLE)
+    except unreachable as error:
+        one_line_error(f"infrastructure unreachable: {type(error).__name__}: "
+                       f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+        sys.exit(EXIT_UNREACHABLE)
+
+
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the broker or the database did not answer."""
+    import psycopg
+    from aiokafka.errors import KafkaConnectionError
+    from kafka.errors import KafkaConnectionError as KafkaPythonConnectionError
+    from kafka.errors import KafkaTimeoutError
+
+    return (psycopg.OperationalError, KafkaConnectionError, KafkaPythonConnectionError,
+            KafkaTimeoutError, ConnectionError)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ class WorkerProcess:
     def command(self) -> list[str]:
         module, port_setting = WORKER_APPS[self.service]
         port = getattr(self.settings, port_setting)
-        return [faust_executable(), "-A", module, "worker", "-l", "info",
-                "--web-port", str(port), "--web-host", "127.0.0.1"]
+        host = self.settings.web_host
+        return [faust_executable(), "-A", module, "worker", "-l", self.settings.log_level,
+                "--web-port", str(port), "--web-host", host, "--web-bind", host]
 
     def start(self) -> "WorkerProcess":
         assert self.process is None or self.process.poll() is not None, "already running"
@@ -88,7 +89,8 @@ class WorkerProcess:
         import urllib.request
 
         _, port_setting = WORKER_APPS[self.service]
-        url = f"http://127.0.0.1:{getattr(self.settings, port_setting)}/health/"
+        # /health/ answers readiness: the database, the broker (the group joined) and the API.
+        url = f"http://{self.settings.web_host}:{getattr(self.settings, port_setting)}/health/"
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if not self.running():

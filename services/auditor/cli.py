@@ -9,7 +9,7 @@
 
 `passnum/cli.py` mounts one command named `audit`, so the actions are its first argument.
 Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage error,
-3 when the PDF could not be printed.
+3 when something it needs does not answer: the broker, the database, the PDF printer.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ def audit_command(
         _keygen(key)
         return
     options = _options(until, collectivite, trusted_key)
+    from passnum.status import require_broker
+
+    # Within a few seconds, one line and exit 3 when no broker answers (passnum/cli.py).
+    require_broker(settings)
     if action == "checkpoint":
         raise typer.Exit(code=_checkpoint(settings, options, month, key, allow_quiet_streams))
     if action == "year-end":

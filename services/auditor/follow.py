@@ -1,5 +1,10 @@
-"""`passnum audit --follow`: keep tailing the log and re-checking, and answer
-GET /health/ on `settings.web_port_auditor` (docker-compose health-checks it).
+"""`passnum audit --follow`: keep tailing the log and re-checking, and answer on
+`settings.web_host`:`settings.web_port_auditor`:
+- GET /health/ and /health/ready: 200 while the cycles succeed and the books are sound, 503
+  when a cycle fails or the books are not sound (docker-compose health-checks it: an unsound
+  ledger is an alarm, not a healthy service);
+- GET /health/live: 200 while the process serves;
+- GET /metrics: passnum_audit_* (findings by code, soundness, records read, cycle times).
 
 Each cycle reads every topic from where the last one stopped to its current end (the same
 chain verifier and books, so the work per cycle is the new records plus the end
@@ -15,6 +20,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from passnum.metrics import CONTENT_TYPE, AuditMetrics, exposition
 from passnum.settings import Settings
 from services.auditor.replay import Replayer, ReplayOptions
 
@@ -38,22 +44,39 @@ class Health:
             return dict(self.state)
 
 
-def serve_health(port: int, health: Health) -> ThreadingHTTPServer:
+def ready(state: dict[str, object]) -> bool:
+    """Starting, or the last cycle succeeded and found the books sound."""
+    if state.get("status") == "starting":
+        return True
+    return state.get("status") == "ok" and state.get("sound") is not False
+
+
+def serve_health(port: int, health: Health, metrics: AuditMetrics | None = None,
+                 host: str = "127.0.0.1") -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path.rstrip("/") != "/health":
+            path = self.path.rstrip("/")
+            if path == "/metrics" and metrics is not None:
+                self._send(200, CONTENT_TYPE, exposition(metrics.registry))
+            elif path == "/health/live":
+                self._send(200, "application/json", b'{"status": "live"}')
+            elif path in ("/health", "/health/ready"):
+                state = health.snapshot()
+                self._send(200 if ready(state) else 503, "application/json",
+                           json.dumps(state, sort_keys=True).encode())
+            else:
                 self.send_error(404)
-                return
-            state = health.snapshot()
-            self.send_response(200 if state.get("status") in ("starting", "ok") else 503)
-            self.send_header("Content-Type", "application/json")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.end_headers()
-            self.wfile.write(json.dumps(state, sort_keys=True).encode())
+            self.wfile.write(body)
 
         def log_message(self, *arguments: object) -> None:
             return  # health checks every 10 s would drown the log
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
     return server
 
@@ -73,17 +96,21 @@ def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> 
 def follow_forever(settings: Settings, options: ReplayOptions, *, interval_seconds: float,
                    use_database: bool, max_cycles: int | None = None) -> None:
     health = Health()
-    server = serve_health(settings.web_port_auditor, health)
+    metrics = AuditMetrics()
+    server = serve_health(settings.web_port_auditor, health, metrics, settings.web_host)
     replayer = Replayer(settings, options)
     failures, cycles = 0, 0
     try:
         while max_cycles is None or cycles < max_cycles:
             cycles += 1
+            started = time.monotonic()
             try:
-                health.update(**follow_cycle(replayer, settings, use_database),
-                              checked_at=time.time())
+                state = follow_cycle(replayer, settings, use_database)
+                health.update(**state, checked_at=time.time())
+                metrics.observe_cycle(time.monotonic() - started, state)
                 failures = 0
             except Exception as error:  # an infra error: bounded retries, then exit loudly
+                metrics.observe_failure()
                 failures += 1
                 health.update(status="failing", error=str(error)[:300])
                 logger.warning("audit cycle failed (%d/%d): %s", failures, MAX_FAILED_CYCLES,

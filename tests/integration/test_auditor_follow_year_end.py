@@ -74,7 +74,9 @@ def test_follow_tails_the_log_and_reports_on_health(ledger) -> None:  # type: ig
         state = wait_for_health(port, process, lambda s: s.get("sound") is False)
         assert state["findings"] == {"altered_event": 1}
         assert state["records_read"] == len(records) + 1
-        assert state["http"] == 200  # a finding is not a failure of the auditor itself
+        # The cycle itself succeeded ("ok"), but an unsound ledger makes the follower unready:
+        # its health check is the operator's alarm (issue 13).
+        assert state["http"] == 503
         assert health(port)["status"] == "ok"
     finally:
         process.terminate()
