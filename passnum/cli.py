@@ -29,11 +29,13 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(database_app, name="db")
 # Each service owns its commands; they are mounted here so there is one `passnum` CLI.
 from services.auditor.cli import audit_command  # noqa: E402
+from services.issuer.booklets_cli import booklets_app  # noqa: E402
 from services.issuer.cli import issuer_app  # noqa: E402
 from services.redeemer.cli import redeemer_app  # noqa: E402
 
 app.command("audit")(audit_command)
 app.add_typer(issuer_app, name="issuer")
+app.add_typer(booklets_app, name="booklets")
 app.add_typer(redeemer_app, name="redeemer")
 
 

@@ -13,9 +13,12 @@ from passnum.settings import Settings
 from passnum.web_views import mount_api
 from services.issuer.api import IssuerApi
 from services.issuer.openapi import openapi_document
+from services.issuer.print_api import mount_print_routes
 
 
 def attach_api(app: faust.App, settings: Settings) -> IssuerApi:
     api = IssuerApi(settings)
     mount_api(app, api, openapi_document())
+    # Printed booklets (PDF), behind the same tokens: services/issuer/print_api.py.
+    mount_print_routes(app, api, settings)
     return api
