@@ -1,7 +1,8 @@
 """The one codec: bytes <-> models, used by the workers, the tools and the auditor alike.
 
-JSON on the wire, so that any standard Kafka tool can read the log. Decoding failures are
-returned as values (`DecodeFailure`) with a reason code, because a consumer must send them
+JSON on the wire, so that a Kafka tool can show the log without our code (kcat can, with the
+flags in docs/broker.md: the broker, Tansu, limits what each tool can do). Decoding failures
+are returned as values (`DecodeFailure`) with a reason code, because a consumer must send them
 to the dead-letter topic rather than die of them.
 """
 
