@@ -56,10 +56,14 @@ class InputRecord:
 
 @dataclass(frozen=True)
 class Decision:
-    """The events one command produced, each with the topic and key it goes to."""
+    """The events one command produced, each with the topic and key it goes to.
+    `final` False: an answer that time or later facts can change (a question, a refusal
+    that time lifts): published and answered, but not recorded as the request's outcome,
+    so that the same request id sent again is decided again, from the present state."""
 
     command: Command
     events: list[tuple[str, bytes, Event]]
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ Recorded = tuple[str, list[tuple[str, "bytes | None", bytes, "bytes | None"]]]
 class _BatchOutput:
     outbox: list[PendingRow] = field(default_factory=list)
     outcomes: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, print, packed
+    not_final: set[str] = field(default_factory=set)  # request ids not to record
 
 
 _SELECT_POSITIONS = (
@@ -270,6 +275,8 @@ def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
         events.append((topic, key, payload, header))
     fingerprint = request_fingerprint(decision.command)
     output.outcomes.append((decision.command.request_id, fingerprint, pack_outcome(events)))
+    if not decision.final:
+        output.not_final.add(decision.command.request_id)
     return fingerprint, events
 
 
@@ -320,8 +327,9 @@ def _write_output(connection: psycopg.Connection, processor: str, output: _Batch
     packed, under `identifiers` (drawn at the start of the batch, one per input partition,
     increasing: the publication order). Returns the rows with their ids, so that the worker
     publishes them from memory."""
-    if output.outcomes:
-        _insert_outcomes(connection, processor, output.outcomes)
+    final = [outcome for outcome in output.outcomes if outcome[0] not in output.not_final]
+    if final:
+        _insert_outcomes(connection, processor, final)
     by_partition: dict[tuple[str, int], list[OutboxEvent]] = defaultdict(list)
     for input_topic, input_partition, topic, key, payload, link in output.outbox:
         by_partition[(input_topic, input_partition)].append(

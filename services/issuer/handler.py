@@ -67,7 +67,7 @@ class IssuerHandler:
                 envelope = domain.evolve(envelope, event)
                 batch.fold_booklet_event(event)
             # A refused command changes no state: no row for a SIREN it named in vain.
-            if True:  # MUTANT
+            if envelope != before:
                 batch.envelopes[siren] = envelope
                 batch.touched_envelopes.add(siren)
             decisions.append(Decision(command, [self._route(event) for event in events]))

@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
 from passnum.http import Outcome, Tenant, error_body
+from passnum.problems import ProblemDetails
 from passnum.settings import Settings
 from passnum.web_api import (
     IDEMPOTENCY_HEADER,
@@ -40,10 +41,11 @@ from passnum.web_api import (
     limit_query,
     namespaced_request_id,
 )
-from schemas.base import Command, Event
+from schemas.base import LEDGER_MONTH_PATTERN, YEAR_MAX, YEAR_MIN, Command, Event
 from schemas.messages import (
     CancelRedemption,
     CheckVoucher,
+    CommandVoucherCode,
     RedeemerCommandRejected,
     RedeemVoucher,
     RedemptionRejected,
@@ -53,7 +55,8 @@ from services.redeemer.domain import REDEMPTION_PRECEDENCE
 
 LIMITS = ApiLimits(page_size_max=1000, body_max_bytes=4 * 1024, outcome_timeout_seconds=10.0)
 _VOUCHER_ID = re.compile(r"^\d{9}-\d{7}-\d{2}$")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# The months a settlement can name (schemas.base): 9999-12 or 0000-01 names none.
+_MONTH = re.compile(LEDGER_MONTH_PATTERN)
 
 CANCELLATION_REFUSALS = ("not_redeemed_here", "already_settled", "cancellation_too_late")
 # How each recorded refusal reads over HTTP (docs/redeemer.md has the reasons for each).
@@ -65,11 +68,14 @@ REJECTION_STATUS: dict[str, int] = {
     "mistyped_code": 422,
     "forged_code": 422,
     "unknown_voucher": 404,
+    "scan_in_the_future": 422,
     "booklet_not_activated": 409,
+    "booklet_not_activated_at_scan_time": 409,
     "booklet_blocked": 409,
     "outside_validity": 409,
     "outside_perimeter": 403,
     "provider_not_accredited": 403,
+    "venue_not_accredited_at_scan_time": 403,
     "already_redeemed": 409,
     "not_redeemed_here": 404,
     "already_settled": 409,
@@ -84,21 +90,20 @@ assert set(REJECTION_STATUS) == set(REDEMPTION_PRECEDENCE) | set(CANCELLATION_RE
 class CodeRequest(RequestBody):
     """A printed voucher code, as scanned or typed (dashes and spaces are ignored)."""
 
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    code: CommandVoucherCode
 
 
 class EmptyRequest(RequestBody):
     """No field: the voucher is in the path and the venue in the token."""
 
 
-class ErrorDetail(BaseModel):
-    reason: str
-    detail: str
+class RedeemerProblemDetails(ProblemDetails):
+    """Problem details, and when a voucher was redeemed for `already_redeemed`."""
+
     redeemed_at: str | None = Field(None, description="with already_redeemed only")
 
 
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
+ErrorResponse = RedeemerProblemDetails
 
 
 class CheckResponse(BaseModel):
@@ -160,8 +165,9 @@ class StatementListResponse(BaseModel):
 
 _EDGE_ERRORS = (400, 401, 403, 413, 422, 503, 504)
 ROUTES: tuple[Route, ...] = (
+    # 409: request_id_reused, when a client's own key is used again for another code.
     Route("post", "/v1/checks", "checkVoucher", "Check a voucher without consuming it", 200,
-          CheckResponse, CodeRequest, _EDGE_ERRORS, idempotency="optional"),
+          CheckResponse, CodeRequest, (*_EDGE_ERRORS, 409), idempotency="optional"),
     Route("post", "/v1/redemptions", "redeemVoucher", "Redeem a voucher, once", 201,
           RedemptionResponse, CodeRequest, (*_EDGE_ERRORS, 404, 409), idempotency="required"),
     Route("post", "/v1/redemptions/{voucher_id}/cancellation", "cancelRedemption",
@@ -189,7 +195,7 @@ def refusal_answer(event: Event) -> Answer | None:
     if isinstance(event, RedemptionRejected):
         body = error_body(event.reason, f"voucher {event.voucher_id or '(unreadable code)'}")
         if event.redeemed_at is not None:
-            body["error"]["redeemed_at"] = utc_text(datetime.fromisoformat(event.redeemed_at))
+            body["redeemed_at"] = utc_text(datetime.fromisoformat(event.redeemed_at))
         return Answer(REJECTION_STATUS[event.reason], body)
     if isinstance(event, RedeemerCommandRejected):
         return Answer(REJECTION_STATUS.get(event.reason, 409),
@@ -235,7 +241,8 @@ def request_id_for(siret: str, idempotency_key: str | None, required: bool) -> s
 def month_query(query: Any) -> str | None:
     month = query.get("month")
     if month is not None and not _MONTH.match(month):
-        raise ApiError(422, "invalid_query", "month must be YYYY-MM")
+        raise ApiError(422, "invalid_query",
+                       f"month must be YYYY-MM, from {YEAR_MIN}-01 to {YEAR_MAX}-12")
     return month  # type: ignore[no-any-return]
 
 

@@ -14,10 +14,11 @@ from typing import Sequence
 
 import psycopg
 
+from passnum.codec import event_id_for
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, route_command, siret_key
 from schemas.base import Command, Event
-from schemas.messages import REDEEMER_COMMANDS, CloseSettlementMonth
+from schemas.messages import REDEEMER_COMMANDS, CheckVoucher, CloseSettlementMonth
 from services.redeemer import domain, settlement, store
 
 
@@ -97,7 +98,8 @@ class RedeemerHandler:
                 domain.evolve(view, event)
                 if hasattr(event, "siret") and event.type.startswith("provider_"):
                     touched_providers.add(event.siret)  # type: ignore[attr-defined]
-            decisions.append(Decision(command, [self._route(command, e) for e in events]))
+            decisions.append(self._decision(command, events, decided_at,
+                                            final=not isinstance(command, CheckVoucher)))
         store.save_view_changes(connection, before, dict(view.redemptions),
                                 [view.providers[siret] for siret in sorted(touched_providers)])
         return decisions
@@ -111,4 +113,19 @@ class RedeemerHandler:
             unsettled = store.load_unsettled(connection, settlement.month_end(command.month))
         events = settlement.decide_close_month(book, command, unsettled)
         store.record_settlement(connection, events)
-        return Decision(command, [self._route(command, event) for event in events])
+        # A month not ended yet is refused until it ends: that refusal does not bind the
+        # request id (`close-2026-12` closes the month when sent again in January).
+        transient = getattr(events[0], "reason", None) in settlement.REFUSALS_TIME_LIFTS
+        return self._decision(command, events, datetime.now(timezone.utc), final=not transient)
+
+    def _decision(self, command: Command, events: list[Event], decided_at: datetime,
+                  final: bool) -> Decision:
+        """A decision not final (a check: a question answered from the present state; a
+        refusal time lifts) is not recorded as the request's outcome, so the same request
+        id may be decided again: its events are then named by the request and the instant
+        of this decision, so that two answers never share an event id."""
+        if not final:
+            salt = f"{command.request_id}@{decided_at.isoformat()}"
+            events = [event.model_copy(update={"event_id": event_id_for(
+                domain.ORIGIN, salt, index)}) for index, event in enumerate(events)]
+        return Decision(command, [self._route(command, event) for event in events], final)

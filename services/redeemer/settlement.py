@@ -52,6 +52,8 @@ SETTLEMENT_TIME_ZONE = ZoneInfo("Europe/Paris")
 STATEMENT_MAX_REDEMPTIONS = 5_000
 
 CLOSE_PRECEDENCE = ("month_already_closed", "later_month_closed", "month_not_ended")
+# Refusals that time alone lifts: not recorded as the request's final outcome.
+REFUSALS_TIME_LIFTS = frozenset({"month_not_ended"})
 
 
 @dataclass(frozen=True)

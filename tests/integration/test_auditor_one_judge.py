@@ -14,7 +14,15 @@ from passnum.client import LedgerClient
 from passnum.database import connect
 from passnum.scenario import accreditations, booklet_codes
 from passnum.seed import collectivites, venues
-from schemas.messages import CancelRedemption, OrderBooklets, RedeemVoucher
+import time
+
+from schemas.messages import (
+    CancelRedemption,
+    CheckVoucher,
+    CloseSettlementMonth,
+    OrderBooklets,
+    RedeemVoucher,
+)
 from services.auditor.cli import _with_database
 from services.auditor.replay import Replayer, ReplayOptions
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
@@ -63,6 +71,26 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     refused = decided(client, OrderBooklets(request_id="order-unknown", occurred_at=at,
                                             siren="000000000", booklet_count=1))
     assert refused.reason == "unknown_collectivite", refused  # type: ignore[attr-defined]
+    # a question is answered from the present state, and a refusal that time lifts does
+    # not bind its request id: neither is recorded as the request's outcome
+    question = CheckVoucher(request_id="check-same-key", occurred_at=at, code=codes[5],
+                            siret=venue.siret)
+    assert decided(client, question).valid  # type: ignore[attr-defined]
+    assert scan(5, at + timedelta(seconds=1), "checked").type == "voucher_redeemed"  # type: ignore[attr-defined]
+    now = datetime.now(timezone.utc)
+    close = CloseSettlementMonth(request_id="close-this-month", occurred_at=now,
+                                 month=now.strftime("%Y-%m"))
+    assert decided(client, close).reason == "month_not_ended"  # type: ignore[attr-defined]
+    client.send([question, close])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (len(client.events_by_request[question.request_id]) < 2
+                                           or len(client.events_by_request[close.request_id]) < 2):
+        client.poll()
+    answer = client.events_by_request[question.request_id][1]
+    assert (answer.valid, answer.reason) == (False, "already_redeemed")  # type: ignore[attr-defined]
+    assert client.events_by_request[close.request_id][1].reason == "month_not_ended"  # type: ignore[attr-defined]
+    assert scalar(ledger, "SELECT count(*) FROM request_outcomes WHERE request_id IN "
+                  "('check-same-key', 'close-this-month')") == 0
     client.close()
     assert scalar(ledger, "SELECT count(*) FROM issuer_envelopes WHERE siren = '000000000'") == 0
 
