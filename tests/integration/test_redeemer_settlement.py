@@ -68,7 +68,10 @@ def _log_events(settings) -> list:
 
 def _export(settings, month: str, directory: Path) -> tuple[list[dict], ElementTree.Element]:
     csv_path, sepa_path = directory / f"{month}.csv", directory / f"{month}.xml"
-    environment = {**os.environ, **settings.as_environment()}
+    # The programme's debtor account is configuration: without it the SEPA export refuses.
+    environment = {**os.environ, **settings.as_environment(),
+                   "PASSNUM_DEBTOR_NAME": "Opérateur du pass numérique",
+                   "PASSNUM_DEBTOR_IBAN": "FR7630006000011234567890189"}
     finished = subprocess.run(
         [str(Path(sys.executable).parent / "passnum"), "redeemer", "export-statements",
          "--month", month, "--csv", str(csv_path), "--sepa", str(sepa_path),
