@@ -49,10 +49,6 @@ FRENCH: dict[str, Explanation] = {
     "request_decided_twice": Explanation(
         "Demande traitée deux fois",
         "Une même demande a produit deux fois ses effets à deux endroits du journal."),
-    "event_in_the_future": Explanation(
-        "Événement daté dans le futur",
-        "Un événement est daté après l'instant de l'audit : l'horloge d'un service est "
-        "fausse ou l'événement a été antidaté."),
     "redemption_in_the_future": Explanation(
         "Utilisation datée dans le futur",
         "Une utilisation de chèque est datée après l'instant de l'audit, au-delà de la "
@@ -197,9 +193,6 @@ ENGLISH: dict[str, Explanation] = {
         "Unreadable event", "A record of the log cannot be read as a valid event."),
     "request_decided_twice": Explanation(
         "Request decided twice", "One request took effect twice, at two places in the log."),
-    "event_in_the_future": Explanation(
-        "Event dated in the future", "An event is dated after the audit's instant: a "
-        "service's clock is wrong or the event was misdated."),
     "redemption_in_the_future": Explanation(
         "Redemption dated in the future", "A redemption is dated after the audit's instant, "
         "beyond the clock tolerance: the ledger cannot have decided it then."),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,10 @@ CHROMIUM_ARGUMENTS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
                       "--disable-sync"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 FRENCH_FORMAT = Formatter("fr")
+# What babel's fr_FR gives: narrow no-break spaces between thousands, a decimal comma, a
+# no-break space before the euro sign (checked on the page, not only via the formatter).
+FRENCH_EUROS = re.compile(r"-?\d{1,3}(\u202f\d{3})*,\d{2}\u00a0€")
+FRENCH_COUNT = re.compile(r"-?\d{1,3}(\u202f\d{3})*")
 # (every data-field cell of the collectivités' tables, by row) read in one call
 READ_CELLS = """() => {
   const rows = {};
@@ -107,6 +112,9 @@ def check_page_against_json(page, document: dict) -> None:  # type: ignore[no-un
     for siren, books in collectivites.items():
         figures = {k: v for k, v in books.items() if k not in ("siren", "name")}
         assert shown[siren] == {k: expected_figure(k, v) for k, v in figures.items()}, siren
+        for field, text in shown[siren].items():
+            pattern = FRENCH_EUROS if field.endswith("cents") else FRENCH_COUNT
+            assert pattern.fullmatch(text), (siren, field, text)
         assert books["name"] and books["name"] in page.locator(
             f'#books tr[data-siren="{siren}"]').inner_text()
         for field, value in figures.items():
