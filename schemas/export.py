@@ -20,12 +20,21 @@ from schemas.messages import MESSAGE_TYPES
 JSON_DIRECTORY = Path(__file__).resolve().parent / "json"
 INDEX_NAME = "index.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Each schema's `$id`: a name, not an address (nothing is served there), stable for a type
+# and its version, so that a registry or a validator can tell the contracts apart.
+SCHEMA_ID_PREFIX = "urn:passnum:schema:"
 
 
 def message_type(message_class: type[Message]) -> str:
     default = message_class.model_fields["type"].default
     assert isinstance(default, str), f"{message_class.__name__} has no type discriminator"
     return default
+
+
+def schema_id(message_class: type[Message]) -> str:
+    """`urn:passnum:schema:<type>:<schema version>`."""
+    version = message_class.model_fields["schema_version"].default
+    return f"{SCHEMA_ID_PREFIX}{message_type(message_class)}:{version}"
 
 
 def schema_of(message_class: type[Message]) -> dict[str, Any]:
@@ -36,7 +45,7 @@ def schema_of(message_class: type[Message]) -> dict[str, Any]:
     refused. The exported contract says so, rather than accept what the ledger refuses."""
     schema = message_class.model_json_schema()
     schema["required"] = ["type", *(name for name in schema["required"] if name != "type")]
-    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+    return {"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id(message_class), **schema}
 
 
 def index_of(message_classes: tuple[type[Message], ...]) -> dict[str, dict[str, Any]]:
