@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from passnum.problems import PROBLEM_MEDIA_TYPE
 from passnum.web_api import IDEMPOTENCY_HEADER, ApiLimits, Route, idempotency_key_pattern
 
 OPENAPI_PATH = "/openapi.json"
@@ -95,7 +96,7 @@ def _operation(api: ApiDescription, route: Route) -> dict[str, Any]:
         "description": "Success", "content": _json_content(route.response_model)}}
     for status in sorted(route.error_statuses):
         responses[str(status)] = {"description": api.status_text[status],
-                                  "content": _json_content(api.error_model)}
+                                  "content": _json_content(api.error_model, PROBLEM_MEDIA_TYPE)}
     operation["responses"] = responses
     return operation
 
@@ -125,6 +126,7 @@ def _models(api: ApiDescription) -> list[type[BaseModel]]:
     return models
 
 
-def _json_content(model: type[BaseModel]) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REFERENCE_TEMPLATE.format(
+def _json_content(model: type[BaseModel], media_type: str = "application/json"
+                  ) -> dict[str, Any]:
+    return {media_type: {"schema": {"$ref": _REFERENCE_TEMPLATE.format(
         model=model.__name__)}}}

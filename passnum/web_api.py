@@ -29,6 +29,7 @@ from passnum.http import (
     authenticate,
     error_body,
 )
+from passnum.problems import ProblemDetails, is_problem, with_status
 from passnum.settings import Settings
 from schemas.base import Command
 
@@ -59,6 +60,11 @@ class Answer:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # An error body carries the status of the answer (RFC 9457), whoever made it.
+        if self.status >= 400 and is_problem(self.body):
+            object.__setattr__(self, "body", with_status(self.body, self.status))
+
 
 class ApiError(Exception):
     """An early answer of the edge (authentication, validation, ...), not a domain fact."""
@@ -66,7 +72,7 @@ class ApiError(Exception):
     def __init__(self, status: int, reason: str, detail: str = "",
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {reason}: {detail}")
-        self.answer = Answer(status, error_body(reason, detail), headers or {})
+        self.answer = Answer(status, error_body(reason, detail, status), headers or {})
 
 
 def key_reused_answer() -> Answer:
@@ -77,13 +83,8 @@ def key_reused_answer() -> Answer:
         f"this {IDEMPOTENCY_HEADER} was already used for a different request"))
 
 
-class ErrorDetail(BaseModel):
-    reason: str
-    detail: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
+# The body of every error answer, as the OpenAPI documents describe it.
+ErrorResponse = ProblemDetails
 
 
 # ---------------------------------------------------------------------- requests
@@ -91,9 +92,11 @@ class ErrorResponse(BaseModel):
 
 class RequestBody(BaseModel):
     """The base of every request body: an unknown field is refused, so that a body can never
-    name a tenant (the tenant comes from the token)."""
+    name a tenant (the tenant comes from the token). Strict, as the OpenAPI documents say:
+    `"3"` or `true` for an integer is refused, never converted (JSON's dates, which are
+    strings, and arrays still read as dates and tuples)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 def idempotency_key_pattern(max_characters: int) -> str:
@@ -126,6 +129,7 @@ async def read_body(request: Any, max_bytes: int) -> bytes:
 
 
 def parse_body(model: type[BaseModel], raw: bytes) -> Any:
+    _require_utf8(raw)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as error:
@@ -135,6 +139,23 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
         detail = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}"
                            for p in problems)
         raise ApiError(422, "invalid_body", detail[:1000]) from None
+
+
+def _require_utf8(raw: bytes) -> None:
+    """JSON between systems is UTF-8 without a byte order mark (RFC 8259): a body in UTF-16
+    or with a BOM is refused with its reason, as the codec refuses such a record. A NUL
+    byte, which JSON text never holds, tells UTF-16 or UTF-32 that is otherwise ASCII."""
+    if b"\x00" in raw:
+        raise ApiError(400, "not_utf8", "the body must be JSON in UTF-8 (it holds NUL bytes: "
+                                        "UTF-16 or UTF-32?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(400, "not_utf8", f"the body must be JSON in UTF-8 ({error.reason} at "
+                                        f"byte {error.start})") from None
+    if text.startswith("\ufeff"):
+        raise ApiError(400, "not_utf8", "the body must be JSON in UTF-8 without a byte order "
+                                        "mark")
 
 
 def limit_query(query: Any, limits: ApiLimits) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, Strict, StringConstraints
 
 from schemas.base import (
     BookletId,
@@ -18,10 +18,15 @@ from schemas.base import (
     Command,
     Event,
     EventId,
+    LedgerDate,
+    LedgerMonth,
+    PlainText,
     PositiveCents,
     ReasonCode,
     Siren,
     Siret,
+    StrictCents,
+    StrictPositiveCents,
     VoucherId,
 )
 
@@ -33,6 +38,17 @@ Month = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 PseudonymousReference = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Iban = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")]
 
+# Commands' own, tighter types (schemas/base.py says why events keep theirs).
+CommandName = Annotated[PlainText, StringConstraints(min_length=1, max_length=200)]
+CommandVoucherCode = Annotated[PlainText, StringConstraints(min_length=1, max_length=64)]
+PaymentReference = Annotated[PlainText, StringConstraints(min_length=1, max_length=64)]
+# A perimeter names départements or communes: at most a few hundred codes (France has 101
+# départements). Every booklet of an order repeats it, so it bounds an order's events too.
+PERIMETER_MAX_CODES = 300
+Perimeter = Annotated[tuple[InseeCode, ...], Field(max_length=PERIMETER_MAX_CODES)]
+PROVIDER_SERVICES_MAX = 50
+BOOKLET_COUNT_MAX = 100_000
+
 
 # ---------------------------------------------------------------- issuer: commands
 
@@ -40,9 +56,9 @@ Iban = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,3
 class RegisterCollectivite(Command):
     type: Literal["register_collectivite"] = "register_collectivite"
     siren: Siren
-    name: Name
+    name: CommandName
     default_vouchers_per_booklet: Literal[5, 10] = 10
-    default_face_value_cents: PositiveCents = 1000
+    default_face_value_cents: StrictPositiveCents = 1000
 
 
 class FundEnvelope(Command):
@@ -50,7 +66,7 @@ class FundEnvelope(Command):
 
     type: Literal["fund_envelope"] = "fund_envelope"
     siren: Siren
-    committed_cents: PositiveCents
+    committed_cents: StrictPositiveCents
 
 
 class RecordFundsReceived(Command):
@@ -58,29 +74,31 @@ class RecordFundsReceived(Command):
 
     type: Literal["record_funds_received"] = "record_funds_received"
     siren: Siren
-    face_value_cents: PositiveCents
-    fees_cents: Cents = 0
-    payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    face_value_cents: StrictPositiveCents
+    fees_cents: StrictCents = 0
+    payment_reference: PaymentReference
 
 
 class OrderBooklets(Command):
     type: Literal["order_booklets"] = "order_booklets"
     siren: Siren
-    booklet_count: Annotated[int, Field(gt=0, le=100_000)]
+    booklet_count: Annotated[int, Strict(), Field(gt=0, le=BOOKLET_COUNT_MAX)]
     # None: the collectivité's defaults, recorded when it registered.
     vouchers_per_booklet: Literal[5, 10] | None = None
-    face_value_cents: PositiveCents | None = None
+    face_value_cents: StrictPositiveCents | None = None
     target_group: TargetGroup = "general"
-    perimeter: tuple[InseeCode, ...] = ()
-    valid_from: date | None = None
-    valid_until: date | None = None
+    perimeter: Perimeter = ()
+    # Within the years of schemas.base: the grace date after valid_until must exist. An
+    # order whose valid_until precedes valid_from is the issuer's `invalid_framing`.
+    valid_from: LedgerDate | None = None
+    valid_until: LedgerDate | None = None
 
 
 class DistributeBooklet(Command):
     type: Literal["distribute_booklet"] = "distribute_booklet"
     siren: Siren
     booklet_id: BookletId
-    distributor: Name
+    distributor: CommandName
     beneficiary_reference: PseudonymousReference | None = None
 
 
@@ -186,30 +204,30 @@ class IssuerCommandRejected(Event):
 class AccreditProvider(Command):
     type: Literal["accredit_provider"] = "accredit_provider"
     siret: Siret
-    name: Name
+    name: CommandName
     iban: Iban
     address_code: InseeCode
-    services: tuple[Name, ...] = ()
+    services: Annotated[tuple[CommandName, ...], Field(max_length=PROVIDER_SERVICES_MAX)] = ()
 
 
 class ChangeProviderStatus(Command):
     type: Literal["change_provider_status"] = "change_provider_status"
     siret: Siret
     status: Literal["suspended", "accredited", "revoked"]
-    reason: Annotated[str, StringConstraints(max_length=200)] = ""
+    reason: Annotated[PlainText, StringConstraints(max_length=200)] = ""
 
 
 class CheckVoucher(Command):
     """Is this code redeemable now, here? Changes nothing."""
 
     type: Literal["check_voucher"] = "check_voucher"
-    code: VoucherCode
+    code: CommandVoucherCode
     siret: Siret
 
 
 class RedeemVoucher(Command):
     type: Literal["redeem_voucher"] = "redeem_voucher"
-    code: VoucherCode
+    code: CommandVoucherCode
     siret: Siret
 
 
@@ -221,7 +239,7 @@ class CancelRedemption(Command):
 
 class CloseSettlementMonth(Command):
     type: Literal["close_settlement_month"] = "close_settlement_month"
-    month: Month
+    month: LedgerMonth
 
 
 # ---------------------------------------------------------------- redeemer: events

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -45,14 +45,15 @@ from passnum.web_api import (
     limit_query,
     namespaced_request_id,
 )
-from schemas.base import Cents, Command, PositiveCents
+from schemas.base import Cents, Command, LedgerDate, PositiveCents
 from schemas.messages import (
     BlockBooklet,
+    CommandName,
     DistributeBooklet,
-    InseeCode,
     IssuerCommandRejected,
-    Name,
     OrderBooklets,
+    PaymentReference,
+    Perimeter,
     RecordFundsReceived,
     TargetGroup,
 )
@@ -85,6 +86,7 @@ REJECTION_STATUS: dict[str, int] = {
     "invalid_framing": 422,
     "over_cap": 409,
     "over_envelope": 409,
+    "total_exceeds_limit": 409,
     "booklet_numbering_exhausted": 409,
     "unknown_booklet": 404,
     "booklet_blocked": 409,
@@ -106,9 +108,10 @@ class OrderRequest(RequestBody):
     vouchers_per_booklet: Literal[5, 10] | None = None
     face_value_cents: PositiveCents | None = None
     target_group: TargetGroup = "general"
-    perimeter: tuple[InseeCode, ...] = ()
-    valid_from: date | None = None
-    valid_until: date | None = None
+    perimeter: Perimeter = ()
+    # The command's bounds (schemas.base), so that the edge refuses what the log would.
+    valid_from: LedgerDate | None = None
+    valid_until: LedgerDate | None = None
 
 
 class FundsReceivedRequest(RequestBody):
@@ -116,14 +119,14 @@ class FundsReceivedRequest(RequestBody):
 
     face_value_cents: PositiveCents
     fees_cents: Cents = 0
-    payment_reference: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    payment_reference: PaymentReference
 
 
 class DistributeRequest(RequestBody):
     """Hand a booklet to a distributor, and optionally to a beneficiary. The identifier is
     turned into a pseudonymous reference by the server and never stored."""
 
-    distributor: Name
+    distributor: CommandName
     beneficiary_identifier: Annotated[
         str, StringConstraints(min_length=1, max_length=IDENTIFIER_MAX_CHARACTERS)] | None = None
 

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Sequence
 
 from passnum.codec import event_id_for
-from schemas.base import Event
+from schemas.base import CENTS_MAX, Event
 from schemas.messages import (
     BlockBooklet,
     BookletActivated,
@@ -49,6 +49,7 @@ REJECTION_PRECEDENCE = (
     "invalid_framing",
     "over_cap",
     "over_envelope",
+    "total_exceeds_limit",
     "booklet_numbering_exhausted",
     "unknown_booklet",
     "booklet_blocked",
@@ -276,10 +277,17 @@ def decide_fund_envelope(envelope: Envelope, command: FundEnvelope, policy: Poli
 def decide_funds_received(envelope: Envelope, command: RecordFundsReceived) -> list[Event]:
     if not envelope.registered:
         return _reject(command, command.siren, "unknown_collectivite")
+    total = envelope.received_cents + command.face_value_cents
+    if total > CENTS_MAX:
+        # The running total is recorded in every FundsReceived: one the ledger cannot hold
+        # is refused with its reason, never left to fail (and stop the issuer) at recording.
+        return _reject(command, command.siren, "total_exceeds_limit",
+                       f"received {envelope.received_cents} + {command.face_value_cents} "
+                       f"> {CENTS_MAX}")
     builder = _Events(command)
     builder.add(FundsReceived, siren=command.siren, face_value_cents=command.face_value_cents,
                 fees_cents=command.fees_cents, payment_reference=command.payment_reference,
-                total_received_cents=envelope.received_cents + command.face_value_cents)
+                total_received_cents=total)
     _add_activations(builder, evolve(envelope, builder.events[-1]))
     return builder.events
 

@@ -19,6 +19,7 @@ from passnum.codec import decode_event
 from passnum.database import connect
 from passnum.http import issue_token
 from passnum.log import read_to_end
+from passnum.problems import problem
 from passnum.scenario import onboarding
 from passnum.seed import Partner, collectivites
 from passnum.settings import Settings
@@ -105,9 +106,9 @@ def test_tokens_and_tenant_isolation(ledger, start_worker) -> None:
     for method, path, body in routes:
         for token in (None, "not-a-token", world.token + "x"):
             status, answer = world.call(method, path, token=token, key="k", body=body)
-            assert (status, answer["error"]["reason"]) == (401, "unauthenticated"), path
+            assert (status, answer["code"]) == (401, "unauthenticated"), path
         status, answer = world.call(method, path, token=venue_token, key="k", body=body)
-        assert (status, answer["error"]["reason"]) == (403, "not_a_collectivite")
+        assert (status, answer["code"]) == (403, "not_a_collectivite")
 
     status, page = world.call("GET", "/v1/booklets", token=world.token)
     assert status == 200
@@ -124,7 +125,7 @@ def test_tokens_and_tenant_isolation(ledger, start_worker) -> None:
                          ("block", {"reason": "stolen"})):
         status, answer = world.call("POST", f"/v1/booklets/{b_booklet}/{action}",
                                     token=world.token, key=f"probe-{action}", body=body)
-        assert (status, answer) == (404, {"error": {"reason": "unknown_booklet", "detail": ""}})
+        assert (status, answer) == (404, problem("unknown_booklet", "", 404))
     status, theirs = world.call("GET", f"/v1/booklets/{b_booklet}", token=world.other_token)
     assert (status, theirs["status"], theirs["distributor"]) == (200, "issued", None)
 
@@ -144,16 +145,14 @@ def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
     assert [e["type"] for e in first[1]["events"]] == ["funds_received", "booklet_activated"]
     changed = world.call("POST", "/v1/funds-received", token=world.token, key="pay-2",
                          body={**funds, "face_value_cents": 99_000})
-    assert changed == (409, {"error": {"reason": "request_id_reused", "detail":
-                                       "this Idempotency-Key was already used for a different "
-                                       "request"}})
+    assert changed == (409, problem("request_id_reused", "this Idempotency-Key was already "
+                                    "used for a different request", 409))
     received = [e for e in issuer_events(ledger) if e.type == "funds_received"
                 and e.request_id == f"http:{world.partner.siren}:pay-2"]
     assert len({e.event_id for e in received}) == 1
 
-    assert world.call("POST", "/v1/funds-received", token=world.token, body=funds)[1] == {
-        "error": {"reason": "idempotency_key_required",
-                  "detail": "every POST needs an Idempotency-Key header"}}
+    assert world.call("POST", "/v1/funds-received", token=world.token, body=funds)[1] == \
+        problem("idempotency_key_required", "every POST needs an Idempotency-Key header", 400)
     assert world.call("POST", "/v1/funds-received", token=world.token, key="bad key!",
                       body=funds)[0] == 400
     expectations = [
@@ -171,7 +170,7 @@ def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
         raw = b"{not json" if body is None else None
         answer = world.call("POST", path, token=world.token, key=f"e{number}", body=body,
                             raw=raw)
-        assert (answer[0], answer[1]["error"]["reason"]) == (status, reason), (path, answer)
+        assert (answer[0], answer[1]["code"]) == (status, reason), (path, answer)
 
     booklet = world.booklet(world.partner, 1)
     handed = world.call("POST", f"/v1/booklets/{booklet}/distribution", token=world.token,
@@ -179,7 +178,7 @@ def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
                                             "beneficiary_identifier": "1 85 05 78 006 084 36"})
     assert handed[0] == 200
     assert world.call("POST", f"/v1/booklets/{booklet}/distribution", token=world.token,
-                      key="hand-2", body={"distributor": "CAF"})[1]["error"]["reason"] == \
+                      key="hand-2", body={"distributor": "CAF"})[1]["code"] == \
         "already_handed_out"
     second = world.booklet(world.partner, 2)
     assert world.call("POST", f"/v1/booklets/{second}/block", token=world.token, key="b1",
@@ -188,19 +187,19 @@ def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
                               ("b3", "distribution", {"distributor": "CAF"})):
         answer = world.call("POST", f"/v1/booklets/{second}/{action}", token=world.token,
                             key=key, body=body)
-        assert (answer[0], answer[1]["error"]["reason"]) == (409, "booklet_blocked")
+        assert (answer[0], answer[1]["code"]) == (409, "booklet_blocked")
 
     with connect(ledger.database_url) as connection:
         stranger = issue_token(connection, "collectivite", "552100554")  # never registered
     answer = world.call("POST", "/v1/orders", token=stranger, key="o", body={"booklet_count": 1})
-    assert (answer[0], answer[1]["error"]["reason"]) == (409, "unknown_collectivite")
+    assert (answer[0], answer[1]["code"]) == (409, "unknown_collectivite")
     padding = {"distributor": "CAF", "beneficiary_identifier": "x" * 200, "pad": "y" * 70_000}
     answer = world.call("POST", f"/v1/booklets/{booklet}/distribution", token=world.token,
                         key="big", body=padding)
-    assert (answer[0], answer[1]["error"]["reason"]) == (413, "body_too_large")
+    assert (answer[0], answer[1]["code"]) == (413, "body_too_large")
     for query in ("status=lost", "limit=0", "limit=100000", "after=12"):
         answer = world.call("GET", f"/v1/booklets?{query}", token=world.token)
-        assert (answer[0], answer[1]["error"]["reason"]) == (422, "invalid_query"), query
+        assert (answer[0], answer[1]["code"]) == (422, "invalid_query"), query
 
 
 def test_reads_codes_beneficiaries_and_openapi(ledger, start_worker) -> None:

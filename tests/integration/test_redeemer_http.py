@@ -132,8 +132,8 @@ def test_redeem_check_cancel_and_every_refusal(world, ledger) -> None:
     first = body
 
     status, body = api.call("POST", "/v1/redemptions", b, {"code": code}, key="scan-1")
-    assert status == 409 and body["error"]["reason"] == "already_redeemed"
-    assert body["error"]["redeemed_at"] == first["redeemed_at"]
+    assert status == 409 and body["code"] == "already_redeemed"
+    assert body["redeemed_at"] == first["redeemed_at"]
     assert world["venues"][0].siret not in json.dumps(body), "never where"
     status, body = api.call("POST", "/v1/checks", b, {"code": code})
     assert (status, body["valid"], body["reason"]) == (200, False, "already_redeemed")
@@ -154,16 +154,16 @@ def test_redeem_check_cancel_and_every_refusal(world, ledger) -> None:
     for index, (attempt, expected_status, reason) in enumerate(expectations):
         status, body = api.call("POST", "/v1/redemptions", a, {"code": attempt},
                                 key=f"bad-{index}")
-        assert (status, body["error"]["reason"]) == (expected_status, reason), attempt
+        assert (status, body["code"]) == (expected_status, reason), attempt
     status, body = api.call("POST", "/v1/redemptions", tokens["c"], {"code": codes[1][4]},
                             key="suspended")
-    assert (status, body["error"]["reason"]) == (403, "provider_not_accredited")
+    assert (status, body["code"]) == (403, "provider_not_accredited")
 
     # Cancellation: only by the venue that redeemed, then the voucher is free again.
     voucher_id = first["voucher_id"]
     status, body = api.call("POST", f"/v1/redemptions/{voucher_id}/cancellation", b, {},
                             key="c-1")
-    assert (status, body["error"]["reason"]) == (404, "not_redeemed_here")
+    assert (status, body["code"]) == (404, "not_redeemed_here")
     status, body = api.call("POST", f"/v1/redemptions/{voucher_id}/cancellation", a, {},
                             key="c-1")
     assert status == 200 and body["cancelled_redemption_event_id"] == first["event_id"]
@@ -178,13 +178,13 @@ def test_authentication_and_a_venue_acts_only_as_itself(world, ledger) -> None:
     assert api.call("POST", "/v1/redemptions", None, body, key="k")[0] == 401
     assert api.call("POST", "/v1/redemptions", "pn_ven_forged", body, key="k")[0] == 401
     status, answer = api.call("POST", "/v1/redemptions", tokens["collectivite"], body, key="k")
-    assert (status, answer["error"]["reason"]) == (403, "not_a_venue")
+    assert (status, answer["code"]) == (403, "not_a_venue")
 
     # The venue comes from the token: a body naming another venue is refused outright.
     other = world["venues"][1].siret
     status, answer = api.call("POST", "/v1/redemptions", tokens["a"],
                               {**body, "siret": other}, key="k")
-    assert (status, answer["error"]["reason"]) == (422, "invalid_body")
+    assert (status, answer["code"]) == (422, "invalid_body")
     assert scalar(ledger, "SELECT count(*) FROM request_outcomes WHERE request_id LIKE "
                           "'http:%'") == 0
 
@@ -200,7 +200,7 @@ def test_authentication_and_a_venue_acts_only_as_itself(world, ledger) -> None:
 def test_idempotency_keys(world, ledger) -> None:
     api, tokens, codes = world["api"], world["tokens"], world["codes"]
     body = {"code": codes[1][2]}
-    assert api.call("POST", "/v1/redemptions", tokens["a"], body)[1]["error"]["reason"] == (
+    assert api.call("POST", "/v1/redemptions", tokens["a"], body)[1]["code"] == (
         "idempotency_key_required")
     assert api.call("POST", "/v1/redemptions", tokens["a"], body, key="bad key!")[0] == 400
 
@@ -210,10 +210,10 @@ def test_idempotency_keys(world, ledger) -> None:
     assert scalar(ledger, "SELECT count(*) FROM redemptions") == 1
     status, answer = api.call("POST", "/v1/redemptions", tokens["a"], {"code": codes[1][3]},
                               key="retry-me")
-    assert (status, answer["error"]["reason"]) == (409, "request_id_reused")
+    assert (status, answer["code"]) == (409, "request_id_reused")
     # Another venue's identical key is another request: it gets its own outcome.
     status, answer = api.call("POST", "/v1/redemptions", tokens["b"], body, key="retry-me")
-    assert (status, answer["error"]["reason"]) == (409, "already_redeemed")
+    assert (status, answer["code"]) == (409, "already_redeemed")
 
 
 def test_statements_and_queries(world, ledger) -> None:
@@ -258,6 +258,6 @@ def test_the_openapi_document_is_served_and_matches_the_routes(world) -> None:
         status, body = api.call(method.upper(), concrete, None,
                                 {} if method == "post" else None, key="k")
         # Served, and behind authentication: a missing route would be 404 or 405.
-        assert (status, body["error"]["reason"]) == (401, "unauthenticated"), (method, path)
+        assert (status, body["code"]) == (401, "unauthenticated"), (method, path)
     assert api.call("DELETE", "/v1/redemptions")[0] == 405
     assert api.call("GET", "/v1/nothing-here")[0] == 404

@@ -17,7 +17,7 @@ from typing import Iterable
 import pytest
 
 from passnum.codec import event_id_for
-from schemas.base import Command, Event
+from schemas.base import CENTS_MAX, Command, Event
 from schemas.messages import (
     BlockBooklet,
     BookletActivated,
@@ -378,6 +378,20 @@ def test_funds_received_records_face_value_and_fees_separately() -> None:
     assert second[0].total_received_cents == 15_000  # type: ignore[attr-defined]
 
 
+def test_funds_whose_running_total_the_ledger_cannot_hold_are_refused_with_a_reason() -> None:
+    # Two payments of 60 M€: the second would take total_received_cents past CENTS_MAX.
+    past = history(register(), receive(6_000_000_000))
+    assert given(past).envelope.received_cents == 6_000_000_000
+
+    events = when(given(past), receive(6_000_000_000))
+
+    assert rejection(events) == "total_exceeds_limit"
+    assert "> 10000000000" in events[0].detail  # type: ignore[attr-defined]
+    # Up to the bound itself is recorded.
+    exact = when(given(past), receive(CENTS_MAX - 6_000_000_000))
+    assert exact[0].total_received_cents == CENTS_MAX  # type: ignore[attr-defined]
+
+
 def test_funds_activate_booklets_first_in_first_out() -> None:
     past = history(register(), fund(1_000_000), order(3))  # three booklets of 10 000
 
@@ -553,6 +567,7 @@ def _reason_cases() -> list[tuple[str, list[Command], Command]]:
         ("invalid_framing", [register(), fund(10_000)], order(valid_until=date(2000, 1, 1))),
         ("over_cap", [register()], fund(300_000_001)),
         ("over_envelope", [register(), fund(9_999)], order(1)),
+        ("total_exceeds_limit", [register(), receive(CENTS_MAX)], receive(1)),
         ("unknown_booklet", booklets, block(booklet_id(2))),
         ("booklet_blocked", booklets + [block(booklet_id(1))], distribute(booklet_id(1))),
         ("already_handed_out",

@@ -40,7 +40,7 @@ def rejected(reason: str, redeemed_at: str | None = None) -> RedemptionRejected:
     ("already_redeemed", 409)])
 def test_every_redemption_refusal_has_its_status_and_reason(reason: str, status: int) -> None:
     answer = api.answer_for_outcome(Outcome([rejected(reason)], True), "http:x:k", 201)
-    assert (answer.status, answer.body["error"]["reason"]) == (status, reason)
+    assert (answer.status, answer.body["code"]) == (status, reason)
 
 
 def test_the_status_table_covers_every_reason_the_deciders_give() -> None:
@@ -52,7 +52,7 @@ def test_already_redeemed_says_when_in_utc() -> None:
     paris = datetime(2024, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
     answer = api.answer_for_outcome(
         Outcome([rejected("already_redeemed", paris.isoformat())], True), "http:x:k", 201)
-    assert answer.body["error"]["redeemed_at"] == "2024-03-01T09:00:00+00:00"
+    assert answer.body["redeemed_at"] == "2024-03-01T09:00:00+00:00"
 
 
 @pytest.mark.parametrize("reason, status", [
@@ -72,7 +72,7 @@ def test_successes_and_a_reused_key() -> None:
                            "face_value_cents": 1000,
                            "redeemed_at": "2024-03-01T09:00:00+00:00"}
     assert api.answer_for_outcome(Outcome([redeemed], False), "http:x:k", 201).body[
-        "error"]["reason"] == "request_id_reused"
+        "code"] == "request_id_reused"
     checked = VoucherChecked(**COMMON, siret=SIRET, voucher_id=VOUCHER_ID, valid=False,
                              reason="booklet_blocked")
     answer = api.answer_for_outcome(Outcome([checked], True), "http:x:k", 200)
@@ -99,7 +99,7 @@ def test_request_ids_are_namespaced_by_venue_and_keys_are_checked() -> None:
 def test_a_body_cannot_name_a_venue() -> None:
     with pytest.raises(api.ApiError) as refused:
         parse_body(api.CodeRequest, json.dumps({"code": "X", "siret": SIRET}).encode())
-    assert (refused.value.answer.status, refused.value.answer.body["error"]["reason"]) == (
+    assert (refused.value.answer.status, refused.value.answer.body["code"]) == (
         422, "invalid_body")
     assert parse_body(api.CodeRequest, b'{"code": "ABCD"}').code == "ABCD"
 
