@@ -7,7 +7,7 @@ equation's two sides; the venues by name and month; each finding with its explan
 evidence; the charts' sums. Once on a sound ledger, once on a tampered one. The PDF is read
 back with pdftotext.
 
-Screenshots are saved in the test's temporary directory; with PASSNUM_WRITE_DOCS_SCREENSHOTS=1
+Screenshots are saved in the test's temporary directory; with WRITE_DOCS_SCREENSHOTS=1
 the sound page is also written to docs/audit-report.png (the README's picture).
 """
 
@@ -200,7 +200,7 @@ def test_the_report_of_a_sound_ledger_reconciles_with_the_auditor(ledger, browse
     check_findings(page, document)
     assert sum(c["blocked_vouchers"] for c in document["collectivites"].values()) > 0
     page.screenshot(path=str(tmp_path / "audit-report.png"), full_page=True)
-    if os.environ.get("PASSNUM_WRITE_DOCS_SCREENSHOTS") == "1":
+    if os.environ.get("WRITE_DOCS_SCREENSHOTS") == "1":
         page.screenshot(path=str(DOCS / "audit-report.png"), full_page=True)
     text = pdf_text(pdf)
     assert "SAIN" in text and "NON SAIN" not in text and "Aucune anomalie" in text
