@@ -28,6 +28,7 @@ from passnum.codec import (
     unpack_outcome,
 )
 from passnum.database import SESSION_OPTIONS
+from passnum.problems import problem
 from passnum.processing import SELECT_RECORDED_OUTCOMES
 from passnum.settings import Settings
 from passnum.topology import route_command, topology_for
@@ -190,8 +191,10 @@ class CommandGateway:
                 pass  # a bounded wait: look again even if a notification was missed
 
 
-def error_body(reason: str, detail: str = "") -> dict[str, Any]:
-    return {"error": {"reason": reason, "detail": detail}}
+def error_body(reason: str, detail: str = "", status: int | None = None) -> dict[str, Any]:
+    """An error answer's body: RFC 9457 problem details with the reason as `code`
+    (passnum/problems.py). An answer without its status gets it where it is sent."""
+    return problem(reason, detail, status)
 
 
 # ------------------------------------------------------------------ batched lookups

@@ -15,6 +15,7 @@ import mode
 from faust.web import View
 
 from passnum.openapi import OPENAPI_PATH
+from passnum.problems import PROBLEM_MEDIA_TYPE, is_problem
 from passnum.web_api import Answer, RequestHandler, TenantApi
 
 
@@ -72,4 +73,7 @@ def _document_page(document: dict[str, Any]) -> type[View]:
 
 
 def _send(view: View, answer: Answer) -> Any:
-    return view.json(answer.body, status=answer.status, headers=answer.headers or None)
+    # Error answers are RFC 9457 problem details (passnum/problems.py), with their own type.
+    content_type = PROBLEM_MEDIA_TYPE if is_problem(answer.body) else None
+    return view.json(answer.body, status=answer.status, headers=answer.headers or None,
+                     content_type=content_type)

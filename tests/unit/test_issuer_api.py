@@ -9,6 +9,7 @@ import json
 import pytest
 
 from passnum.http import Outcome
+from passnum import problems
 from passnum.openapi import OPENAPI_PATH, render
 from passnum.health import OPERATIONS_PATHS
 from passnum.settings import Settings
@@ -43,8 +44,9 @@ def distributed() -> BookletDistributed:
 ])
 def test_each_recorded_rejection_has_its_status(reason: str, status: int) -> None:
     answer = api.answer_for_outcome(Outcome([rejection(reason)], True), "r", 200)
-    assert (answer.status, answer.body) == (status, {"error": {"reason": reason,
-                                                               "detail": "d"}})
+    assert (answer.status, answer.body) == (status, {
+        "type": f"urn:passnum:probleme:{reason}", "title": problems.TITLES[reason],
+        "status": status, "detail": "d", "code": reason})
 
 
 def test_every_rejection_reason_of_the_domain_is_mapped() -> None:
@@ -53,7 +55,7 @@ def test_every_rejection_reason_of_the_domain_is_mapped() -> None:
 
 def test_a_key_reused_for_another_body_is_a_conflict_whatever_was_recorded() -> None:
     answer = api.answer_for_outcome(Outcome([distributed()], False), "r", 200)
-    assert (answer.status, answer.body["error"]["reason"]) == (409, "request_id_reused")
+    assert (answer.status, answer.body["code"]) == (409, "request_id_reused")
 
 
 def test_success_carries_the_recorded_events_and_the_order_id() -> None:
@@ -81,7 +83,7 @@ def test_request_ids_are_namespaced_by_tenant() -> None:
 def test_missing_or_malformed_keys_are_refused(key: str | None, reason: str) -> None:
     with pytest.raises(api.ApiError) as raised:
         api.request_id_for(SIREN, key)
-    assert (raised.value.answer.status, raised.value.answer.body["error"]["reason"]) == \
+    assert (raised.value.answer.status, raised.value.answer.body["code"]) == \
         (400, reason)
 
 
@@ -91,7 +93,7 @@ def test_a_validation_error_does_not_echo_the_beneficiary_identifier() -> None:
         parse_body(api.DistributeRequest, json.dumps(
             {"distributor": "CAF", "beneficiary_identifier": identifier}).encode())
     answer = raised.value.answer
-    assert answer.status == 422 and "beneficiary_identifier" in answer.body["error"]["detail"]
+    assert answer.status == 422 and "beneficiary_identifier" in answer.body["detail"]
     assert "185057800608436" not in json.dumps(answer.body)
 
 
