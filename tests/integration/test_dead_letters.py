@@ -17,7 +17,8 @@ from tests.integration.helpers import MARCH, scalar
 pytestmark = pytest.mark.integration
 
 BAD_VALUES = [
-    (b"\xff\xfe not json at all", "undecodable_bytes"),
+    (b"\xff\xfe not json at all", "not_utf8"),
+    (b"{not json", "undecodable_bytes"),
     (b"[1, 2, 3]", "not_a_json_object"),
     (json.dumps({"type": "redeem_voucher", "request_id": "x"}).encode(), "schema_invalid"),
     (json.dumps({"type": "no_such_command", "request_id": "y",

@@ -100,8 +100,10 @@ def _valid_document() -> dict[str, Any]:
 @pytest.mark.parametrize("raw, reason, detail", [
     (None, "empty_value", "no value"),
     (b"", "undecodable_bytes", ""),
-    (b"\xff\xfe\x00", "undecodable_bytes", ""),
-    (b'{"type": "fund_envelope", "siren": "\xff"}', "undecodable_bytes", ""),
+    (b"\xff\xfe\x00", "not_utf8", "UTF-8"),
+    (b'{"type": "fund_envelope", "siren": "\xff"}', "not_utf8", "UTF-8"),
+    # JSON in UTF-16 (with its byte order mark), which `json.loads` would read.
+    ('{"type": "fund_envelope"}'.encode("utf-16"), "not_utf8", "UTF-8"),
     (b"{not json", "undecodable_bytes", ""),
     (b"[1, 2]", "not_a_json_object", "list"),
     (b'"fund_envelope"', "not_a_json_object", "str"),
@@ -119,12 +121,19 @@ def test_bytes_that_are_not_a_message_object(raw: bytes | None, reason: str,
 
 @pytest.mark.parametrize("change, error", [
     ({"committed_cents": -5}, "greater_than"),
-    ({"committed_cents": 1.5}, "int_from_float"),
+    ({"committed_cents": 1.5}, "int_type"),  # strict: a number that is not an integer
+    ({"committed_cents": "1500"}, "int_type"),  # strict: no conversion from text
     ({"siren": "12345678"}, "string_pattern_mismatch"),
     ({"occurred_at": "yesterday"}, "datetime"),
     ({"request_id": ""}, "string_too_short"),
     ({"type": "transfer_money"}, "union_tag_invalid"),  # an unknown type
     ({"surprise": True}, "extra_forbidden"),  # an extra field
+    ({"committed_cents": True}, "int_type"),  # strict: a boolean is not an integer
+    ({"occurred_at": "9999-12-31T00:00:00Z"}, "less_than"),  # a command's years are bounded
+    ({"request_id": "r\u0000"}, "string_pattern_mismatch"),  # no NUL: PostgreSQL refuses it
+    # A lone surrogate, which json.loads lets through and UTF-8 cannot write: the failure's
+    # detail leaves the value out rather than raise while writing it.
+    ({"siren": "\ud800"}, "string_unicode"),
 ])
 def test_schema_invalid_documents_say_why(change: dict[str, Any], error: str) -> None:
     document = {**_valid_document(), **change}
