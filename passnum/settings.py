@@ -23,12 +23,13 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 PREFIX = "PASSNUM_"
 # Variables with the prefix that are not settings, each read where it is documented: the
-# bootstrap script's interpreter, the redeemer's profiler, the auditor's trusted keys and the
-# SEPA debtor account of `passnum redeemer close-month` (typer options with envvar), and the
-# operator's token of `passnum operator ...` (passnum/operator_cli.py).
+# bootstrap script's interpreter, the redeemer's profiler, the auditor's trusted keys, and the
+# operator's token of `passnum operator ...` (passnum/operator_cli.py). The SEPA debtor
+# account is settings (debtor_name, debtor_iban, debtor_bic): the PASSNUM_SEPA_* names it
+# once had are refused as unknown, so that a configuration still using them is told.
 OTHER_VARIABLES = frozenset({
     "PASSNUM_PYTHON", "PASSNUM_REDEEMER_PROFILE", "PASSNUM_AUDITOR_TRUSTED_KEYS",
-    "PASSNUM_SEPA_NAME", "PASSNUM_SEPA_IBAN", "PASSNUM_SEPA_BIC", "PASSNUM_OPERATOR_TOKEN",
+    "PASSNUM_OPERATOR_TOKEN",
 })
 Port = Annotated[int, Field(ge=1, le=65_535)]
 Positive = Annotated[int, Field(ge=1)]
