@@ -27,7 +27,8 @@ DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi-issuer.j
 _reasons = partial(reasons_with, REJECTION_STATUS)
 
 _STATUS_TEXT = {
-    400: "Missing or malformed Idempotency-Key header",
+    400: "Missing or malformed Idempotency-Key header (idempotency_key_required, "
+         "invalid_idempotency_key), or a body that is not UTF-8 (not_utf8)",
     401: "Missing, unknown or revoked bearer token",
     403: "The token is not a collectivité's",
     404: "No such booklet among the collectivité's own (another tenant's booklet looks the "

@@ -18,6 +18,7 @@ from passnum.openapi import (
     reasons_with,
     write_document,
 )
+from schemas.base import LEDGER_MONTH_PATTERN
 from services.redeemer.api import LIMITS, REJECTION_STATUS, ROUTES, ErrorResponse
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi-redeemer.json"
@@ -25,7 +26,7 @@ _reasons = partial(reasons_with, REJECTION_STATUS)
 
 _STATUS_TEXT = {
     400: "Missing or malformed Idempotency-Key header (idempotency_key_required, "
-         "invalid_idempotency_key)",
+         "invalid_idempotency_key), or a body that is not UTF-8 (not_utf8)",
     401: "Missing, unknown or revoked bearer token (unauthenticated)",
     403: "The token is not a venue's (not_a_venue), or the venue may not take this voucher: "
          + _reasons(403),
@@ -42,8 +43,8 @@ _STATUS_TEXT = {
 
 _PARAMETERS: dict[str, dict[str, Any]] = {
     "month": {"name": "month", "in": "query", "required": False,
-              "description": "a calendar month in France",
-              "schema": {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"}},
+              "description": "a calendar month in France, from 2000-01 to 2100-12",
+              "schema": {"type": "string", "pattern": LEDGER_MONTH_PATTERN}},
     "after": {"name": "after", "in": "query", "required": False,
               "description": "the next_after of the previous page",
               "schema": {"type": "string"}},
