@@ -146,7 +146,12 @@ class WorkerHealth:
     async def _database(self) -> Check:
         started = time.monotonic()
         try:
-            await self._query("SELECT 1")
+            try:
+                await self._query("SELECT 1")
+            except psycopg.OperationalError:
+                # A connection cut since the last probe (a database restart) says nothing of
+                # now: ask once more on a new one.
+                await self._query("SELECT 1")
         except asyncio.TimeoutError:
             return Check("database", False, "no answer to SELECT 1 within "
                          f"{self.settings.health_database_timeout_seconds} s")

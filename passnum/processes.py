@@ -41,8 +41,11 @@ class WorkerProcess:
         module, port_setting = WORKER_APPS[self.service]
         port = getattr(self.settings, port_setting)
         host = self.settings.web_host
-        return [faust_executable(), "-A", module, "worker", "-l", self.settings.log_level,
-                "--web-port", str(port), "--web-host", host, "--web-bind", host]
+        # --quiet: no banner on stdout, so that every line of a worker's output is a log
+        # record (JSON by default: passnum/logging_setup.py).
+        return [faust_executable(), "-A", module, "--quiet", "worker",
+                "-l", self.settings.log_level, "--web-port", str(port), "--web-host", host,
+                "--web-bind", host]
 
     def start(self) -> "WorkerProcess":
         assert self.process is None or self.process.poll() is not None, "already running"
