@@ -26,11 +26,13 @@ class PdfError(RuntimeError):
 
 
 def print_html_to_pdf(html: str, pdf_path: Path, settings: Settings) -> None:
+    pdf_path = pdf_path.resolve()
+    # An earlier print is removed first: a failed print must not leave it to be taken for
+    # this one.
+    pdf_path.unlink(missing_ok=True)
     binary = shutil.which(settings.chromium_binary)
     if binary is None:
         raise PdfError(f"no chromium at {settings.chromium_binary} (PASSNUM_CHROMIUM_BINARY)")
-    pdf_path = pdf_path.resolve()
-    pdf_path.unlink(missing_ok=True)  # so that a stale file is never taken for this print
     with tempfile.TemporaryDirectory(prefix="passnum-pdf-") as directory:
         page = Path(directory) / "report.html"
         page.write_text(html, encoding="utf-8")

@@ -175,3 +175,23 @@ def test_findings_are_explained_with_their_evidence() -> None:
     # (in memory the first redemption is named by its fingerprint: names are resolved by
     # a second read of the broker, which the browser test does)
     assert again.event_id in set(re.findall(r"<code>([^<]+)</code>", page))
+
+
+def test_a_language_the_report_does_not_speak_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from passnum.cli import app
+
+    result = CliRunner().invoke(app, ["audit", "--lang", "de", "--no-database"])
+    assert result.exit_code == 2 and "--lang must be one of fr, en" in result.output
+
+
+def test_no_chromium_is_a_clear_error_and_leaves_no_pdf(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.auditor.pdf import PdfError, print_html_to_pdf
+
+    target = tmp_path / "audit.pdf"
+    target.write_bytes(b"%PDF stale")
+    with pytest.raises(PdfError, match="no chromium"):
+        print_html_to_pdf("<p>x</p>", target, SETTINGS.with_overrides(
+            chromium_binary=str(tmp_path / "absent")))
+    assert not target.exists()  # the earlier print is not left to be taken for this one
