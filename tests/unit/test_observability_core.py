@@ -1,0 +1,130 @@
+"""The pure parts of passnum's observability: repeated Kafka client errors are let through
+once a window (a worker with the broker down wrote 38,000 ERROR lines in four minutes), the
+stalled-consumer judgement of readiness, and the metrics counted from a batch's decisions."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from passnum.health import LagTracker
+from passnum.logging_setup import RepeatFilter, logging_config
+from passnum.metrics import WorkerMetrics, exposition
+from passnum.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[io.StringIO, Clock]]:
+    """passnum's logging configuration, writing to a buffer, with a clock the test moves."""
+    saved = logging.root.handlers[:], {name: logging.getLogger(name).level
+                                       for name in ("aiokafka", "passnum")}
+    logging.config.dictConfig(logging_config(Settings()))
+    handler = logging.root.handlers[0]
+    buffer = io.StringIO()
+    handler.setStream(buffer)  # type: ignore[attr-defined]
+    clock = Clock()
+    for log_filter in handler.filters:
+        if isinstance(log_filter, RepeatFilter):
+            log_filter.clock = clock
+    yield buffer, clock
+    logging.root.handlers[:] = saved[0]
+    for name, level in saved[1].items():
+        logging.getLogger(name).setLevel(level)
+
+
+def records(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_repeated_broker_errors_are_let_through_once_a_window(captured) -> None:
+    buffer, clock = captured
+    kafka = logging.getLogger("aiokafka.conn")
+    for _ in range(5_000):  # a broker down: every reconnection fails
+        kafka.error("Unable connect to %r: %s", "127.0.0.1:9092", "refused")
+        clock.now += 0.001
+    assert len(records(buffer)) == 1
+    clock.now += 60
+    kafka.error("Unable connect to %r: %s", "127.0.0.1:9092", "refused")
+    last = records(buffer)[-1]
+    assert len(records(buffer)) == 2
+    assert "(4999 similar records left out)" in last["message"]
+    # Kafka clients chatter below WARNING is not written at all; passnum's own records are
+    # never held back.
+    logging.getLogger("aiokafka.consumer").info("fetching")
+    for number in range(3):
+        logging.getLogger("passnum.worker").warning("batch %s failed", number)
+    assert [r["message"] for r in records(buffer)[2:]] == [
+        f"batch {number} failed" for number in range(3)]
+
+
+def test_a_consumer_is_stuck_only_when_records_wait_and_its_position_does_not_move() -> None:
+    tracker = LagTracker()
+    partition = ("passnum.redeemer.commands", 1)
+    tracker.observe({partition: (258, 50)}, now=0.0)
+    tracker.observe({partition: (300, 50)}, now=29.0)
+    assert tracker.stuck(now=29.0, limit_seconds=30) == []
+    tracker.observe({partition: (310, 50)}, now=31.0)
+    [reason] = tracker.stuck(now=31.0, limit_seconds=30)
+    assert "passnum.redeemer.commands/1: position 50 has not moved for 31 s" in reason
+    assert tracker.lags() == {partition: 260}
+    tracker.observe({partition: (310, 60)}, now=32.0)  # it moves again: the clock restarts
+    assert tracker.stuck(now=61.0, limit_seconds=30) == []
+    tracker.observe({partition: (310, 310)}, now=80.0)  # caught up: nothing waits
+    tracker.observe({partition: (310, 310)}, now=200.0)
+    assert tracker.stuck(now=200.0, limit_seconds=30) == []
+
+
+@dataclass(frozen=True)
+class FakeCommand:
+    request_id: str
+    type: str
+
+
+@dataclass(frozen=True)
+class FakeEvent:
+    event_id: str
+    reason: str | None = None
+
+
+class RedemptionRejected(FakeEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class FakeDecision:
+    command: FakeCommand
+    events: list[tuple[str, bytes, Any]]
+
+
+def test_decisions_are_counted_by_type_outcome_and_reason() -> None:
+    metrics = WorkerMetrics("unit")
+    decisions = [
+        FakeDecision(FakeCommand("a", "redeem_voucher"), [("t", b"k", FakeEvent("e1"))]),
+        FakeDecision(FakeCommand("b", "redeem_voucher"),
+                     [("t", b"k", RedemptionRejected("e2", "already_redeemed"))]),
+        FakeDecision(FakeCommand("c", "redeem_voucher"),
+                     [("t", b"k", RedemptionRejected("e3", "already_redeemed"))]),
+    ]
+    metrics.observe_decisions(decisions)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition(metrics.registry).decode())
+               for s in family.samples}
+    key = "passnum_commands_decided_total"
+    assert samples[(key, (("command", "redeem_voucher"), ("outcome", "accepted")))] == 1
+    assert samples[(key, (("command", "redeem_voucher"), ("outcome", "rejected")))] == 2
+    assert samples[("passnum_rejections_total", (("reason", "already_redeemed"),))] == 2
