@@ -36,6 +36,8 @@ COLOURS = {"redeemed": "#2da44e", "outstanding": "#1f6feb", "blocked": "#cf222e"
            "expired": "#8c959f", "inactive": "#bf8700", "committed": "#8250df",
            "received": "#1f6feb", "activated": "#1b7c83", "due": "#2da44e"}
 MONTH = re.compile(r"\d{4}-\d{2}")
+# Venues drawn one bar each in the payments chart; the others share one bar.
+CHART_VENUES_SHOWN = 30
 CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH, VALUE_WIDTH, LEGEND_WIDTH = 760, 18, 230, 120, 250
 
 TEXTS = {
@@ -105,6 +107,7 @@ TEXTS = {
         "chart_funds": "Fonds par collectivité : engagé, reçu, activé",
         "chart_months": "Activations et utilisations par mois (montants)",
         "chart_venues": "Paiements dus par structure (montants)", "due": "Dû",
+        "other_venues": "Autres structures ({count})",
         "chart_total": "total {value}",
         "extra": "Accord avec la base de données des services",
     },
@@ -169,6 +172,7 @@ TEXTS = {
         "chart_funds": "Funds per collectivité: committed, received, activated",
         "chart_months": "Activations and redemptions per month (amounts)",
         "chart_venues": "Payments due per venue (amounts)", "due": "Due",
+        "other_venues": "Other venues ({count})",
         "chart_total": "total {value}",
         "extra": "Agreement with the services' database",
     },
@@ -319,6 +323,11 @@ def _definitions(text: dict) -> str:
     return f"<details open><summary>{escape(text['definitions'])}</summary><ul>{items}</ul></details>"
 
 
+def by_name(report: AuditReport) -> list[CollectiviteTotals]:
+    """The collectivités in the order a reader looks them up: by name, then SIREN."""
+    return sorted(report.totals.values(), key=lambda totals: (totals.name, totals.siren))
+
+
 def _collectivite_label(totals: CollectiviteTotals) -> str:
     return escape(totals.name or totals.siren)
 
@@ -341,7 +350,7 @@ def _funds_table(report: AuditReport, text: dict, formatter: Formatter) -> str:
                 f'<td class="{"ok" if holds else "bad"}">{text["yes" if holds else "no"]}</td>'
                 "</tr>")
 
-    rows = [row(t, _collectivite_label(t), siren, "") for siren, t in report.totals.items()]
+    rows = [row(t, _collectivite_label(t), t.siren, "") for t in by_name(report)]
     national = row(national_totals(report), escape(text["national"]), "", "total")
     return (f'<section id="funds"><h2>{escape(text["funds"])}</h2><table><thead><tr>'
             f"<th>{text['collectivite']}</th><th>{text['siren']}</th>"
@@ -367,8 +376,8 @@ def _books_table(report: AuditReport, text: dict, formatter: Formatter) -> str:
                 f'<td class="{"ok" if holds else "bad"}">{text["yes" if holds else "no"]}</td>'
                 "</tr>")
 
-    rows = [row(t, f"{_collectivite_label(t)}<br><small>{escape(siren)}</small>", siren, "")
-            for siren, t in report.totals.items()]
+    rows = [row(t, f"{_collectivite_label(t)}<br><small>{escape(t.siren)}</small>", t.siren,
+                "") for t in by_name(report)]
     national = row(national_totals(report), escape(text["national"]), "", "total")
     top = "".join(f'<th colspan="2">{escape(text[name])}</th>' for name in columns)
     units = f"<th>{text['vouchers'].lower()}</th><th>€</th>" * len(columns)
@@ -391,7 +400,7 @@ def _booklets_table(report: AuditReport, text: dict, formatter: Formatter) -> st
                 f'<td class="n" data-field="redeemed_pic_cents">'
                 f"{formatter.euros(totals.redeemed_pic_cents)}</td></tr>")
 
-    rows = [row(t, _collectivite_label(t), siren, "") for siren, t in report.totals.items()]
+    rows = [row(t, _collectivite_label(t), t.siren, "") for t in by_name(report)]
     national = row(national_totals(report), escape(text["national"]), "", "total")
     heads = "".join(f"<th>{escape(text[name])}</th>" for name in counts)
     return (f'<section id="booklets"><h2>{escape(text["booklets"])}</h2><table><thead><tr>'
@@ -477,14 +486,13 @@ class Bar:
 
 
 def _charts(report: AuditReport, text: dict, formatter: Formatter) -> str:
-    collectivites = list(report.totals.values())
+    collectivites = by_name(report)
     states = [(_plain_label(t), [Bar(state, getattr(t, f"{state}_cents")) for state in STATES],
                t.issued_cents) for t in collectivites]
     funds = [(_plain_label(t), [Bar("committed", t.committed_cents),
                                 Bar("received", t.received_cents),
                                 Bar("activated", t.activated_cents)]) for t in collectivites]
-    venues = [(venue_label(report, siret, text), [Bar("due", tally["cents"])])
-              for siret, tally in report.venues.items()]
+    venues = venue_bars(report, text)
     return (f'<section id="charts"><h2>{escape(text["charts"])}</h2>'
             + stacked_chart("states", text["chart_states"], states, text, formatter)
             + grouped_chart("funds", text["chart_funds"], funds, text, formatter)
@@ -492,6 +500,19 @@ def _charts(report: AuditReport, text: dict, formatter: Formatter) -> str:
                             text, formatter)
             + grouped_chart("venues", text["chart_venues"], venues, text, formatter)
             + "</section>")
+
+
+def venue_bars(report: AuditReport, text: dict) -> list[tuple[str, list[Bar]]]:
+    """The venues owed the most, one bar each, and the others together in one bar, so
+    that thousands of venues make a readable chart that still adds up to the table."""
+    ranked = sorted(report.venues.items(), key=lambda item: (-item[1]["cents"], item[0]))
+    bars = [(venue_label(report, siret, text), [Bar("due", tally["cents"])])
+            for siret, tally in ranked[:CHART_VENUES_SHOWN]]
+    rest = ranked[CHART_VENUES_SHOWN:]
+    if rest:
+        bars.append((text["other_venues"].format(count=len(rest)),
+                     [Bar("due", sum(tally["cents"] for _, tally in rest))]))
+    return bars
 
 
 def _plain_label(totals: CollectiviteTotals) -> str:

@@ -195,3 +195,16 @@ def test_no_chromium_is_a_clear_error_and_leaves_no_pdf(tmp_path) -> None:  # ty
         print_html_to_pdf("<p>x</p>", target, SETTINGS.with_overrides(
             chromium_binary=str(tmp_path / "absent")))
     assert not target.exists()  # the earlier print is not left to be taken for this one
+
+
+def test_many_venues_share_one_bar_beyond_the_first_ones_and_still_add_up(sound) -> None:  # type: ignore[no-untyped-def]
+    from services.auditor.html_report import CHART_VENUES_SHOWN
+
+    venues = {f"{number:014d}": {"vouchers": number, "cents": number * 1000}
+              for number in range(1, CHART_VENUES_SHOWN + 11)}
+    crowded = replace(sound, venues=venues, venue_names={})
+    drawn = chart_cents(render(crowded), "venues")
+    assert len(drawn) == CHART_VENUES_SHOWN + 1
+    assert drawn[("Autres structures (10)", "due")] == sum(number * 1000 for number in
+                                                           range(1, 11))
+    assert sum(drawn.values()) == sum(tally["cents"] for tally in venues.values())
