@@ -20,6 +20,7 @@ from passnum.openapi import (
 )
 from passnum.web_api import ErrorResponse
 from services.issuer.api import LIMITS, REJECTION_STATUS, ROUTES
+from services.issuer.print_api import print_operations
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi-issuer.json"
 
@@ -67,7 +68,10 @@ DESCRIPTION = ApiDescription(
 
 
 def openapi_document() -> dict[str, Any]:
-    return build_document(DESCRIPTION)
+    document = build_document(DESCRIPTION)
+    # The print routes answer a PDF, not a model: services/issuer/print_api.py says how.
+    paths = {**document["paths"], **print_operations(DESCRIPTION)}
+    return {**document, "paths": dict(sorted(paths.items()))}
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import psycopg
 from faust.web import View
 
 from passnum.http import Tenant
+from passnum.openapi import ApiDescription
+from passnum.problems import PROBLEM_MEDIA_TYPE
 from passnum.settings import Settings
 from passnum.web_api import Answer, ApiError
 from passnum.web_views import _send as send_answer
@@ -40,6 +42,8 @@ from services.issuer.printing import PrintedBooklet, printed_booklet, render_boo
 BOOKLET_ID = re.compile(r"^([0-9]{9})-([0-9]{7})$")
 ORDER_ID = re.compile(r"^([0-9]{9})-order-[0-9]{5}$")
 PDF_MEDIA_TYPE = "application/pdf"
+BOOKLET_PRINT_PATH = "/v1/booklets/{booklet_id}/print"
+ORDER_PRINT_PATH = "/v1/orders/{order_id}/print"
 
 # The range of an order's booklets, from the envelope that issued them (orders are issued
 # as consecutive sequence numbers): the booklets are then read through the (siren, sequence)
@@ -171,6 +175,47 @@ def file_name(selection: Selection) -> str:
     return f"pass-numerique-{selection.label}.pdf"
 
 
+# ------------------------------------------------------------------ OpenAPI
+
+# How each status of a print route reads in the OpenAPI document.
+PRINT_STATUS_TEXT = {
+    404: "No such booklet or order among the collectivité's own (unknown_booklet, "
+         "unknown_order): another tenant's looks the same as one that does not exist",
+    409: "booklet_blocked (never printed), or booklet_not_ready (the redeemer has not "
+         "recorded the booklet yet: retry in a few seconds)",
+    422: "order_too_large: more booklets than one document holds; print them by booklet",
+}
+
+
+def print_operations(description: ApiDescription) -> dict[str, dict[str, Any]]:
+    """The OpenAPI path items of the print routes. They answer a PDF, not a JSON model, so
+    they are not in the route table; their errors are the API's own (`description`)."""
+    error = {PROBLEM_MEDIA_TYPE: {"schema": {
+        "$ref": f"#/components/schemas/{description.error_model.__name__}"}}}
+    responses: dict[str, Any] = {"200": {
+        "description": "The PDF: for each booklet a cover, then a sheet of its vouchers",
+        "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string",
+                                                "contentMediaType": PDF_MEDIA_TYPE}}}}}
+    for status in (401, 403, 404, 409, 422, 503):
+        text = PRINT_STATUS_TEXT.get(status) or description.status_text[status]
+        responses[str(status)] = {"description": text, "content": error}
+    order_parameter = {"name": "order_id", "in": "path", "required": True,
+                       "schema": {"type": "string", "pattern": ORDER_ID.pattern}}
+
+    def operation(operation_id: str, summary: str, parameter: dict[str, Any]
+                  ) -> dict[str, Any]:
+        return {"get": {"operationId": operation_id, "summary": summary,
+                        "security": [{"bearer": []}], "parameters": [parameter],
+                        "responses": responses}}
+
+    return {
+        BOOKLET_PRINT_PATH: operation("printBooklet", "One of my booklets as a PDF to print",
+                                      description.parameters["booklet_id"]),
+        ORDER_PRINT_PATH: operation("printOrder", "The booklets of one of my orders (those "
+                                    "not blocked) as a PDF to print", order_parameter),
+    }
+
+
 # ------------------------------------------------------------------ HTTP
 
 
@@ -215,8 +260,6 @@ def mount_print_routes(app: faust.App, api: IssuerApi, settings: Settings) -> No
 
         return type("PrintPage", (View,), {"get": get})
 
-    app.page("/v1/booklets/{booklet_id}/print", name="issuer:print-booklet")(
-        page("booklet_id", "booklet"))
-    app.page("/v1/orders/{order_id}/print", name="issuer:print-order")(
-        page("order_id", "order"))
+    app.page(BOOKLET_PRINT_PATH, name="issuer:print-booklet")(page("booklet_id", "booklet"))
+    app.page(ORDER_PRINT_PATH, name="issuer:print-order")(page("order_id", "order"))
 
