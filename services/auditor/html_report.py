@@ -110,6 +110,9 @@ TEXTS = {
         "other_venues": "Autres structures ({count})",
         "chart_total": "total {value}",
         "extra": "Accord avec la base de données des services",
+        "live_agrees": "La base de données des services concorde avec le journal rejoué.",
+        "live_disagrees": "La base de données des services ne concorde pas avec le journal "
+                          "rejoué : voir les anomalies.",
     },
     "en": {
         "title": "Pass numérique audit report",
@@ -175,6 +178,9 @@ TEXTS = {
         "other_venues": "Other venues ({count})",
         "chart_total": "total {value}",
         "extra": "Agreement with the services' database",
+        "live_agrees": "The services' database agrees with the replayed log.",
+        "live_disagrees": "The services' database disagrees with the replayed log: see the "
+                          "findings.",
     },
 }
 
@@ -467,11 +473,19 @@ def _findings_section(report: AuditReport, text: dict, language: str) -> str:
 
 
 def _extra_section(report: AuditReport, text: dict) -> str:
+    """The live agreement in one sentence, its digests (for a technician) folded away."""
     if not report.extra:
         return ""
-    items = "".join(f"<li>{escape(str(name))} : <code>{escape(str(value))}</code></li>"
-                    for name, value in sorted(report.extra.items()))
-    return f'<section id="extra"><h2>{escape(text["extra"])}</h2><ul>{items}</ul></section>'
+    agreement = report.extra.get("live_agreement")
+    sentence = "" if agreement is None else (
+        f'<p class="ok">{escape(text["live_agrees"])}</p>' if agreement == "agrees" else
+        f'<p class="bad">{escape(text["live_disagrees"])}</p>')
+    items = "".join(f"<li>{escape(str(name))}{text['colon']}<code>{escape(str(value))}</code>"
+                    "</li>" for name, value in sorted(report.extra.items())
+                    if name != "live_agreement")
+    details = (f"<details><summary>{escape(text['detail'])}</summary><ul>{items}</ul>"
+               "</details>") if items else ""
+    return f'<section id="extra"><h2>{escape(text["extra"])}</h2>{sentence}{details}</section>'
 
 
 # ------------------------------------------------------------------ charts

@@ -208,3 +208,12 @@ def test_many_venues_share_one_bar_beyond_the_first_ones_and_still_add_up(sound)
     assert drawn[("Autres structures (10)", "due")] == sum(number * 1000 for number in
                                                            range(1, 11))
     assert sum(drawn.values()) == sum(tally["cents"] for tally in venues.values())
+
+
+def test_the_live_agreement_is_said_in_a_sentence(sound) -> None:  # type: ignore[no-untyped-def]
+    digests = {"live_digests": {"redemptions": "0f" * 8}}
+    agrees = render(replace(sound, extra={"live_agreement": "agrees", **digests}))
+    disagrees = render(replace(sound, extra={"live_agreement": "DISAGREES", **digests}))
+    assert "concorde avec le journal rejoué." in agrees and "0f0f" in agrees
+    assert "ne concorde pas avec le journal" in disagrees
+    assert 'id="extra"' not in render(sound)
