@@ -108,8 +108,11 @@ def prepare_environment(settings: Settings) -> None:
     if settings.conformance_required:
         from passnum.conformance import assert_conformant, format_verdicts, run_conformance
 
+        from passnum.status import save_conformance
+
         verdicts = run_conformance(settings)
         logger.info("broker conformance:\n%s", format_verdicts(verdicts))
+        save_conformance(settings, verdicts)  # what `passnum status` shows
         assert_conformant(settings, verdicts)
     apply_migrations(settings.database_url)
 
