@@ -21,19 +21,19 @@ FRENCH: dict[str, Explanation] = {
     # The log itself: its chains of events
     "altered_event": Explanation(
         "Événement modifié",
-        "Le contenu d'un événement ne correspond plus à son empreinte dans la chaîne : il a "
+        "Le contenu d'un événement ne correspond plus à son empreinte dans la chaîne\u00a0: il a "
         "été modifié après avoir été écrit."),
     "broken_link": Explanation(
         "Chaîne d'événements rompue",
-        "Un événement ne se rattache pas à celui qui le précède : la suite des événements a "
+        "Un événement ne se rattache pas à celui qui le précède\u00a0: la suite des événements a "
         "été coupée ou falsifiée."),
     "conflicting_events": Explanation(
         "Deux événements à la même place",
-        "Deux événements différents revendiquent la même position dans une chaîne : l'un a "
+        "Deux événements différents revendiquent la même position dans une chaîne\u00a0: l'un a "
         "été injecté ou substitué."),
     "reordered_event": Explanation(
         "Événements dans le désordre",
-        "Un événement apparaît après un événement qui devait le suivre : le journal a été "
+        "Un événement apparaît après un événement qui devait le suivre\u00a0: le journal a été "
         "réordonné."),
     "missing_event": Explanation(
         "Événement manquant",
@@ -41,18 +41,30 @@ FRENCH: dict[str, Explanation] = {
         "perdus)."),
     "unchained_event": Explanation(
         "Événement sans chaînage",
-        "Un enregistrement ne porte pas de lien de chaîne valide : il n'a pas été écrit par un "
+        "Un enregistrement ne porte pas de lien de chaîne valide\u00a0: il n'a pas été écrit par un "
         "service du registre."),
     "invalid_event": Explanation(
         "Événement illisible",
         "Un enregistrement du journal ne peut pas être lu comme un événement valide."),
+    "head_signature_invalid": Explanation(
+        "Signature de service invalide",
+        "La signature qui accompagne un événement n'est celle d'aucun service du registre\u00a0: "
+        "l'événement a pu être écrit par un tiers."),
+    "unsigned_chain_tail": Explanation(
+        "Fin de chaîne non signée",
+        "Les derniers événements d'une chaîne ne sont couverts par aucune signature d'un "
+        "service\u00a0: ils ont pu être ajoutés après coup."),
+    "unknown_stream": Explanation(
+        "Chaîne inconnue",
+        "Des événements appartiennent à une chaîne qu'aucun service du registre ne tient\u00a0: "
+        "ils n'ont pas été décidés par le registre."),
     "request_decided_twice": Explanation(
         "Demande traitée deux fois",
         "Une même demande a produit deux fois ses effets à deux endroits du journal."),
     "redemption_in_the_future": Explanation(
         "Utilisation datée dans le futur",
         "Une utilisation de chèque est datée après l'instant de l'audit, au-delà de la "
-        "tolérance d'horloge : le registre n'a pas pu la décider à cette date."),
+        "tolérance d'horloge\u00a0: le registre n'a pas pu la décider à cette date."),
     # Signed monthly checkpoints
     "checkpoint_signature_invalid": Explanation(
         "Signature de clôture invalide",
@@ -64,7 +76,7 @@ FRENCH: dict[str, Explanation] = {
     "checkpoint_mismatch": Explanation(
         "Historique réécrit après une clôture",
         "Les événements d'un mois déjà clôturé et signé ne sont plus ceux que la signature "
-        "couvre : l'historique a été réécrit."),
+        "couvre\u00a0: l'historique a été réécrit."),
     # Envelopes and funds
     "activated_exceeds_funds": Explanation(
         "Activation au-delà des fonds reçus",
@@ -89,7 +101,7 @@ FRENCH: dict[str, Explanation] = {
         "Un carnet a été activé alors qu'il n'a jamais été émis."),
     "booklet_activated_twice": Explanation(
         "Carnet activé deux fois",
-        "Un carnet a été activé deux fois : sa valeur risque d'être comptée deux fois."),
+        "Un carnet a été activé deux fois\u00a0: sa valeur risque d'être comptée deux fois."),
     "activation_amount_mismatch": Explanation(
         "Montant d'activation erroné",
         "Le montant d'une activation ne correspond pas à la valeur du carnet."),
@@ -127,7 +139,7 @@ FRENCH: dict[str, Explanation] = {
         "fixé par la commande."),
     "voucher_redeemed_twice": Explanation(
         "Chèque utilisé deux fois",
-        "Le même chèque a été encaissé deux fois : la seconde utilisation est une double "
+        "Le même chèque a été encaissé deux fois\u00a0: la seconde utilisation est une double "
         "dépense."),
     "cancellation_of_unknown_redemption": Explanation(
         "Annulation sans utilisation",
@@ -166,7 +178,7 @@ FRENCH: dict[str, Explanation] = {
         "journal rejoué donne."),
     "chain_head_disagrees": Explanation(
         "Fin de chaîne en désaccord",
-        "Le dernier événement connu d'un service n'est pas le dernier du journal : des "
+        "Le dernier événement connu d'un service n'est pas le dernier du journal\u00a0: des "
         "événements ont été retranchés ou ajoutés."),
 }
 
@@ -191,6 +203,15 @@ ENGLISH: dict[str, Explanation] = {
         "wrote it."),
     "invalid_event": Explanation(
         "Unreadable event", "A record of the log cannot be read as a valid event."),
+    "head_signature_invalid": Explanation(
+        "Invalid service signature", "The signature an event carries is no service's of the "
+        "ledger: a third party may have written it."),
+    "unsigned_chain_tail": Explanation(
+        "Unsigned chain tail", "The last events of a chain are covered by no service's "
+        "signature: they may have been appended afterwards."),
+    "unknown_stream": Explanation(
+        "Unknown chain", "Events belong to a chain no service of the ledger keeps: the ledger "
+        "did not decide them."),
     "request_decided_twice": Explanation(
         "Request decided twice", "One request took effect twice, at two places in the log."),
     "redemption_in_the_future": Explanation(

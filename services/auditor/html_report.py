@@ -44,11 +44,11 @@ TEXTS = {
     "fr": {
         "title": "Rapport d'audit du pass numérique",
         "as_of": "Situation au {day}",
-        "scope": "Périmètre : la collectivité {siren}",
+        "scope": "Périmètre\u00a0: la collectivité {siren}",
         "sound": "SAIN", "unsound": "NON SAIN",
         "sound_detail": "Chaque règle vérifiée est respectée.",
-        "unsound_detail": "{count} anomalie(s) relevée(s) : voir la section Anomalies.",
-        "replayed": "Le journal a été rejoué depuis son origine : {events} événements, "
+        "unsound_detail": "{count} anomalie(s) relevée(s)\u00a0: voir la section Anomalies.",
+        "replayed": "Le journal a été rejoué depuis son origine\u00a0: {events} événements, "
                     "{duplicates} livraisons en double ignorées, {invalid} enregistrements "
                     "illisibles, {streams} chaînes d'événements, {checkpoints} clôtures "
                     "mensuelles signées.",
@@ -57,8 +57,8 @@ TEXTS = {
                         "+ non activés",
         "vouchers": "Chèques", "euros": "Montant", "sum": "Somme", "check": "Vérification",
         "holds": "égalité vérifiée",
-        "fails_more": "écart de {gap} : la somme dépasse les émis",
-        "fails_less": "écart de {gap} : les émis dépassent la somme",
+        "fails_more": "écart de {gap}\u00a0: la somme dépasse les émis",
+        "fails_less": "écart de {gap}\u00a0: les émis dépassent la somme",
         "definitions": "Définitions",
         "funds": "Fonds par collectivité",
         "books": "Chèques par collectivité",
@@ -92,11 +92,13 @@ TEXTS = {
             "inactive": "chèques non utilisés de carnets pas encore activés, faute de "
                         "paiement reçu de la collectivité ;",
             "activated": "chèques des carnets activés après réception des fonds, utilisés "
-                         "ou non (l'activation exige : activé ≤ reçu).",
+                         "ou non (l'activation exige\u00a0: activé ≤ reçu).",
         },
         "venues": "Paiements dus aux structures, par mois d'utilisation",
         "venue": "Structure", "month": "Mois", "venue_total": "Total {name}",
         "no_venue": "Aucune utilisation enregistrée.",
+        "venues_scope": "Ces montants ne comptent que les chèques de la collectivité "
+                        "{siren}.",
         "unnamed": "sans nom enregistré",
         "findings": "Anomalies", "no_findings": "Aucune anomalie.",
         "shown": "{shown} affichée(s) sur {total}.",
@@ -104,7 +106,7 @@ TEXTS = {
         "log": "journal",
         "charts": "Graphiques",
         "chart_states": "Chèques émis par collectivité, par état (montants)",
-        "chart_funds": "Fonds par collectivité : engagé, reçu, activé",
+        "chart_funds": "Fonds par collectivité\u00a0: engagé, reçu, activé",
         "chart_months": "Activations et utilisations par mois (montants)",
         "chart_venues": "Paiements dus par structure (montants)", "due": "Dû",
         "other_venues": "Autres structures ({count})",
@@ -112,7 +114,7 @@ TEXTS = {
         "extra": "Accord avec la base de données des services",
         "live_agrees": "La base de données des services concorde avec le journal rejoué.",
         "live_disagrees": "La base de données des services ne concorde pas avec le journal "
-                          "rejoué : voir les anomalies.",
+                          "rejoué\u00a0: voir les anomalies.",
     },
     "en": {
         "title": "Pass numérique audit report",
@@ -165,6 +167,8 @@ TEXTS = {
         "venues": "Payments due to venues, by month of redemption",
         "venue": "Venue", "month": "Month", "venue_total": "Total {name}",
         "no_venue": "No redemption recorded.",
+        "venues_scope": "These amounts count the vouchers of the collectivité {siren} "
+                        "only.",
         "unnamed": "no name recorded",
         "findings": "Findings", "no_findings": "No finding.",
         "shown": "{shown} shown of {total}.",
@@ -420,9 +424,13 @@ def venue_label(report: AuditReport, siret: str, text: dict) -> str:
 
 
 def _venues_table(report: AuditReport, text: dict, formatter: Formatter) -> str:
+    # A report scoped to one collectivité folds its vouchers only (Books.excluded): the
+    # venues' figures are then what that collectivité's vouchers owe them, and it says so.
+    heading = f'<section id="venues"><h2>{escape(text["venues"])}</h2>' + (
+        f"<p>{escape(text['venues_scope'].format(siren=report.collectivite))}</p>"
+        if report.collectivite else "")
     if not report.venue_months:
-        return f'<section id="venues"><h2>{escape(text["venues"])}</h2><p>{text["no_venue"]}</p>' \
-               "</section>"
+        return f'{heading}<p>{text["no_venue"]}</p></section>'
     rows = []
     order = sorted(report.venue_months, key=lambda s: (venue_label(report, s, text), s))
     for siret in order:
@@ -439,8 +447,8 @@ def _venues_table(report: AuditReport, text: dict, formatter: Formatter) -> str:
                     f'<td class="n">{formatter.euros(total["cents"])}</td></tr>')
     vouchers = sum(t["vouchers"] for t in report.venues.values())
     cents = sum(t["cents"] for t in report.venues.values())
-    return (f'<section id="venues"><h2>{escape(text["venues"])}</h2><table><thead><tr>'
-            f"<th>{text['venue']}</th><th>{text['siret']}</th><th>{text['month']}</th>"
+    return (f"{heading}<table><thead><tr><th>{text['venue']}</th>"
+            f"<th>{text['siret']}</th><th>{text['month']}</th>"
             f"<th>{text['vouchers']}</th><th>{text['euros']}</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody><tfoot><tr><td colspan=\"3\">{text['national']}"
             f'</td><td class="n">{formatter.count(vouchers)}</td>'

@@ -107,7 +107,7 @@ def test_an_unbalanced_report_shows_the_gap_not_an_equality(sound) -> None:  # t
         outstanding_cents=totals.outstanding_cents - 1000)})
     page = render(lopsided)
     row = re.search(r'<tr data-unit="euros">(.*?)</tr>', page).group(1)  # type: ignore[union-attr]
-    assert "écart de 10,00\xa0€ : les émis dépassent la somme" in row
+    assert "écart de 10,00\xa0€\xa0: les émis dépassent la somme" in row
     assert "égalité vérifiée" not in row
 
 
@@ -217,3 +217,13 @@ def test_the_live_agreement_is_said_in_a_sentence(sound) -> None:  # type: ignor
     assert "concorde avec le journal rejoué." in agrees and "0f0f" in agrees
     assert "ne concorde pas avec le journal" in disagrees
     assert 'id="extra"' not in render(sound)
+
+
+def test_a_report_scoped_to_one_collectivite_says_whose_vouchers_the_venues_count() -> None:
+    records = sound_records()
+    siren = next(iter(replay(records).totals))
+    scoped = replay(records, collectivite=siren)
+    page = render(scoped)
+    assert list(scoped.totals) == [siren]
+    assert f"Périmètre\xa0: la collectivité {siren}" in unescape(page)
+    assert f"ne comptent que les chèques de la collectivité {siren}" in unescape(page)
