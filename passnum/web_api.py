@@ -161,7 +161,8 @@ def _require_utf8(raw: bytes) -> None:
 def limit_query(query: Any, limits: ApiLimits) -> int:
     """The page size of a listing, from its `limit` query parameter."""
     raw = query.get("limit", str(limits.page_size_default))
-    if not raw.isdigit() or not 1 <= int(raw) <= limits.page_size_max:
+    # ASCII digits only: str.isdigit() also says yes to "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 1 <= int(raw) <= limits.page_size_max:
         raise ApiError(422, "invalid_query", f"limit must be 1 to {limits.page_size_max}")
     return int(raw)
 

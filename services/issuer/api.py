@@ -232,7 +232,7 @@ def request_id_for(siren: str, idempotency_key: str | None) -> str:
 
 def booklet_sequence(booklet_id: str) -> int:
     """The sequence of a well-formed booklet id; a malformed one names no booklet (404)."""
-    match = _BOOKLET_ID.match(booklet_id)
+    match = _BOOKLET_ID.fullmatch(booklet_id)
     if match is None:
         raise ApiError(404, "unknown_booklet", "no such booklet")
     return int(match.group(2))
@@ -246,7 +246,7 @@ def page_request(query: Any, limits: ApiLimits) -> tuple[str | None, int, int]:
     after = query.get("after")
     after_sequence = 0
     if after is not None:
-        match = _BOOKLET_ID.match(after)
+        match = _BOOKLET_ID.fullmatch(after)
         if match is None:
             raise ApiError(422, "invalid_query", "after must be a booklet id")
         after_sequence = int(match.group(2))

@@ -54,7 +54,7 @@ from services.redeemer import queries
 from services.redeemer.domain import REDEMPTION_PRECEDENCE
 
 LIMITS = ApiLimits(page_size_max=1000, body_max_bytes=4 * 1024, outcome_timeout_seconds=10.0)
-_VOUCHER_ID = re.compile(r"^\d{9}-\d{7}-\d{2}$")
+_VOUCHER_ID = re.compile(r"^[0-9]{9}-[0-9]{7}-[0-9]{2}$")  # ASCII digits, as in schemas
 # The months a settlement can name (schemas.base): 9999-12 or 0000-01 names none.
 _MONTH = re.compile(LEDGER_MONTH_PATTERN)
 
@@ -240,10 +240,24 @@ def request_id_for(siret: str, idempotency_key: str | None, required: bool) -> s
 
 def month_query(query: Any) -> str | None:
     month = query.get("month")
-    if month is not None and not _MONTH.match(month):
+    if month is not None and not _MONTH.fullmatch(month):
         raise ApiError(422, "invalid_query",
                        f"month must be YYYY-MM, from {YEAR_MIN}-01 to {YEAR_MAX}-12")
     return month  # type: ignore[no-any-return]
+
+
+def redemption_cursor(after: str) -> queries.Cursor:
+    """A listing's `after`, as `next_after` spells it: an instant within the ledger's years
+    and a voucher id. Anything else names no page (and must not reach a query: a NUL or
+    the year 1 in another offset is refused by PostgreSQL or by the conversion)."""
+    refused = ApiError(422, "invalid_query", "after must be a next_after value")
+    try:
+        instant, voucher_id = queries.parse_cursor(after)
+    except ValueError:
+        raise refused from None
+    if not _VOUCHER_ID.fullmatch(voucher_id) or not YEAR_MIN <= instant.year <= YEAR_MAX:
+        raise refused
+    return instant, voucher_id
 
 
 # ---------------------------------------------------------------------- the API service
@@ -291,7 +305,7 @@ class RedeemerApi(TenantApi):
 
     async def cancel(self, request: Any, tenant: Tenant) -> Answer:
         voucher_id = request.match_info["voucher_id"]
-        if not _VOUCHER_ID.match(voucher_id):
+        if not _VOUCHER_ID.fullmatch(voucher_id):
             raise ApiError(404, "not_redeemed_here", "no such redemption of this venue")
 
         async def build(request_id: str, at: datetime, body: EmptyRequest) -> Command:
@@ -306,10 +320,7 @@ class RedeemerApi(TenantApi):
         month = month_query(request.query)
         limit = limit_query(request.query, self.limits)
         after = request.query.get("after")
-        try:
-            cursor = queries.parse_cursor(after) if after else None
-        except ValueError:
-            raise ApiError(422, "invalid_query", "after must be a next_after value") from None
+        cursor = redemption_cursor(after) if after else None
         async with self.pool.connection() as connection:
             rows = await queries.redemption_page(connection, tenant.identifier, month, cursor,
                                                  limit)

@@ -20,7 +20,7 @@ from passnum.client import LedgerClient
 from passnum.http import issue_token
 from passnum.log import read_to_end
 from passnum.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
-from passnum.scenario import accreditations, onboarding
+from passnum.scenario import onboarding
 from passnum.seed import collectivites, venues
 from passnum.settings import Settings
 from passnum.topology import topology_for
@@ -35,6 +35,7 @@ class Edge:
     """Raw HTTP calls: status, media type and decoded body."""
 
     def __init__(self, port: int, token: str) -> None:
+        self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.token = token
 
@@ -55,14 +56,11 @@ class Edge:
             return error.code, error.headers.get_content_type(), json.loads(error.read())
 
 
-@pytest.fixture
-def edges(ledger: Settings, start_worker: Any) -> dict[str, Any]:
+def issuer_edge(ledger: Settings, start_worker: Any) -> tuple[Edge, str]:
+    """The issuer worker and a registered collectivité with an envelope and booklets."""
     start_worker("issuer")
-    start_worker("redeemer")
-    partner, venue = collectivites(1)[0], venues(1)[0]
-    now = datetime.now(timezone.utc)
-    commands = [*onboarding(partner, 2, now, funded_booklets=1, tag="edge"),
-                *accreditations([venue], now, tag="edge")]
+    partner = collectivites(1)[0]
+    commands = onboarding(partner, 2, datetime.now(timezone.utc), funded_booklets=1, tag="edge")
     client = LedgerClient(ledger)
     try:
         client.send(commands)
@@ -71,11 +69,16 @@ def edges(ledger: Settings, start_worker: Any) -> dict[str, Any]:
         client.close()
     assert not [e for events in outcomes.values() for e in events if "rejected" in e.type]
     with psycopg.connect(ledger.database_url) as connection:
-        issuer_token = issue_token(connection, "collectivite", partner.siren)
-        venue_token = issue_token(connection, "venue", venue.siret)
-    return {"issuer": Edge(ledger.web_port_issuer, issuer_token),
-            "redeemer": Edge(ledger.web_port_redeemer, venue_token),
-            "siren": partner.siren}
+        token = issue_token(connection, "collectivite", partner.siren)
+    return Edge(ledger.web_port_issuer, token), partner.siren
+
+
+def redeemer_edge(ledger: Settings, start_worker: Any) -> Edge:
+    """The redeemer worker and a venue's token (the edges below need no voucher)."""
+    start_worker("redeemer")
+    with psycopg.connect(ledger.database_url) as connection:
+        token = issue_token(connection, "venue", venues(1)[0].siret)
+    return Edge(ledger.web_port_redeemer, token)
 
 
 def assert_problem(answer: tuple[int, str, Any], status: int, code: str) -> None:
@@ -92,83 +95,99 @@ def command_request_ids(settings: Settings) -> set[str]:
     return {json.loads(record.value).get("request_id") for record in records}
 
 
-def test_an_order_valid_until_9999_is_refused_at_the_edge_and_never_reaches_the_log(
-        ledger: Settings, edges: dict[str, Any]) -> None:
-    issuer = edges["issuer"]
-    for number, dates in enumerate(({"valid_until": "9999-12-31"},
-                                    {"valid_from": "0001-01-01"},
-                                    {"valid_from": "2026-01-01", "valid_until": "2101-01-01"})):
-        answer = issuer.call("POST", "/v1/orders", key=f"far-{number}",
-                             body={"booklet_count": 1, **dates})
-        assert_problem(answer, 422, "invalid_body")
-        assert "2100-12-31" in answer[2]["detail"] or "2000-01-01" in answer[2]["detail"]
+def test_the_issuer_edge_refuses_what_the_log_cannot_hold_and_goes_on_deciding(
+        ledger: Settings, start_worker: Any) -> None:
+    issuer, siren = issuer_edge(ledger, start_worker)
+    refused_before_the_log = order_dates_outside_the_years(issuer)
+    refused_before_the_log += coerced_types(issuer)
+    refused_before_the_log += bodies_not_in_utf8(issuer)
 
-    sent = command_request_ids(ledger)
-    assert not {f"http:{edges['siren']}:far-{number}" for number in range(3)} & sent
-    # The worker still decides: an order within the years is taken.
-    status, _, order = issuer.call("POST", "/v1/orders", key="near",
-                                   body={"booklet_count": 1, "valid_until": "2100-12-31"})
-    assert status in (201, 409), order  # 409: over_envelope, a decision all the same
-
-
-def test_a_running_total_the_ledger_cannot_hold_is_refused_and_the_worker_goes_on(
-        edges: dict[str, Any]) -> None:
-    issuer = edges["issuer"]
+    # Two payments of 60 M€: the second would take the running total past 10^10 cents.
     payment = {"face_value_cents": 6_000_000_000, "payment_reference": "OP-BIG"}
     first = issuer.call("POST", "/v1/funds-received", key="big-1", body=payment)
     assert first[0] == 201, first
-
-    second = issuer.call("POST", "/v1/funds-received", key="big-2", body=payment)
-
-    assert_problem(second, 409, "total_exceeds_limit")
+    assert_problem(issuer.call("POST", "/v1/funds-received", key="big-2", body=payment), 409,
+                   "total_exceeds_limit")
+    # ... and the issuer goes on deciding.
     after = issuer.call("POST", "/v1/funds-received", key="small",
                         body={"face_value_cents": 1000, "payment_reference": "OP-SMALL"})
     assert after[0] == 201 and after[2]["events"][0]["total_received_cents"] == \
         first[2]["events"][0]["total_received_cents"] + 1000, after
+    # An order valid until the last day of the years is decided (the envelope holds only
+    # the two booklets ordered at onboarding: a refusal, recorded all the same).
+    assert_problem(issuer.call("POST", "/v1/orders", key="near",
+                               body={"booklet_count": 1, "valid_until": "2100-12-31"}),
+                   409, "over_envelope")
+
+    sent = command_request_ids(ledger)
+    assert {f"http:{siren}:big-2", f"http:{siren}:near"} <= sent  # decided through the log
+    assert not {f"http:{siren}:{key}" for key in refused_before_the_log} & sent
 
 
-def test_months_outside_the_ledgers_years_are_a_4xx(edges: dict[str, Any]) -> None:
-    redeemer = edges["redeemer"]
-    for month in ("9999-12", "0000-01", "1999-12", "2101-01"):
-        for path in ("/v1/redemptions", "/v1/statements"):
-            assert_problem(redeemer.call("GET", f"{path}?month={month}"), 422, "invalid_query")
-    assert redeemer.call("GET", "/v1/redemptions?month=2100-12")[0] == 200
+def order_dates_outside_the_years(issuer: Edge) -> list[str]:
+    """An order valid until 9999-12-31 once stopped the issuer (its grace date overflowed)."""
+    keys = []
+    for number, dates in enumerate(({"valid_until": "9999-12-31"},
+                                    {"valid_from": "0001-01-01"},
+                                    {"valid_from": "2026-01-01", "valid_until": "2101-01-01"})):
+        keys.append(f"far-{number}")
+        answer = issuer.call("POST", "/v1/orders", key=keys[-1],
+                             body={"booklet_count": 1, **dates})
+        assert_problem(answer, 422, "invalid_body")
+        assert "2100-12-31" in answer[2]["detail"] or "2000-01-01" in answer[2]["detail"]
+    return keys
 
 
-def test_values_are_taken_with_the_types_the_documents_say(edges: dict[str, Any]) -> None:
-    issuer = edges["issuer"]
+def coerced_types(issuer: Edge) -> list[str]:
+    """What the document calls an integer is taken as a JSON integer only."""
     coerced = [("/v1/orders", {"booklet_count": "3"}),
                ("/v1/orders", {"booklet_count": True}),
                ("/v1/orders", {"booklet_count": 1.0}),
                ("/v1/funds-received", {"face_value_cents": 1000, "fees_cents": False,
                                        "payment_reference": "OP"}),
                ("/v1/funds-received", {"face_value_cents": "1000", "payment_reference": "OP"})]
+    keys = []
     for number, (path, body) in enumerate(coerced):
-        assert_problem(issuer.call("POST", path, key=f"typed-{number}", body=body), 422,
-                       "invalid_body")
-    assert_problem(edges["redeemer"].call("POST", "/v1/checks", body={"code": 12345}), 422,
-                   "invalid_body")
+        keys.append(f"typed-{number}")
+        assert_problem(issuer.call("POST", path, key=keys[-1], body=body), 422, "invalid_body")
+    return keys
 
 
-def test_a_body_that_is_not_utf8_is_refused_with_its_reason(edges: dict[str, Any]) -> None:
+def bodies_not_in_utf8(issuer: Edge) -> list[str]:
     body = json.dumps({"booklet_count": 1})
+    keys = []
     for number, raw in enumerate((body.encode("utf-16"), body.encode("utf-16-le"),
                                   b"\xef\xbb\xbf" + body.encode())):
-        assert_problem(edges["issuer"].call("POST", "/v1/orders", key=f"enc-{number}",
-                                            raw=raw), 400, "not_utf8")
-    assert_problem(edges["redeemer"].call("POST", "/v1/checks",
-                                          raw=json.dumps({"code": "X"}).encode("utf-16")),
+        keys.append(f"encoding-{number}")
+        assert_problem(issuer.call("POST", "/v1/orders", key=keys[-1], raw=raw), 400,
+                       "not_utf8")
+    return keys
+
+
+def test_the_redeemer_edge_months_types_encodings_and_its_documented_409(
+        ledger: Settings, start_worker: Any) -> None:
+    redeemer = redeemer_edge(ledger, start_worker)
+    for month in ("9999-12", "0000-01", "1999-12", "2101-01"):
+        for path in ("/v1/redemptions", "/v1/statements"):
+            assert_problem(redeemer.call("GET", f"{path}?month={month}"), 422, "invalid_query")
+    assert redeemer.call("GET", "/v1/redemptions?month=2100-12")[0] == 200
+    # Queries that once reached int() or PostgreSQL as they were (a 500 each).
+    for query in ("limit=%C2%B2", "after=2026-03-01T00:00:00%2B00:00%7C%00",
+                  "after=0001-01-01T00:00:00%2B05:00%7C123456789-0000001-01"):
+        assert_problem(redeemer.call("GET", f"/v1/redemptions?{query}"), 422, "invalid_query")
+    # A token whose bytes are not UTF-8 names nobody.
+    assert_problem(Edge(redeemer.port, "\xff").call("GET", "/v1/statements"), 401,
+                   "unauthenticated")
+    assert_problem(redeemer.call("POST", "/v1/checks", body={"code": 12345}), 422,
+                   "invalid_body")
+    assert_problem(redeemer.call("POST", "/v1/checks",
+                                 raw=json.dumps({"code": "X"}).encode("utf-16")),
                    400, "not_utf8")
 
-
-def test_a_check_under_a_key_already_decided_for_another_request_is_the_documented_409(
-        edges: dict[str, Any]) -> None:
-    redeemer = edges["redeemer"]
     # A check is a question and records no outcome; a redemption's refusal is recorded
-    # under its key, which a check with the same key then cannot reuse.
+    # under its key, which a check with the same key then cannot reuse: 409, documented.
     redeemed = redeemer.call("POST", "/v1/redemptions", key="shared", body={"code": "AAAA"})
     assert_problem(redeemed, 422, "malformed_code")
-
     assert_problem(redeemer.call("POST", "/v1/checks", key="shared", body={"code": "AAAA"}),
                    409, "request_id_reused")
     document = json.loads((DOCUMENTS / "openapi-redeemer.json").read_text(encoding="utf-8"))
