@@ -44,7 +44,9 @@ class Tenant:
 
 
 def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a header's bytes that are not UTF-8 reach us as lone surrogates; such
+    # a token names no tenant (401), it does not fail the request.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def issue_token(connection: psycopg.Connection, kind: str, identifier: str) -> str:
