@@ -269,7 +269,7 @@ def render(report: AuditReport, language: str = "fr") -> str:
         _charts(report, text, formatter),
     ]
     return (f'<!doctype html>\n<html lang="{language}"><head><meta charset="utf-8">'
-            f"<title>{escape(text['title'])} — {escape(report.as_of)}</title>"
+            f"<title>{escape(text['title'])} — {escape(formatter.day(report.as_of))}</title>"
             f"<style>{STYLE}</style></head><body>" + "".join(sections) + "</body></html>\n")
 
 
@@ -287,8 +287,9 @@ def _header(report: AuditReport, text: dict, formatter: Formatter) -> str:
         f'<div class="verdict unsound" id="verdict"><strong>{text["unsound"]}</strong> '
         f'<span>{escape(text["unsound_detail"].format(count=formatter.count(count)))}'
         "</span></div>")
-    scope = (f"<p>{escape(text['scope'].format(siren=report.collectivite))}</p>"
-             if report.collectivite else "")
+    scoped = report.totals.get(report.collectivite or "")
+    named = f"{scoped.name} ({scoped.siren})" if scoped and scoped.name else report.collectivite
+    scope = f"<p>{escape(text['scope'].format(siren=named))}</p>" if report.collectivite else ""
     replayed = text["replayed"].format(
         events=formatter.count(report.event_count),
         duplicates=formatter.count(report.duplicate_count),

@@ -225,5 +225,5 @@ def test_a_report_scoped_to_one_collectivite_says_whose_vouchers_the_venues_coun
     scoped = replay(records, collectivite=siren)
     page = render(scoped)
     assert list(scoped.totals) == [siren]
-    assert f"Périmètre\xa0: la collectivité {siren}" in unescape(page)
+    assert f"Périmètre\xa0: la collectivité {scoped.totals[siren].name} ({siren})" in unescape(page)
     assert f"ne comptent que les chèques de la collectivité {siren}" in unescape(page)
