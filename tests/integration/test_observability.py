@@ -159,6 +159,7 @@ def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worke
     status, body = readiness(ledger)
     assert (status, body["status"]) == (200, "ready"), body
     assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+    check_status_screen(ledger)
     set_connections_allowed(ledger, False)
     try:
         status, body = wait_until(lambda: (answer := readiness(ledger))[0] == 503 and answer,
@@ -175,6 +176,21 @@ def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worke
     finally:
         set_connections_allowed(ledger, True)
     wait_until(lambda: readiness(ledger)[0] == 200, "ready again with the database back")
+
+
+def check_status_screen(ledger: Settings) -> None:
+    """`passnum status` asks each worker's readiness: the issuer runs, the redeemer does not
+    (exit 3); no audit has run on this ledger."""
+    environment = {**{k: v for k, v in os.environ.items() if not k.startswith("PASSNUM_")},
+                   **ledger.as_environment(), "COLUMNS": "250"}
+    finished, _ = passnum_command("status", environment=environment)
+    assert finished.returncode == 3, finished.stderr
+    rows = {line.split("│")[1].strip(): line for line in finished.stdout.splitlines()
+            if line.count("│") >= 4}
+    assert "prêt" in rows["worker issuer"] and "0" in rows["worker issuer"]
+    assert "injoignable" in rows["worker redeemer"]
+    assert "aucun audit" in rows["dernier audit"]
+    assert "non vérifiée" in rows["broker"]
 
 
 def passnum_command(*arguments: str, environment: dict[str, str]
