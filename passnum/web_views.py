@@ -22,6 +22,9 @@ from passnum.web_api import Answer, RequestHandler, TenantApi
 def mount_api(app: faust.App, api: TenantApi, document: dict[str, Any]) -> None:
     """Serve every route of the API with its handler, and `document` at OPENAPI_PATH."""
     _attach_lifecycle(app, api)
+    health = getattr(app, "passnum_health", None)
+    if health is not None:
+        health.api_ready.append(api.ready)  # unready until its connections open
     for path, handlers in _handlers_by_path(api).items():
         app.page(path, name=f"{api.processor}:{path}")(_page(api, handlers))
     app.page(OPENAPI_PATH, name=f"{api.processor}:{OPENAPI_PATH}")(_document_page(document))
