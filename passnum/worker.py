@@ -554,6 +554,9 @@ class BatchConsumer(mode.Service):
         self.uncommitted: dict[Any, int] = {}
         self.committing: asyncio.Task[None] | None = None
         self.last_commit = 0.0  # event-loop time of the last commit
+        # Per assigned partition, how many records its log holds at least: see
+        # _check_log_end.
+        self.log_end_at_least: dict[Any, int] = {}
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -587,7 +590,26 @@ class BatchConsumer(mode.Service):
         positions = await self.runner.stored_positions(
             [(tp.topic, tp.partition) for tp in partitions])
         for tp in partitions:
-            self.consumer.seek(tp, max(0, positions[(tp.topic, tp.partition)] - 1))
+            position = positions[(tp.topic, tp.partition)]
+            self.consumer.seek(tp, max(0, position - 1))
+            self.log_end_at_least[tp] = position
+
+    def _check_log_end(self, fetched: dict[Any, list[Any]]) -> None:
+        """The log of a partition holds at least every record decided on it. A fetch
+        high-water mark below that means the log is not the positions' own (a memory broker
+        restarted empty answers fetches beyond its end with no error and no record: left
+        alone, the worker would wait there, then skip the new log's first commands)."""
+        assert self.consumer is not None
+        for tp, messages in fetched.items():
+            if messages:
+                self.log_end_at_least[tp] = max(self.log_end_at_least.get(tp, 0),
+                                                messages[-1].offset + 1)
+        for tp in self.consumer.assignment():
+            high_water = self.consumer.highwater(tp)
+            expected = self.log_end_at_least.get(tp)
+            if high_water is not None and expected is not None and high_water < expected:
+                raise LogMismatch(f"{tp.topic}[{tp.partition}] ends at offset {high_water}, "
+                                  f"before the {expected} records decided on it")
 
     async def on_stop(self) -> None:
         if self.committing is not None:
@@ -648,6 +670,7 @@ class BatchConsumer(mode.Service):
             timeout = min(FETCH_TOP_UP_SECONDS, deadline - loop.time())
             if arrived < FETCH_TOP_UP_MIN_RECORDS or timeout <= 0:
                 break
+        self._check_log_end(fetched)
         return fetched
 
     async def _one_batch(self) -> None:

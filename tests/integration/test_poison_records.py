@@ -65,7 +65,7 @@ def test_a_record_that_fails_alone_is_found_and_dead_lettered(ledger, start_work
     assert scalar(ledger, "SELECT count(*) FROM issuer_envelopes") == 8
     assert scalar(ledger, "SELECT count(*) FROM request_outcomes WHERE request_id LIKE "
                           "'poison-%'") == 0
-    assert worker.running
+    assert worker.running()
     # And the partition goes on: a command after it is decided.
     late = _register(partners[8].siren, "Commune sans souci", "late")
     client.send([late])
@@ -129,7 +129,7 @@ def test_the_reported_poison_records_stop_nothing(ledger, start_worker) -> None:
         assert events is None or all("rejected" in event.type for event in events), events
     answered = sum(1 for events in refused.values() if events) + len(lettered_offsets)
     assert answered >= len(poison) - 1  # funds-1 alone is a valid payment
-    assert issuer.running and redeemer.running
+    assert issuer.running() and redeemer.running()
 
 
 def _outcomes_of(client: LedgerClient, request_ids: list[str]) -> dict[str, list]:
