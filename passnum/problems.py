@@ -61,6 +61,10 @@ TITLES: dict[str, str] = {
     "not_redeemed_here": "Encaissement introuvable dans cette structure",
     "already_settled": "Encaissement déjà réglé",
     "cancellation_too_late": "Annulation trop tardive",
+    # Offline scans sent later, judged at the instant of the scan.
+    "booklet_not_activated_at_scan_time": "Carnet non activé à l'heure du scan",
+    "venue_not_accredited_at_scan_time": "Structure non habilitée à l'heure du scan",
+    "scan_in_the_future": "Scan daté dans le futur",
 }
 
 STATUS_TITLES: dict[int, str] = {
