@@ -8,6 +8,7 @@ worker's web server. Nothing connects at import: connections open when the app s
 from __future__ import annotations
 
 from passnum.database import connect
+from passnum.head_signatures import signer_for
 from passnum.settings import Settings
 from passnum.topology import topology_for
 from passnum.worker import attach_batch_consumer, build_app
@@ -18,7 +19,7 @@ from services.issuer.web import attach_api
 settings = Settings.from_environment()
 topology = topology_for(settings)
 policy = Policy(grace_days_after_year_end=settings.grace_days_after_year_end)
-handler = IssuerHandler(topology, policy)
+handler = IssuerHandler(topology, policy, head_signer=signer_for(settings))
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_consumer(app, handler, settings, [topology.issuer_commands.name],
                                lambda: connect(settings.database_url))

@@ -22,7 +22,8 @@ from services.redeemer.handler import RedeemerHandler
 from services.redeemer.profiling import instrument
 from services.redeemer.web import attach_apis
 
-settings = Settings.from_environment()
+# A bad PASSNUM_ setting: one line and exit 2, not an import traceback from faust's CLI.
+settings = Settings.from_environment_or_exit()
 topology = topology_for(settings)
 handler = RedeemerHandler(topology, settings.voucher_code_key.encode(),
                           scan_clock_tolerance=timedelta(
