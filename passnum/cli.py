@@ -37,6 +37,11 @@ app.command("audit")(audit_command)
 app.add_typer(issuer_app, name="issuer")
 app.add_typer(booklets_app, name="booklets")
 app.add_typer(redeemer_app, name="redeemer")
+# The operator's administration (over HTTP) and the API tokens: passnum/operator_cli.py.
+from passnum.operator_cli import operator_app, token_app  # noqa: E402
+
+app.add_typer(operator_app, name="operator")
+app.add_typer(token_app, name="token")
 
 
 def _settings() -> Settings:
@@ -132,19 +137,6 @@ def status() -> None:
     Console().print(table)
     if not all_ready:
         raise typer.Exit(code=EXIT_UNREACHABLE)
-
-
-@app.command("token")
-def token(kind: str = typer.Argument(..., help="collectivite, venue or operator"),
-          identifier: str = typer.Argument(..., help="SIREN, SIRET or operator name")) -> None:
-    """Issue an API token for a tenant (printed once; only its SHA-256 is stored)."""
-    from passnum.database import apply_migrations, connect, resolve_database
-    from passnum.http import issue_token
-
-    url = resolve_database(_settings())
-    apply_migrations(url)
-    with connect(url) as connection:
-        typer.echo(issue_token(connection, kind, identifier))
 
 
 @app.command("demo")

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from passnum.codec import (
     decode_event,
@@ -80,6 +81,12 @@ class TokenCache:
             self.entries.clear()
         self.entries[digest] = (now + self.seconds, tenant)
 
+    def forget(self, tenant: Tenant) -> None:
+        """After a rotation or a revocation in this process: the tenant's old tokens stop
+        working here at once (other processes forget them within `seconds`)."""
+        for digest in [d for d, (_, known) in self.entries.items() if known == tenant]:
+            self.entries.pop(digest, None)
+
 
 async def authenticate(connection_source: Any, authorization: str | None,
                        cache: TokenCache | None = None) -> Tenant | None:
@@ -110,6 +117,12 @@ async def authenticate(connection_source: Any, authorization: str | None,
 class Outcome:
     events: list[Event]
     fingerprint_matches: bool  # False: the request_id was used before for another body
+
+
+class LogUnavailable(Exception):
+    """The broker did not take a command within `log_send_timeout_seconds`: the request
+    is answered 503 at once (retry with the same key), instead of hanging until the
+    client's own timeout."""
 
 
 class CommandGateway:
@@ -158,6 +171,16 @@ class CommandGateway:
             if connection is not None:
                 await connection.close()
 
+    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Append a command to the log, within a bound. A command the broker may still take
+        after the bound is harmless: the client's retry carries the same request id."""
+        assert self.producer is not None
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(topic, value, key=key),
+                                   self.settings.log_send_timeout_seconds)
+        except (TimeoutError, KafkaError) as error:
+            raise LogUnavailable(f"the broker did not take the command: {error!r}") from None
+
     async def _recorded(self, command: Command) -> Outcome | None:
         assert self.reader is not None
         async with self.reader.cursor(binary=True) as cursor:
@@ -176,7 +199,7 @@ class CommandGateway:
             return recorded
         assert self.producer is not None
         topic, key = route_command(self.topology, command)
-        await self.producer.send_and_wait(topic, encode(command), key=key)
+        await self._send(topic, key, encode(command))
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             wakeup = self.wakeup
@@ -236,7 +259,7 @@ class BatchedCommandGateway(CommandGateway):
             entry = (command, loop.create_future())
             self.waiting[command.request_id] = entry
         topic, key = route_command(self.topology, command)
-        await self.producer.send_and_wait(topic, encode(command), key=key)
+        await self._send(topic, key, encode(command))
         try:
             outcome = await asyncio.wait_for(asyncio.shield(entry[1]), timeout_seconds)
         except TimeoutError:

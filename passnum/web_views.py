@@ -19,15 +19,18 @@ from passnum.problems import PROBLEM_MEDIA_TYPE, is_problem
 from passnum.web_api import Answer, RequestHandler, TenantApi
 
 
-def mount_api(app: faust.App, api: TenantApi, document: dict[str, Any]) -> None:
-    """Serve every route of the API with its handler, and `document` at OPENAPI_PATH."""
+def mount_api(app: faust.App, api: TenantApi, document: dict[str, Any] | None) -> None:
+    """Serve every route of the API with its handler, and `document` at OPENAPI_PATH (None:
+    a second API of the same worker, whose routes the first one's document describes)."""
     _attach_lifecycle(app, api)
     health = getattr(app, "passnum_health", None)
     if health is not None:
         health.api_ready.append(api.ready)  # unready until its connections open
     for path, handlers in _handlers_by_path(api).items():
         app.page(path, name=f"{api.processor}:{path}")(_page(api, handlers))
-    app.page(OPENAPI_PATH, name=f"{api.processor}:{OPENAPI_PATH}")(_document_page(document))
+    if document is not None:
+        app.page(OPENAPI_PATH, name=f"{api.processor}:{OPENAPI_PATH}")(
+            _document_page(document))
 
 
 def _attach_lifecycle(app: faust.App, api: TenantApi) -> None:

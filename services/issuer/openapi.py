@@ -20,6 +20,7 @@ from passnum.openapi import (
 )
 from passnum.web_api import ErrorResponse
 from services.issuer.api import LIMITS, REJECTION_STATUS, ROUTES
+from services.issuer.operator_api import ROUTES as OPERATOR_ROUTES
 from services.issuer.print_api import print_operations
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi-issuer.json"
@@ -31,13 +32,17 @@ _STATUS_TEXT = {
     400: "Missing or malformed Idempotency-Key header (idempotency_key_required, "
          "invalid_idempotency_key), or a body that is not UTF-8 (not_utf8)",
     401: "Missing, unknown or revoked bearer token",
-    403: "The token is not a collectivité's",
+    403: "The token is not a collectivité's (not_a_collectivite), or, on /v1/operator "
+         "routes, not an operator's (not_an_operator)",
     404: "No such booklet among the collectivité's own (another tenant's booklet looks the "
-         "same as one that does not exist)",
+         "same as one that does not exist); on token routes, a SIREN no collectivité is "
+         "registered under (unknown_collectivite)",
     409: "Conflict: " + _reasons(409)
-         + ", or request_id_reused (the Idempotency-Key was used for another body)",
+         + ", or request_id_reused (the Idempotency-Key was used for another body), or "
+         "token_already_issued (a token was issued for this key and shown once)",
     413: "Body too large",
-    422: "Invalid body or query (invalid_body, invalid_query) or recorded rejection: "
+    422: "Invalid body or query (invalid_body, invalid_query), a SIREN whose check digit is "
+         "wrong (invalid_siren, refused before any command), or recorded rejection: "
          + _reasons(422),
     503: "The worker is starting",
     504: "The command is in the log but its outcome is not recorded yet: retry with the "
@@ -53,18 +58,28 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
               "description": "booklet id of the last item of the previous page",
               "schema": {"type": "string", "pattern": r"^[0-9]{9}-[0-9]{7}$"}},
     "limit": limit_parameter(LIMITS),
+    "siren": {"name": "siren", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": r"^[0-9]{9}$"}},
+    "after_siren": {"name": "after_siren", "in": "query", "required": False,
+                    "description": "the next_after of the previous page",
+                    "schema": {"type": "string", "pattern": r"^[0-9]{0,9}$"}},
 }
 
 DESCRIPTION = ApiDescription(
     title="passnum issuer API",
     description="For collectivités: order booklets, record funds received, distribute and "
-                "block booklets, list booklets and their voucher codes. Every write is a "
-                "command decided through the ledger's log; see docs/issuer.md.",
-    token_description="a collectivité's API token (`passnum token collectivite SIREN`)",
+                "block booklets, list booklets and their voucher codes. For the operator "
+                "(/v1/operator/...): register collectivités, commit and raise envelopes, "
+                "record funds received, list collectivités, issue, rotate and revoke their "
+                "tokens. Every write is a command decided through the ledger's log; see "
+                "docs/issuer.md and docs/operator.md.",
+    token_description="a collectivité's API token (`passnum token issue collectivite "
+                      "SIREN`), or an operator's on /v1/operator routes (`passnum token "
+                      "issue operator NAME`)",
     idempotency_description="the request's identity: the same key gives the same recorded "
                             "outcome; the same key with another body is refused (409)",
     idempotency_key_max_characters=LIMITS.idempotency_key_max_characters,
-    routes=ROUTES, error_model=ErrorResponse, status_text=_STATUS_TEXT, parameters=_PARAMETERS)
+    routes=ROUTES + OPERATOR_ROUTES, error_model=ErrorResponse, status_text=_STATUS_TEXT, parameters=_PARAMETERS)
 
 
 def openapi_document() -> dict[str, Any]:
