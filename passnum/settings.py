@@ -90,6 +90,12 @@ class Settings:
     # scan dated later is refused (`scan_in_the_future`), and the auditor names a
     # redemption dated later than the audit's own instant by more than this.
     scan_clock_tolerance_seconds: int = 300
+    # The processors' Ed25519 key for chain heads (passnum/head_signatures.py); empty:
+    # <run_directory>/chain-signing-key.pem, generated at first start (the demo's key).
+    chain_signing_key_file: str = ""
+    # The public keys (hex, comma separated) the auditor verifies chain heads with; empty:
+    # the public half of the key file above when it exists on this machine.
+    chain_public_keys: str = ""
     # The programme's account that pays the venues (the debtor of the SEPA transfer file).
     # No default: `passnum redeemer export-statements --sepa` refuses to run until the IBAN
     # and the name are configured (a placeholder account would send a bank a file it
