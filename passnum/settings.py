@@ -106,7 +106,7 @@ class Settings:
     # Printed booklets are set in DejaVu (fonts-dejavu-core): it carries "€", accented
     # letters and the narrow no-break space of French amounts, which PDF core fonts lack.
     print_font_directory: str = "/usr/share/fonts/truetype/dejavu"
-    # The most booklets one printed document holds (two pages each; about 35 ms of CPU a
+    # The most booklets one printed document holds (two pages each; 35 to 55 ms of CPU a
     # booklet, measured): a bigger order is refused with the reason, and printed by booklet.
     print_booklets_max: int = 500
     # How long an HTTP API trusts a token it verified before asking PostgreSQL again: the
