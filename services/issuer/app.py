@@ -14,7 +14,7 @@ from passnum.topology import topology_for
 from passnum.worker import attach_batch_consumer, build_app
 from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
-from services.issuer.web import attach_api
+from services.issuer.web import attach_apis
 
 settings = Settings.from_environment()
 topology = topology_for(settings)
@@ -23,5 +23,6 @@ handler = IssuerHandler(topology, policy, head_signer=signer_for(settings))
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_consumer(app, handler, settings, [topology.issuer_commands.name],
                                lambda: connect(settings.database_url))
-api = attach_api(app, settings)
+api, operator = attach_apis(app, settings)
 runner.outcome_listeners.append(api.outcomes_decided)
+runner.outcome_listeners.append(operator.outcomes_decided)
