@@ -180,6 +180,18 @@ def next_link(stream: str, sequence: int, previous_hash: str, value: bytes) -> C
     return ChainLink(stream, sequence, previous_hash, chain_hash(previous_hash, value))
 
 
+# The last event of each stream in a batch also carries `passnum-head-signature`: an Ed25519
+# signature, in hex, over `signed_head_message(chain header)`, made with the processors' key
+# (passnum.head_signatures). The chain alone proves order and integrity to anyone who can
+# compute SHA-256, i.e. to a forger too; the signature proves the head was a processor's.
+SIGNATURE_HEADER = "passnum-head-signature"
+
+
+def signed_head_message(chain_header: bytes) -> bytes:
+    """What a head signature covers: the whole link (stream, sequence, both hashes)."""
+    return b"passnum-head|" + chain_header
+
+
 def parse_chain_header(raw: bytes) -> ChainLink | None:
     try:
         stream, sequence, previous_hash, digest = raw.decode().split("|")

@@ -30,7 +30,6 @@ from typing import Iterable, Protocol, Sequence
 import psycopg
 
 from passnum.codec import (
-    CHAIN_HEADER,
     DecodeFailure,
     decode_command,
     decode_event,
@@ -40,6 +39,7 @@ from passnum.codec import (
     request_fingerprint,
     unpack_outcome,
 )
+from passnum.head_signatures import sign_batch_heads, split_link
 from schemas.base import Command, Event
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class OutboxEvent:
     chain_link: bytes | None
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [(CHAIN_HEADER, self.chain_link)] if self.chain_link else []
+        # a stream's last event in its batch also carries its head signature
+        return split_link(self.chain_link) if self.chain_link else []
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,7 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
             _process_events(connection, handler, events, output)
         if command_records:
             _process_commands(connection, handler, command_records, positions, recorded, output)
+        sign_batch_heads(output.outbox, getattr(handler, "head_signer", None))
         written = _write_output(connection, processor, output, identifiers)
         with connection.pipeline():
             _save_positions(connection, processor, positions, bool(command_records))

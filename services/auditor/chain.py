@@ -68,6 +68,9 @@ class StreamChain:
     # The last full hash of the stream (ASCII bytes of the header), for the live comparison
     # with processor positions and the checkpoints.
     head_raw: bytes = GENESIS_HASH.encode()
+    # The highest sequence whose head signature verified (passnum.head_signatures); the
+    # events after it were not signed by a processor's key.
+    signed_through: int = 0
 
     @property
     def head_hash(self) -> str:

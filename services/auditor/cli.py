@@ -59,7 +59,7 @@ def audit_command(
     if action == "keygen":
         _keygen(key)
         return
-    options = _options(until, collectivite, trusted_key)
+    options = _options(until, collectivite, trusted_key, settings)
     from passnum.status import require_broker
 
     # Within a few seconds, one line and exit 3 when no broker answers (passnum/cli.py).
@@ -79,13 +79,16 @@ def audit_command(
     raise typer.Exit(code=run_once(settings, options, outputs))
 
 
-def _options(until: str | None, collectivite: str | None, trusted_key: list[str]) -> object:
+def _options(until: str | None, collectivite: str | None, trusted_key: list[str],
+             settings: Settings) -> object:
+    from passnum.head_signatures import trusted_head_keys
     from services.auditor.replay import ReplayOptions
 
     keys = set(trusted_key) | {k.strip() for k in os.environ.get(TRUSTED_KEYS_VARIABLE,
                                                                 "").split(",") if k.strip()}
     return ReplayOptions(until=parse_until(until) if until else None,
-                         collectivite=collectivite, trusted_keys=frozenset(keys))
+                         collectivite=collectivite, trusted_keys=frozenset(keys),
+                         head_keys=trusted_head_keys(settings))
 
 
 def parse_until(text: str) -> datetime:

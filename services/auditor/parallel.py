@@ -289,6 +289,7 @@ def _merge_stream(target: StreamChain, chain: StreamChain) -> bool:
     target.pending_places.extend(chain.pending_places)
     if chain.highest > target.highest:
         target.highest, target.head_raw = chain.highest, chain.head_raw
+    target.signed_through = max(target.signed_through, chain.signed_through)
     for month, first in chain.month_firsts.items():
         known = target.month_firsts.get(month)
         if known is None or first[0] < known[0]:

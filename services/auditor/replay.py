@@ -25,10 +25,11 @@ from functools import partial
 from hashlib import sha256
 from typing import Callable, Iterable, Iterator
 
-from passnum.codec import CHAIN_HEADER
+from passnum.codec import CHAIN_HEADER, SIGNATURE_HEADER
+from passnum.head_signatures import verify_head
 from passnum.log import fetch_high_water_marks
 from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.topology import Topology, topology_for
 from services.auditor import checkpoint, compiled, wire
 from services.auditor.books import Books, Finding, apply_value
 from services.auditor.canonical import CanonicalDecoder
@@ -64,6 +65,9 @@ class ReplayOptions:
     # Worker processes for the first read, split by partition (services.auditor.parallel);
     # 0: one per core (at most 4), 1: read in this process.
     processes: int = 0
+    # Public keys of the processors' chain-head signatures (passnum.head_signatures);
+    # empty: heads are not checked (logs written without workers: tests, benchmark).
+    head_keys: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -211,12 +215,28 @@ class Replayer:
                                                        parts[3])
         verdict = chains.admit_link(stream, sequence, previous_hash, digest, value or b"", topic,
                                     partition, offset, heads)
+        if len(headers) > 1 and self.options.head_keys and verdict == NEW:
+            self._check_head_signature(headers, header, stream, sequence, value)  # type: ignore[arg-type]
         if verdict != NEW:
             if verdict == REJECTED:
                 self._name_rejected(value)
             return
         self.fold_admitted(topic, partition, record, chains.by_raw_name[stream], sequence,
                            previous_hash)
+
+    def _check_head_signature(self, headers: list, header: bytes, stream: bytes,
+                              sequence: int, value: bytes | None) -> None:
+        signatures = [raw for name, raw in headers if name == SIGNATURE_HEADER]
+        if not signatures:
+            return
+        if len(signatures) == 1 and verify_head(self.options.head_keys, header, signatures[0]):
+            chain = self.chains.by_raw_name[stream]
+            chain.signed_through = max(chain.signed_through, sequence)
+            return
+        event_id = _event_id_of(value)
+        self.record_findings.append(Finding(
+            "head_signature_invalid", f"{stream.decode()}#{sequence}: the head signature is "
+            "not one of the processors' keys", (event_id,) if event_id else ()))
 
     def fold_admitted(self, topic: str, partition: int, record: object, chain: StreamChain,
                       sequence: int, previous_hash: bytes) -> None:
@@ -298,6 +318,8 @@ class Replayer:
         findings.extend(self.record_findings)
         findings.extend(books.findings)
         findings.extend(_as_findings(self.chains.finish()))
+        if self.options.head_keys:
+            findings.extend(unsigned_streams(self.chains.streams, self.topology))
         resolve_contested(books, findings)
         if books.until_micros is None:  # (with --until, later facts are left out)
             judge_dates_in_the_future(books, as_of_micros,
@@ -364,6 +386,32 @@ def _settlement_findings(books: Books) -> list[Finding]:
     judgement = Judgement(as_of_day=0)
     check_settlement(books, judgement, places=places)
     return judgement.findings + findings
+
+
+def unsigned_streams(streams: dict[str, StreamChain], topology: Topology) -> list[Finding]:
+    """With the processors' public keys: every stream is one the topology defines (a
+    processor and one partition of its command topic), and its last event is covered by a
+    signed head. A forger with write access to the topics can chain events (SHA-256 is
+    unkeyed) but cannot sign: a new stream, or well-linked events appended after the last
+    signed head, are named by their first event."""
+    known = {f"{processor}/{topic.name}/{partition}"
+             for processor, topic in (("issuer", topology.issuer_commands),
+                                      ("redeemer", topology.redeemer_commands))
+             for partition in range(topic.partitions)}
+    findings = []
+    for name, chain in sorted(streams.items()):
+        if name.startswith("auditor/") or not chain.highest:
+            continue
+        if name not in known:
+            findings.append(Finding("unknown_stream", f"{name}: {chain.highest} event(s) on a "
+                                    "stream no processor decides", (f"position:{name}#1",)))
+        elif chain.signed_through < chain.highest:
+            first = chain.signed_through + 1
+            findings.append(Finding(
+                "unsigned_chain_tail", f"{name}#{first} to #{chain.highest}: after the last "
+                f"head a processor signed (#{chain.signed_through})",
+                (f"position:{name}#{first}",)))
+    return findings
 
 
 def _as_findings(chain_findings: Iterable) -> list[Finding]:

@@ -16,7 +16,8 @@ from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
 from services.issuer.web import attach_apis
 
-settings = Settings.from_environment()
+# A bad PASSNUM_ setting: one line and exit 2, not an import traceback from faust's CLI.
+settings = Settings.from_environment_or_exit()
 topology = topology_for(settings)
 policy = Policy(grace_days_after_year_end=settings.grace_days_after_year_end)
 handler = IssuerHandler(topology, policy, head_signer=signer_for(settings))

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import psycopg
 
+from passnum.head_signatures import HeadSigner
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, siren_key
 from schemas.base import Command, Event
@@ -19,6 +20,8 @@ class IssuerHandler:
     topology: Topology
     policy: domain.Policy
     processor: str = "issuer"
+    # signs the head of each stream in a batch (passnum.head_signatures); None: unsigned
+    head_signer: HeadSigner | None = None
 
     @property
     def command_topics(self) -> frozenset[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from passnum.database import connect
+from passnum.head_signatures import signer_for
 from passnum.settings import Settings
 from passnum.topology import topology_for
 from passnum.worker import attach_batch_consumer, build_app
@@ -27,7 +28,8 @@ settings = Settings.from_environment_or_exit()
 topology = topology_for(settings)
 handler = RedeemerHandler(topology, settings.voucher_code_key.encode(),
                           scan_clock_tolerance=timedelta(
-                              seconds=settings.scan_clock_tolerance_seconds))
+                              seconds=settings.scan_clock_tolerance_seconds),
+                          head_signer=signer_for(settings))
 app = build_app(topology.redeemer_group, settings, settings.web_port_redeemer)
 input_topics = [topology.redeemer_commands.name, topology.issuer_events.name]
 runner = attach_batch_consumer(app, handler, settings, input_topics,

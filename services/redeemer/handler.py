@@ -15,6 +15,7 @@ from typing import Sequence
 import psycopg
 
 from passnum.codec import event_id_for
+from passnum.head_signatures import HeadSigner
 from passnum.processing import Decision
 from passnum.topology import Topology, booklet_key, route_command, siret_key
 from schemas.base import Command, Event
@@ -27,6 +28,8 @@ class RedeemerHandler:
     topology: Topology
     code_key: bytes
     processor: str = "redeemer"
+    # signs the head of each stream in a batch (passnum.head_signatures); None: unsigned
+    head_signer: HeadSigner | None = None
     # how far ahead of this clock a scan may be dated (Settings.scan_clock_tolerance_seconds)
     scan_clock_tolerance: timedelta = domain.DEFAULT_SCAN_CLOCK_TOLERANCE
 

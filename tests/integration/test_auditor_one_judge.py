@@ -6,12 +6,31 @@ does not explain is named with its key and the events behind it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from passnum.client import LedgerClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from passnum.codec import (
+    CHAIN_HEADER,
+    SIGNATURE_HEADER,
+    encode,
+    event_id_for,
+    signed_head_message,
+)
 from passnum.database import connect
+from passnum.log import make_producer
+from passnum.topology import topology_for
+from services.auditor.chained_log import (
+    ChainedLogWriter,
+    ChainedRecord,
+    ChainHead,
+    send_with_kafka_python,
+)
+from passnum.head_signatures import trusted_head_keys
 from passnum.scenario import accreditations, booklet_codes
 from passnum.seed import collectivites, venues
 import time
@@ -20,6 +39,7 @@ from schemas.messages import (
     CancelRedemption,
     CheckVoucher,
     CloseSettlementMonth,
+    FundsReceived,
     OrderBooklets,
     RedeemVoucher,
 )
@@ -94,7 +114,9 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     client.close()
     assert scalar(ledger, "SELECT count(*) FROM issuer_envelopes WHERE siren = '000000000'") == 0
 
-    replayer = Replayer(ledger, ReplayOptions())
+    keys = trusted_head_keys(ledger)  # the key the workers generated at first start
+    assert len(keys) == 1
+    replayer = Replayer(ledger, ReplayOptions(head_keys=keys))
     replayer.read()
     report = _with_database(ledger, replayer, replayer.judge())
     assert report.sound and not report.findings, report.findings
@@ -116,6 +138,40 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert first.voucher_id in redemption.detail  # type: ignore[attr-defined]
     assert "no row in the database" in redemption.detail
     assert redemption.event_ids == (f"fingerprint:{_fingerprint(again.event_id)}",)  # type: ignore[attr-defined]
+
+
+    # planted: a new, consistently chained stream, and a well-linked event appended to a
+    # real stream's tail; neither is signed with the processors' key
+    heads = replayer.chains.heads()
+    writer = ChainedLogWriter(topology_for(ledger))
+    stream = writer.stream_for("issuer", partner.siren.encode())
+    writer.heads[stream] = ChainHead(*heads[stream])
+    funds = [FundsReceived(event_id=event_id_for("issuer", f"forged-{n}", 0),
+                           request_id=f"forged-{n}", occurred_at=at, siren=partner.siren,
+                           face_value_cents=500_000, fees_cents=0, payment_reference="x",
+                           total_received_cents=500_000 * n) for n in (1, 2, 3)]
+    appended = writer.issuer(partner.siren, [funds[0], funds[2]])
+    # the last one signed, but with a key of the forger's own
+    forger = Ed25519PrivateKey.generate()
+    link = appended[1].headers[0][1]
+    appended[1] = replace(appended[1], headers=(*appended[1].headers, (
+        SIGNATURE_HEADER, forger.sign(signed_head_message(link)).hex().encode())))
+    value = encode(funds[1])
+    forged_stream = f"issuer/{topology_for(ledger).issuer_commands.name}-shadow/0"
+    new_stream = [ChainedRecord(appended[0].topic, appended[0].partition, appended[0].key, value,
+                                ((CHAIN_HEADER, writer.chain(forged_stream, value)),))]
+    producer = make_producer(ledger)
+    try:
+        send_with_kafka_python(producer, appended + new_stream)
+    finally:
+        producer.close()
+    forged = Replayer(ledger, ReplayOptions(head_keys=keys))
+    forged.read()
+    report = forged.judge()
+    named = {f.code: f.event_ids for f in report.findings}
+    assert named["unsigned_chain_tail"] == (funds[0].event_id,), report.findings
+    assert named["unknown_stream"] == (funds[1].event_id,), report.findings
+    assert named["head_signature_invalid"] == (funds[2].event_id,), report.findings
 
 
 def _fingerprint(event_id: str) -> str:
