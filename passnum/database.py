@@ -201,9 +201,14 @@ def start_embedded_database(settings: Settings, database: str) -> str:
     tests started later all join the same data directory. pgserver serialises starts with
     an inter-process lock and finds a running server through pgdata/postmaster.pid.
     """
-    # Imported here: the wheel is only needed for the fallback, and the services in
-    # containers never take it.
-    import pgserver
+    # Imported here: the wheel (the `demo` extra) is only needed for the fallback, and the
+    # services in containers never take it.
+    try:
+        import pgserver
+    except ImportError as error:
+        raise ConnectionError(
+            f"no PostgreSQL answers at {describe(settings.database_url)}, and the embedded "
+            "fallback needs the demo extra (pip install 'passnum[demo]')") from error
 
     data_directory = embedded_data_directory(settings)
     # pgserver needs the parent to exist; it initialises an empty directory.

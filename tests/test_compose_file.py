@@ -25,9 +25,9 @@ import json
 import re
 import shlex
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -45,7 +45,8 @@ COMPOSE_FILE = REPOSITORY / "docker-compose.yml"
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 SCHEMA_SHA256 = "89f4bdc4ba651ff024118917a7cdb67d9d78c1af4bab9b12ec2fc85f5b7d90d3"
 
-SETTINGS_VARIABLES = frozenset(f"PASSNUM_{field.name.upper()}" for field in fields(Settings))
+# Every variable Settings reads: the names it hands to a child process.
+SETTINGS_VARIABLES = frozenset(Settings.from_environment({}).as_environment())
 
 # The processes the lead's code must provide, exactly as the compose file starts them.
 EXPECTED_COMMANDS = {
@@ -54,6 +55,12 @@ EXPECTED_COMMANDS = {
     "auditor": ["passnum", "audit", "--follow"],
 }
 WORKER_PORTS = {"issuer": 6066, "redeemer": 6067, "auditor": 6068}
+# The HTTP APIs reachable from outside the compose network; nothing else is.
+PUBLISHED_PORTS = {"issuer": 6066, "redeemer": 6067}
+DATABASE_URL = "postgresql://postgres@postgres:5432/passnum"
+# A secret is interpolated from the operator's environment and required: `${NAME:?why}`.
+REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}$")
+SECRET_NAME = re.compile(r"KEY|PASSWORD|TOKEN|SECRET")
 SETUP_STEPS = ("passnum broker create-topics", "passnum db migrate")
 
 Compose = dict[str, Any]
@@ -152,6 +159,40 @@ def dependency_problems(compose: Compose) -> list[str]:
     return problems
 
 
+def secret_problems(compose: Compose) -> list[str]:
+    # Every secret comes from the environment and is required; the database password is one
+    # variable for the server and its clients, and no URL carries a password.
+    problems = []
+    passwords: dict[str, str | None] = {}
+    for name, service in compose.get("services", {}).items():
+        environment = environment_of(service)
+        for key, value in environment.items():
+            if SECRET_NAME.search(key) and not REQUIRED_VARIABLE.match(value or ""):
+                problems.append(f"{name}: {key} must be ${{VARIABLE:?...}}, got {value!r}")
+            if key.endswith("_URL") and value and urlsplit(value).password is not None:
+                problems.append(f"{name}: {key} carries a password")
+        if name == "postgres":
+            passwords[name] = environment.get("POSTGRES_PASSWORD")
+        elif "PASSNUM_DATABASE_URL" in environment:
+            passwords[name] = environment.get("PGPASSWORD")
+    if len(set(passwords.values())) != 1 or None in passwords.values():
+        problems.append(f"the database password differs between services: {passwords}")
+    return problems
+
+
+def port_problems(compose: Compose) -> list[str]:
+    # The two APIs are published on their own port, and listen where the port leads.
+    problems = []
+    for name, service in compose.get("services", {}).items():
+        published = {str(entry).rsplit(":", 1)[-1] for entry in service.get("ports") or []}
+        wanted = {str(PUBLISHED_PORTS[name])} if name in PUBLISHED_PORTS else set()
+        if published != wanted:
+            problems.append(f"{name}: publishes {sorted(published)}, expected {sorted(wanted)}")
+        if name in PUBLISHED_PORTS and environment_of(service).get("PASSNUM_WEB_HOST") != "0.0.0.0":
+            problems.append(f"{name}: PASSNUM_WEB_HOST must be 0.0.0.0 for the published port")
+    return problems
+
+
 def process_problems(compose: Compose) -> list[str]:
     services = compose.get("services", {})
     problems = []
@@ -169,7 +210,7 @@ def process_problems(compose: Compose) -> list[str]:
         environment = environment_of(service)
         if environment.get("PASSNUM_BOOTSTRAP_SERVERS") != "kafka:9092":
             problems.append(f"{name}: PASSNUM_BOOTSTRAP_SERVERS must point at the kafka service")
-        if environment.get("PASSNUM_DATABASE_URL") != "postgresql://postgres:postgres@postgres:5432/passnum":
+        if environment.get("PASSNUM_DATABASE_URL") != DATABASE_URL:
             problems.append(f"{name}: PASSNUM_DATABASE_URL must point at the postgres service")
         dependencies = dependencies_of(service)
         for dependency, condition in (("kafka", "service_healthy"), ("postgres", "service_healthy"),
@@ -241,6 +282,31 @@ def defaulted_voucher_key(compose: Compose) -> None:
         "PASSNUM_VOUCHER_CODE_KEY": "${PASSNUM_VOUCHER_CODE_KEY:-" + Settings.voucher_code_key + "}"}
 
 
+def literal_database_password(compose: Compose) -> None:
+    compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = "postgres"
+
+
+def password_in_the_url(compose: Compose) -> None:
+    for name in ("setup", "issuer"):
+        compose["services"][name]["environment"] = {
+            **environment_of(compose["services"][name]),
+            "PASSNUM_DATABASE_URL": "postgresql://postgres:postgres@postgres:5432/passnum"}
+
+
+def redeemer_not_published(compose: Compose) -> None:
+    del compose["services"]["redeemer"]["ports"]
+
+
+def issuer_listening_on_loopback(compose: Compose) -> None:
+    environment = environment_of(compose["services"]["issuer"])
+    del environment["PASSNUM_WEB_HOST"]
+    compose["services"]["issuer"]["environment"] = environment
+
+
+def database_published(compose: Compose) -> None:
+    compose["services"]["postgres"]["ports"] = ["5432:5432"]
+
+
 def postgres_without_healthcheck(compose: Compose) -> None:
     del compose["services"]["postgres"]["healthcheck"]
 
@@ -274,6 +340,12 @@ CASES: list[tuple[Check, Callable[[Compose], None]]] = [
     (schema_problems, misspelt_top_level_key),
     (unknown_settings_variables, misspelt_settings_variable),
     (voucher_key_problems, defaulted_voucher_key),
+    (secret_problems, defaulted_voucher_key),
+    (secret_problems, literal_database_password),
+    (secret_problems, password_in_the_url),
+    (port_problems, redeemer_not_published),
+    (port_problems, issuer_listening_on_loopback),
+    (port_problems, database_published),
     (dependency_problems, postgres_without_healthcheck),
     (dependency_problems, restarting_setup),
     (process_problems, wrong_issuer_port),
