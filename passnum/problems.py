@@ -35,6 +35,8 @@ TITLES: dict[str, str] = {
     "invalid_query": "Paramètres de requête invalides",
     "starting": "Service en cours de démarrage",
     "outcome_pending": "Résultat pas encore enregistré",
+    "log_unavailable": "Registre momentanément indisponible",
+    "database_unavailable": "Base de données momentanément indisponible",
     "internal_error": "Erreur interne",
     # The issuer's recorded refusals (services/issuer/domain.py).
     "invalid_siren": "SIREN invalide",

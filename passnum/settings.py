@@ -82,6 +82,9 @@ class Settings:
     # normally in between, is a systematic failure (a bug, a broken schema): the worker
     # exits loudly instead of dead-lettering its whole input.
     records_failed_in_a_row_max: int = 20
+    # How long the HTTP APIs wait for the broker to take a command before answering 503
+    # (the broker is down or unreachable): a counter must never hang on it.
+    log_send_timeout_seconds: float = 5.0
     # The code key signs voucher codes; it is configuration and never enters the log.
     voucher_code_key: str = "demo-only-voucher-code-key-change-me"
     # Validity tolerance after 31 December (the January grace period).
@@ -96,6 +99,9 @@ class Settings:
     # The public keys (hex, comma separated) the auditor verifies chain heads with; empty:
     # the public half of the key file above when it exists on this machine.
     chain_public_keys: str = ""
+    # The key `passnum audit --follow` signs monthly checkpoints with (services/auditor/
+    # checkpoint.py); empty: <run_directory>/auditor-checkpoint-key.pem, made on first use.
+    auditor_checkpoint_key_file: str = ""
     # The programme's account that pays the venues (the debtor of the SEPA transfer file).
     # No default: `passnum redeemer export-statements --sepa` refuses to run until the IBAN
     # and the name are configured (a placeholder account would send a bank a file it

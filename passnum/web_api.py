@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Literal
 
+import psycopg
 from aiohttp.web import HTTPRequestEntityTooLarge
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from passnum.database import SESSION_OPTIONS
 from passnum.http import (
     BatchedCommandGateway,
+    LogUnavailable,
     Outcome,
     Tenant,
     TokenCache,
@@ -73,6 +75,11 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {reason}: {detail}")
         self.answer = Answer(status, error_body(reason, detail, status), headers or {})
+
+
+# What a client is told when the log or the database does not answer: try again shortly,
+# with the same idempotency key (the request may already be in the log).
+RETRY_LATER = {"Retry-After": "5"}
 
 
 def key_reused_answer() -> Answer:
@@ -271,6 +278,13 @@ class TenantApi:
             return Answer(504, error_body(
                 "outcome_pending", "the command is in the log but its outcome is not "
                 f"recorded yet; retry with the same {IDEMPOTENCY_HEADER}"))
+        except LogUnavailable as error:
+            return Answer(503, error_body("log_unavailable", f"{error}; retry later with the "
+                                          f"same {IDEMPOTENCY_HEADER}"), RETRY_LATER)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            self.logger.warning("%s API: database unavailable: %s", self.processor, error)
+            return Answer(503, error_body("database_unavailable", "the ledger's database "
+                                          "does not answer; retry later"), RETRY_LATER)
         except Exception:  # noqa: BLE001 - the edge answers 500; no event is lost here
             self.logger.exception("%s API: unexpected failure", self.processor)
             return Answer(500, error_body("internal_error", f"see the {self.processor}'s log"))
