@@ -298,12 +298,19 @@ def _statement(page: Any, ledger, counter: dict[str, Any], directory: Path) -> N
     # A redemption on a statement can no longer be cancelled: no button.
     assert page.locator("#redemptions button").count() == 0
     with page.expect_download() as download:
-        page.click("#statements a")
+        page.click("#statements a.statement")
     path = directory / download.value.suggested_filename
     download.value.save_as(path)
     header, row = path.read_text(encoding="utf-8").splitlines()
     assert header.startswith("month,siret,venue_name")
     assert row.startswith(f"{month},{counter['venue'].siret},") and f",{cents}," in row
+    # The vouchers it pays: those the venue redeemed and did not cancel.
+    link = page.locator("#statements a.statement-vouchers").get_attribute("href")
+    lines = page.request.get(counter["base"] + link).text().splitlines()
+    with psycopg.connect(ledger.database_url) as connection:
+        redeemed = [row[0] for row in connection.execute(
+            "SELECT voucher_id FROM redemptions ORDER BY redeemed_at, voucher_id")]
+    assert [line.split(",")[2] for line in lines[1:]] == redeemed and len(redeemed) == count
 
 
 def _suspended_venue(browser: Any, visits: Visits, counter: dict[str, Any], ledger,
@@ -315,6 +322,10 @@ def _suspended_venue(browser: Any, visits: Visits, counter: dict[str, Any], ledg
     verdict = submit_code(page, counter["codes"][4], "#redeem")
     assert "Encaissement refusé" in verdict and "pas habilitée" in verdict
     page.screenshot(path=str(directory / "counter-suspended.png"), full_page=True)
+    # Another venue's statement is not there for this one, by either link.
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    for link in (f"/guichet/releves/{month}/1", f"/guichet/releves/{month}/1/cheques"):
+        assert page.request.get(counter["base"] + link).status == 404
     assert scalar(ledger, "SELECT count(*) FROM redemptions WHERE siret = "
                           f"'{counter['suspended'].siret}'") == 0
     context.close()

@@ -10,6 +10,7 @@
 | `POST /guichet/annuler` | cancel a redemption of today (`CancelRedemption`) |
 | `POST /guichet/deconnexion` | sign out: the session is deleted |
 | `GET /guichet/releves/{month}/{part}` | one statement as CSV (`statements.render_csv`) |
+| `GET /guichet/releves/{month}/{part}/cheques` | the vouchers that statement pays, as CSV |
 | `GET /guichet/static/{name}` | the stylesheet and the script |
 
 Every POST carries the session's CSRF token or is refused with 403, before anything else
@@ -51,7 +52,7 @@ from services.redeemer.counter.sessions import (
     CounterLimits,
     CounterSession,
 )
-from services.redeemer.counter.statements import statement_csv
+from services.redeemer.counter.statements import statement_csv, statement_vouchers_csv
 from services.redeemer.settlement import month_of
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Counter:
             "/guichet/encaisser": {"post": self.redeem},
             "/guichet/annuler": {"post": self.cancel},
             "/guichet/releves/{month}/{part}": {"get": self.statement},
+            "/guichet/releves/{month}/{part}/cheques": {"get": self.statement_vouchers},
             "/guichet/static/{name}": {"get": self.static_file},
         }
 
@@ -297,6 +299,14 @@ class Counter:
     # ------------------------------------------------------------------ downloads
 
     async def statement(self, request: Any) -> web.StreamResponse:
+        return await self._download(request, statement_csv, "releve")
+
+    async def statement_vouchers(self, request: Any) -> web.StreamResponse:
+        return await self._download(request, statement_vouchers_csv, "releve-cheques")
+
+    async def _download(self, request: Any, load: Callable[..., Awaitable[str | None]],
+                        prefix: str) -> web.StreamResponse:
+        """A CSV of one of the signed-in venue's statements; 404 for any other."""
         session = await self._session(request)
         if session is None:
             raise web.HTTPSeeOther("/guichet/")
@@ -304,10 +314,10 @@ class Counter:
         if not _MONTH.match(month) or not part.isdigit() or len(part) > 6:
             return self.message("not_found", session.language, 404, session)
         async with self.api.pool.connection() as connection:
-            document = await statement_csv(connection, session.siret, month, int(part))
+            document = await load(connection, session.siret, month, int(part))
         if document is None:
             return self.message("not_found", session.language, 404, session)
-        name = f"releve-{session.siret}-{month}-{int(part)}.csv"
+        name = f"{prefix}-{session.siret}-{month}-{int(part)}.csv"
         return web.Response(
             text=document, content_type="text/csv", charset="utf-8",
             headers={**SECURITY_HEADERS,

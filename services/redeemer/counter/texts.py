@@ -96,6 +96,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "statement_line": ("{month} (partie {part}) : {vouchers}, {amount}, émis le {when}.",
                        "{month} (part {part}): {vouchers}, {amount}, issued on {when}."),
     "download_csv": ("Télécharger (CSV)", "Download (CSV)"),
+    "download_vouchers_csv": ("Détail des chèques (CSV)", "Vouchers paid (CSV)"),
     "voucher_one": ("{count} chèque", "{count} voucher"),
     "voucher_other": ("{count} chèques", "{count} vouchers"),
     "when": ("{date} à {time}", "{date} at {time}"),
