@@ -15,12 +15,16 @@ from datetime import datetime
 from typing import Iterable
 
 from passnum.voucher_codes import normalise
+from schemas.base import YEAR_MAX, YEAR_MIN
 from schemas.messages import RedeemVoucher
 from services.redeemer.settlement import SETTLEMENT_TIME_ZONE
 
 # A bound on one file: an offline day at the busiest venue is a few hundred scans.
 MAX_SCAN_LINES = 100_000
 _SEPARATOR = re.compile(r"[,;\t ]+")
+# What a command may carry (schemas.base.PlainText): a code with control characters in it
+# could not be sent, so it is a line error here rather than a failure of the whole file.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -33,15 +37,18 @@ class Scan:
 @dataclass(frozen=True)
 class LineError:
     line_number: int
-    reason: str  # "unreadable_timestamp"
+    reason: str  # "unreadable_timestamp" | "unreadable_code"
     text: str
 
 
 def parse_timestamp(text: str) -> datetime | None:
-    """ISO 8601; an instant written without offset is a time on the venue's clock in France."""
+    """ISO 8601; an instant written without offset is a time on the venue's clock in France.
+    An instant outside the years a command may name (schemas.base) is unreadable too."""
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
+        return None
+    if not YEAR_MIN <= instant.year <= YEAR_MAX:
         return None
     return instant if instant.tzinfo else instant.replace(tzinfo=SETTLEMENT_TIME_ZONE)
 
@@ -57,6 +64,9 @@ def parse_scans(lines: Iterable[str]) -> tuple[list[Scan], list[LineError]]:
         if not text or text.startswith("#"):
             continue
         fields = _SEPARATOR.split(text, maxsplit=1)
+        if _CONTROL_CHARACTER.search(fields[0]):
+            errors.append(LineError(line_number, "unreadable_code", repr(text)))
+            continue
         if len(fields) == 1:
             scans.append(Scan(line_number, fields[0], None))
             continue

@@ -82,14 +82,17 @@ def test_scan_lines_with_and_without_instants() -> None:
     scans, errors = parse_scans([
         "# header", "", "CODE-ONE", "CODE-TWO,2026-03-03T10:15:00",
         "CODE-THREE\t2026-03-03T10:15:00+00:00", "CODE-FOUR;2026-03-03 10:15",
-        "CODE-FIVE, not a time"])
+        "CODE-FIVE, not a time", "CODE-SIX,9999-12-31T23:59:00", "CODE\x00SEVEN"])
     assert [(s.line_number, s.code) for s in scans] == [
         (3, "CODE-ONE"), (4, "CODE-TWO"), (5, "CODE-THREE"), (6, "CODE-FOUR")]
     assert scans[0].scanned_at is None
     # Written without offset: the venue's clock, in France (UTC+1 in early March).
     assert scans[1].scanned_at == datetime(2026, 3, 3, 9, 15, tzinfo=timezone.utc)
     assert scans[1].scanned_at.tzinfo == SETTLEMENT_TIME_ZONE
-    assert [(e.line_number, e.reason) for e in errors] == [(7, "unreadable_timestamp")]
+    # Outside the years a command may name, or with a control character: a line error,
+    # never a command that cannot be built.
+    assert [(e.line_number, e.reason) for e in errors] == [
+        (7, "unreadable_timestamp"), (8, "unreadable_timestamp"), (9, "unreadable_code")]
 
 
 def test_the_same_scan_is_the_same_request_and_a_rescan_is_another() -> None:
