@@ -1,9 +1,11 @@
 """The demo: the whole ledger on embedded defaults, from nothing to an audit verdict.
 
 Starts (or reuses) the broker, resolves the database (embedded if no server answers),
-starts the issuer and the redeemer as separate faust worker processes, runs a scenario
-for several collectivités, replays the log with the auditor, prints the verdict, and stops
-what it started.
+starts the issuer and the redeemer as separate faust worker processes, onboards its cast
+through the operator's HTTP API (registrations, envelopes, tokens, orders on the
+collectivités' API, funds received, venue accreditations), runs a scenario for several
+collectivités, replays the log with the auditor, prints the verdict, and stops what it
+started.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from passnum.broker import ManagedBroker, create_topics
 from passnum.client import LedgerClient
 from passnum.database import apply_migrations, connect, resolve_database
 from passnum.processes import WorkerProcess
-from passnum.scenario import accreditations, booklet_codes, onboarding
+from passnum.operator_client import OperatorClient
+from passnum.scenario import booklet_codes, onboard_through_operator_api
 from passnum.seed import collectivites, venues
 from passnum.settings import Settings
+from passnum.tokens import change_tokens
 from passnum.voucher_codes import with_recomputed_check
 from schemas.messages import BlockBooklet, RedeemVoucher
 from services.auditor.replay import replay, write_projection
@@ -33,6 +37,7 @@ from services.auditor.summary import print_summary
 BOOKLETS_PER_COLLECTIVITE = 3
 FUNDED_BOOKLETS = 2  # the third stays inactive: activation only when funded
 REDEMPTIONS_PER_COLLECTIVITE = 6
+VENUE_COUNT = 3
 
 
 def _fresh_database(settings: Settings) -> str:
@@ -48,10 +53,8 @@ def _fresh_database(settings: Settings) -> str:
 
 
 def _scenario_commands(settings: Settings, count: int, at: datetime) -> tuple[list, list]:
-    partners, venue_list = collectivites(count), venues(3)
-    setup = [c for p in partners for c in onboarding(p, BOOKLETS_PER_COLLECTIVITE, at,
-                                                        funded_booklets=FUNDED_BOOKLETS)]
-    setup += accreditations(venue_list, at)
+    """What follows the onboarding: blocks (a lost booklet) and the venues' scans."""
+    partners, venue_list = collectivites(count), venues(VENUE_COUNT)
     random_source = random.Random(1)
     key = settings.voucher_code_key.encode()
     redemptions: list = []
@@ -74,7 +77,22 @@ def _scenario_commands(settings: Settings, count: int, at: datetime) -> tuple[li
         redemptions.append(redemptions[-4])  # a client retry: same request_id again
     block = [BlockBooklet(request_id=f"demo-block-{p.siren}", occurred_at=at, siren=p.siren,
                           booklet_id=f"{p.siren}-0000002", reason="lost") for p in partners]
-    return setup + block, redemptions
+    return block, redemptions
+
+
+def _onboard(console: Console, settings: Settings, count: int) -> None:
+    """The cast onboarded through the operator's HTTP API, with an operator token issued
+    the way an administrator issues one (`passnum token issue operator demo`)."""
+    with connect(settings.database_url) as connection:
+        token = change_tokens(connection, "operator", "demo", "issue").token
+    assert token is not None
+    client = OperatorClient.for_settings(settings, token)
+    with console.status("onboarding through the operator API: registering, funding, "
+                        "ordering, paying, accrediting..."):
+        onboard_through_operator_api(client, collectivites(count), venues(VENUE_COUNT),
+                                     BOOKLETS_PER_COLLECTIVITE, FUNDED_BOOKLETS)
+    console.print(f"onboarded through the operator API: {count} collectivités, "
+                  f"{VENUE_COUNT} venues")
 
 
 def _outcome_table(outcomes: dict) -> Table:
@@ -129,10 +147,12 @@ def _wait_until_redeemer_knows(settings: Settings, expected: int, timeout_second
 
 
 def _play(console: Console, settings: Settings, collectivite_count: int) -> int:
-    at = datetime.now(timezone.utc).replace(microsecond=0)
+    _onboard(console, settings, collectivite_count)
+    # After the onboarding: a scan is judged at its own instant, once the booklets are paid.
+    at = datetime.now(timezone.utc)
     setup, redemptions = _scenario_commands(settings, collectivite_count, at)
     client = LedgerClient(settings)
-    with console.status("issuing: registering, funding, ordering, paying, blocking..."):
+    with console.status("blocking a lost booklet per collectivité..."):
         client.send(setup)
         client.wait_for([c.request_id for c in setup], timeout_seconds=120)
     _wait_until_redeemer_knows(settings, expected=collectivite_count * FUNDED_BOOKLETS)

@@ -65,12 +65,12 @@ class OperatorClient:
                    f"http://{host}:{settings.web_port_redeemer}", token)
 
     def call(self, service: str, method: str, path: str, body: dict[str, Any] | None = None,
-             key: str | None = None) -> Reply:
-        """One request; a refusal is a Reply too. Raises OSError when the worker does not
-        answer."""
+             key: str | None = None, token: str | None = None) -> Reply:
+        """One request (with the operator's token unless `token` names a tenant's); a
+        refusal is a Reply too. Raises OSError when the worker does not answer."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.urls[service] + path, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Authorization", f"Bearer {token or self.token}")
         if data is not None:
             request.add_header("Content-Type", "application/json")
         if key is not None:

@@ -1,12 +1,14 @@
 """Command builders shared by the demo, the tests and the benchmarks: a collectivité's
 onboarding (register, commit an envelope, order, pay), venue accreditations, and the codes
-printed in the booklets."""
+printed in the booklets; and the same onboarding through the operator's HTTP API (the
+demo's)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Sequence
 
+from passnum.operator_client import OperatorClient, Reply
 from passnum.seed import Partner, Venue
 from passnum.voucher_codes import VoucherNumber, make_code
 from schemas.base import Command
@@ -56,3 +58,45 @@ def booklet_codes(code_key: bytes, partner: Partner, booklet_sequences: range) -
     return [make_code(code_key, VoucherNumber(partner.siren, sequence, position))
             for sequence in booklet_sequences
             for position in range(1, partner.vouchers_per_booklet + 1)]
+
+
+class OnboardingRefused(Exception):
+    pass
+
+
+def onboard_through_operator_api(client: OperatorClient, partners: Sequence[Partner],
+                                 venues: Sequence[Venue], booklet_count: int,
+                                 funded_booklets: int, tag: str = "demo") -> dict[str, str]:
+    """The cast onboarded as people would do it, over HTTP only: the operator registers
+    each collectivité, commits its envelope and gives it a token; the collectivité orders
+    on its own API; the operator records the funds received and accredits the venues.
+    Returns each collectivité's token, by SIREN. Every request carries a key made of `tag`,
+    so a second run with the same tag changes nothing."""
+    tokens: dict[str, str] = {}
+    for partner in partners:
+        booklet_value = partner.vouchers_per_booklet * FACE_VALUE_CENTS
+        _accepted(client.register_collectivite(
+            partner.siren, partner.name, f"{tag}-register-{partner.siren}",
+            partner.vouchers_per_booklet, FACE_VALUE_CENTS))
+        _accepted(client.fund_envelope(partner.siren, booklet_count * booklet_value,
+                                       f"{tag}-envelope-{partner.siren}"))
+        tokens[partner.siren] = _accepted(client.call(
+            "issuer", "POST", f"/v1/operator/collectivites/{partner.siren}/tokens", {},
+            f"{tag}-token-{partner.siren}")).body["token"]
+        _accepted(client.call("issuer", "POST", "/v1/orders", {"booklet_count": booklet_count},
+                              f"{tag}-order", token=tokens[partner.siren]))
+        if funded_booklets:
+            face_value = funded_booklets * booklet_value
+            _accepted(client.record_funds_received(
+                partner.siren, face_value, face_value * UPSTREAM_FEE_PERCENT // 100,
+                f"OP-{partner.siren}", f"{tag}-payment-{partner.siren}"))
+    for venue in venues:
+        _accepted(client.accredit_venue(venue.siret, venue.name, venue.iban,
+                                        venue.address_code, (), f"{tag}-accredit-{venue.siret}"))
+    return tokens
+
+
+def _accepted(reply: Reply) -> Reply:
+    if not reply.ok:
+        raise OnboardingRefused(f"{reply.status} {reply.reason}: {reply.detail}")
+    return reply
