@@ -138,11 +138,19 @@ def close_month(
         None, help="idempotency key (default close-YYYY-MM: closing again is a no-op)"),
 ) -> None:
     """Close a settlement month through the log and print its statements."""
+    from pydantic import ValidationError
+
     from passnum.client import LedgerClient
     from schemas.messages import CloseSettlementMonth
 
-    command = CloseSettlementMonth(request_id=request_id or f"close-{month}",
-                                   occurred_at=datetime.now(timezone.utc), month=month)
+    try:
+        command = CloseSettlementMonth(request_id=request_id or f"close-{month}",
+                                       occurred_at=datetime.now(timezone.utc), month=month)
+    except ValidationError:
+        # The command's own bounds (schemas.base): nothing is sent.
+        typer.echo(f"close-month: {month!r} is not a month from 2000-01 to 2100-12 "
+                   "(YYYY-MM), or the request id is not 1 to 128 plain characters", err=True)
+        raise typer.Exit(code=2) from None
     client = LedgerClient(Settings.from_environment())
     try:
         client.send([command])

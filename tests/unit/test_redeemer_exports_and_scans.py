@@ -127,3 +127,17 @@ def test_a_paid_redemption_cannot_be_cancelled_even_on_its_day() -> None:
     other = CancelRedemption(request_id="d", occurred_at=cancel.occurred_at,
                              voucher_id=VOUCHER_ID, siret=OTHER_SIRET)
     assert domain.decide_cancel(view, other)[0].reason == "not_redeemed_here"
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0000-01", "2026-13"])
+def test_close_month_refuses_a_month_outside_the_ledgers_years_in_one_line(month: str) -> None:
+    from typer.testing import CliRunner
+
+    from services.redeemer.cli import redeemer_app
+
+    # Refused before any connection: no broker or database is needed to see it.
+    result = CliRunner().invoke(redeemer_app, ["close-month", month])
+
+    assert result.exit_code == 2, result.output
+    assert f"close-month: {month!r} is not a month from 2000-01 to 2100-12" in result.output
+    assert len(result.output.strip().splitlines()) == 1
