@@ -53,7 +53,7 @@ from services.redeemer.counter.sessions import (
     CounterSession,
 )
 from services.redeemer.counter.statements import statement_csv, statement_vouchers_csv
-from services.redeemer.settlement import month_of
+from services.redeemer.settlement import month_end, month_of, month_start
 
 logger = logging.getLogger(__name__)
 
@@ -370,8 +370,6 @@ async def _venue(connection: Any, siret: str) -> pages.VenueFacts:
 
 
 async def _month_totals(connection: Any, siret: str, month: str) -> pages.MonthTotals:
-    from services.redeemer.settlement import month_end, month_start
-
     async with connection.cursor() as cursor:
         await cursor.execute(
             "SELECT count(*), coalesce(sum(face_value_cents), 0) FROM redemptions "
