@@ -42,6 +42,10 @@ from passnum.operator_cli import operator_app, token_app  # noqa: E402
 
 app.add_typer(operator_app, name="operator")
 app.add_typer(token_app, name="token")
+# The operator's tools on the log itself: passnum/log_cli.py.
+from passnum.log_cli import log_app  # noqa: E402
+
+app.add_typer(log_app, name="log")
 
 
 def _settings() -> Settings:

@@ -586,3 +586,47 @@ def stored_positions(connection: psycopg.Connection, processor: str,
     connection.commit()
     found = {(topic, number): offset for topic, number, offset in rows}
     return {partition: found.get(partition, 0) for partition in partitions}
+
+
+class SkipRefused(Exception):
+    """An operator's skip that would skip something else than the record named."""
+
+
+def skip_record(connection: psycopg.Connection, handler: Handler, record: InputRecord,
+                note: str, events: list[tuple[str, bytes, Event]]) -> int:
+    """The operator's way out for a record no rule foresaw (it kills the worker before any
+    answer can be recorded): in one transaction, the partition's position moves past that
+    record, which goes to the dead-letter topic with the operator's note, and `events`
+    (a rejection naming the record) are chained on the processor's stream, so that the
+    audit counts the intervention. Refused unless the partition stands at that very
+    record. Returns the outbox row id; the worker that owns the partition publishes it."""
+    partition = (record.topic, record.partition)
+    try:
+        position = _create_missing_positions(connection, handler.processor, [partition])[
+            partition]
+        if position.next_offset != record.offset:
+            raise SkipRefused(f"{record.topic}[{record.partition}] stands at offset "
+                              f"{position.next_offset}, not {record.offset}: nothing skipped")
+        position.next_offset = record.offset + 1
+        position.last_record = record_digest(record.key, record.value)
+        output = _BatchOutput()
+        _dead_letter(output, handler, record, DecodeFailure("skipped_by_operator", note))
+        stream = f"{handler.processor}/{record.topic}/{record.partition}"
+        for topic, key, event in events:
+            payload = encode(event)
+            position.chain_sequence += 1
+            link = next_link(stream, position.chain_sequence, position.chain_hash, payload)
+            position.chain_hash = link.hash
+            output.outbox.append((record.topic, record.partition, topic, key, payload,
+                                  link.to_header()))
+        sign_batch_heads(output.outbox, getattr(handler, "head_signer", None))
+        identifiers = connection.execute(
+            "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
+        assert identifiers is not None
+        written = _write_output(connection, handler.processor, output, identifiers[0])
+        _save_positions(connection, handler.processor, {partition: position}, False)
+        connection.commit()
+    except BaseException:
+        _roll_back(connection)
+        raise
+    return written[0].id

@@ -42,8 +42,10 @@ from schemas.messages import (
     CreditNoteIssued,
     EnvelopeFunded,
     FundsReceived,
+    IssuerCommandRejected,
     ProviderAccredited,
     ProviderStatusChanged,
+    RedeemerCommandRejected,
     RedemptionCancelled,
     SettlementStatementIssued,
 )
@@ -509,6 +511,11 @@ class Books:
         self.note_event(event.type, event.event_id, micros)
         if isinstance(event, AuditCheckpointSigned):
             self.checkpoints.append(event)
+            return
+        if isinstance(event, (IssuerCommandRejected, RedeemerCommandRejected)):
+            # Refusals change no books; counted by reason, so that an operator's skip of
+            # a record (`skipped_by_operator`, passnum/log_cli.py) shows in every audit.
+            self.count_outcome(event.type, event.reason)
             return
         if self.excluded(micros, getattr(event, "siren", None)):
             return
