@@ -6,6 +6,7 @@ independently of sepaxml's own check."""
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ElementTree
 from datetime import date
 from pathlib import Path
@@ -32,9 +33,14 @@ LINES = [StatementLine("2026-03", SIRET, "Fabrique numérique", IBAN, 1, 3, 3000
 BIC_ELEMENT = {"pain.001.001.03": "BIC", "pain.001.001.09": "BICFI"}
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(schema: str) -> xmlschema.XMLSchema:
+    """Compiled here, not taken from the code under test (a second or so each)."""
+    return xmlschema.XMLSchema(str(Path(sepaxml.__file__).parent / "schemas" / f"{schema}.xsd"))
+
+
 def _validated(document: bytes, schema: str) -> ElementTree.Element:
-    xsd = Path(sepaxml.__file__).parent / "schemas" / f"{schema}.xsd"
-    xmlschema.XMLSchema(str(xsd)).validate(document.decode())
+    _schema(schema).validate(document.decode())
     return ElementTree.fromstring(document)
 
 
