@@ -119,3 +119,49 @@ def verify(checkpoint: AuditCheckpointSigned, chains: dict[str, StreamChain],
             f"gives {root.root_hash[:16]}... over {root.event_count}: history rewritten",
             (checkpoint.event_id,)))
     return findings
+
+
+# ------------------------------------------------------------------ in normal operation
+
+
+def due_months(chains: dict[str, StreamChain], signed: set[str], current_month: str
+               ) -> list[str]:
+    """The months to checkpoint now: before the current month, not signed yet, and moved
+    past by every stream (a stream with no event dated after the month could still receive
+    one dated in it, which would change the root). In order, stopping at the first month
+    that waits: a later month covers an earlier one's prefixes."""
+    months = sorted({month for chain in chains.values() for month in chain.month_firsts})
+    due = []
+    for month in months:
+        if month >= current_month:
+            break
+        if month in signed:
+            continue
+        if month_root(chains, month).quiet_streams:
+            break
+        due.append(month)
+    return due
+
+
+def checkpoint_key_path(run_directory: str, configured: str) -> Path:
+    return Path(configured) if configured else Path(run_directory) / "auditor-checkpoint-key.pem"
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The follower's key: `Settings.auditor_checkpoint_key_file`, created on first use
+    (the demo's; a deployment provisions its own and lists the public half in
+    `PASSNUM_AUDITOR_TRUSTED_KEYS`)."""
+    if not path.exists():
+        generate_key(path)
+    return load_private_key(path)
+
+
+def sign_due_months(chains: dict[str, StreamChain], signed: set[str], key: Ed25519PrivateKey,
+                    now: datetime) -> list[AuditCheckpointSigned]:
+    """Checkpoints for every due month (`signed` grows with them)."""
+    events = []
+    for month in due_months(chains, signed, now.strftime("%Y-%m")):
+        events.append(sign(key, month_root(chains, month), now.replace(microsecond=0)))
+        signed.add(month)
+    return events
+

@@ -83,6 +83,7 @@ def serve_health(port: int, health: Health, metrics: AuditMetrics | None = None,
 
 def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> dict[str, object]:
     read = replayer.read()
+    _checkpoint_due_months(replayer, settings)
     report = replayer.judge()
     if use_database:
         from services.auditor.cli import _with_database
@@ -91,6 +92,29 @@ def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> 
     return {"status": "ok", "sound": report.sound, "records_read": replayer.records_read,
             "new_records": read, "findings": dict(report.findings_by_code),
             "as_of": report.as_of}
+
+
+def _checkpoint_due_months(replayer: Replayer, settings: Settings) -> None:
+    """Monthly checkpoints in normal operation: each month every stream has moved past is
+    signed once and published (read back, and verified, by the next cycle)."""
+    from datetime import datetime, timezone
+
+    from services.auditor import checkpoint
+    from services.auditor.publish import publish_auditor_events
+
+    if replayer.options.until is not None or replayer.options.collectivite is not None:
+        return
+    key = checkpoint.load_or_create_key(checkpoint.checkpoint_key_path(
+        settings.run_directory, settings.auditor_checkpoint_key_file))
+    ours = checkpoint.public_key_hex(key.public_key())  # another key's (forged?) do not count
+    signed = {event.month for event in replayer.books.checkpoints if event.public_key == ours}
+    signed |= getattr(replayer, "months_signed", set())
+    events = checkpoint.sign_due_months(replayer.chains.streams, signed, key,
+                                        datetime.now(timezone.utc))
+    if events:
+        publish_auditor_events(settings, events)
+        logger.info("checkpoints signed: %s", ", ".join(event.month for event in events))
+    replayer.months_signed = signed  # type: ignore[attr-defined]
 
 
 def follow_forever(settings: Settings, options: ReplayOptions, *, interval_seconds: float,
