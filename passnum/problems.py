@@ -38,6 +38,14 @@ TITLES: dict[str, str] = {
     "log_unavailable": "Registre momentanément indisponible",
     "database_unavailable": "Base de données momentanément indisponible",
     "internal_error": "Erreur interne",
+    # The operator's routes (passnum/operator_api.py, services/*/operator_api.py).
+    "invalid_siret": "SIRET invalide",
+    "invalid_iban": "IBAN invalide",
+    "unknown_venue": "Structure inconnue",
+    "token_already_issued": "Jeton déjà émis pour cette clé",
+    "already_accredited": "Structure déjà habilitée",
+    "unknown_provider": "Structure inconnue",
+    "provider_revoked": "Habilitation de la structure révoquée",
     # The issuer's recorded refusals (services/issuer/domain.py).
     "invalid_siren": "SIREN invalide",
     "already_registered": "Collectivité déjà enregistrée",

@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import pytest
 
-from passnum import problems
+from passnum import operator_api, problems
 from passnum.web_api import Answer, ApiError, key_reused_answer
 from services.issuer import api as issuer_api
 from services.issuer.openapi import openapi_document as issuer_document
 from services.redeemer import api as redeemer_api
+from services.redeemer import operator_api as redeemer_operator_api
 from services.redeemer.openapi import openapi_document as redeemer_document
 
 EDGE_CODES = ("unauthenticated", "not_a_collectivite", "not_a_venue",
               "idempotency_key_required", "invalid_idempotency_key", "request_id_reused",
               "body_too_large", "not_utf8", "invalid_body", "invalid_query", "starting",
-              "outcome_pending", "internal_error")
+              "outcome_pending", "internal_error", "log_unavailable", "database_unavailable",
+              "not_an_operator", "invalid_siret", "invalid_iban")
 
 
 @pytest.mark.parametrize("code", sorted({*EDGE_CODES, *issuer_api.REJECTION_STATUS,
-                                         *redeemer_api.REJECTION_STATUS}))
+                                         *redeemer_api.REJECTION_STATUS,
+                                         *operator_api.TOKEN_REFUSAL_STATUS,
+                                         *redeemer_operator_api.REJECTION_STATUS}))
 def test_every_code_the_apis_answer_has_its_own_french_title(code: str) -> None:
     assert code in problems.TITLES
     assert problems.title_of(code, 409) == problems.TITLES[code]
