@@ -28,24 +28,32 @@ def print_booklets(
                                 help="the PDF file to write"),
 ) -> None:
     """Write the PDF of a booklet, or of every booklet of an order that is not blocked."""
-    from passnum.database import connect
-    from services.issuer.print_api import PrintRefused, load_printable, selection_of
-    from services.issuer.printing import FontMissing, render_booklets
+    from services.issuer.print_api import PrintRefused
+    from services.issuer.printing import FontMissing
 
-    settings = Settings.from_environment()
     try:
-        selection = selection_of(identifier)
-        with connect(settings.database_url) as connection:
-            booklets = load_printable(connection, selection, settings.voucher_code_key.encode(),
-                                      settings.print_booklets_max)
-        pdf = render_booklets(booklets, Path(settings.print_font_directory))
+        count = print_to_file(Settings.from_environment(), identifier, output)
     except PrintRefused as refusal:
         _refused(f"{refusal.reason}: {refusal.detail}", EXIT_REFUSED)
     except FontMissing as error:
         _refused(str(error), EXIT_FONT_MISSING)
-    output.write_bytes(pdf)
-    typer.echo(f"{output}: {len(booklets)} booklet{'s' if len(booklets) > 1 else ''}, "
-               f"{2 * len(booklets)} pages")
+    typer.echo(f"{output}: {count} booklet{'s' if count > 1 else ''}, {2 * count} pages")
+
+
+def print_to_file(settings: Settings, identifier: str, output: Path) -> int:
+    """Write the PDF of a booklet or an order to `output` (nothing is written when it is
+    refused: PrintRefused, FontMissing); the number of booklets printed. Also what the
+    demo calls."""
+    from passnum.database import connect
+    from services.issuer.print_api import load_printable, selection_of
+    from services.issuer.printing import render_booklets
+
+    selection = selection_of(identifier)
+    with connect(settings.database_url) as connection:
+        booklets = load_printable(connection, selection, settings.voucher_code_key.encode(),
+                                  settings.print_booklets_max)
+    output.write_bytes(render_booklets(booklets, Path(settings.print_font_directory)))
+    return len(booklets)
 
 
 def _refused(reason: str, exit_code: int) -> NoReturn:
