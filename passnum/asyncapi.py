@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from passnum.codec import CHAIN_HEADER
+from passnum.codec import CHAIN_HEADER, SIGNATURE_HEADER
 from passnum.settings import Settings
 from passnum.topology import Topic, Topology, topology_for
 from schemas.base import Command, Message
@@ -73,6 +73,25 @@ CHAIN_HEADER_SCHEMA: dict[str, Any] = {
         "numbered 1, 2, 3 ... and hash = sha256(previous hash, as hex text, followed by the "
         "record value's bytes), the first previous hash being 64 zeros. The auditor checks "
         "every link (services/auditor/chain.py)."),
+}
+
+SIGNATURE_HEADER_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{128}$",
+    "description": (
+        "On the last event of each stream in a batch only: the processors' Ed25519 signature, "
+        "in hex, over `passnum-head|` followed by this event's chain header "
+        "(passnum/head_signatures.py). The auditor verifies it with the processors' public "
+        "keys: a link anyone can compute, a signature only a processor can make."),
+}
+
+# The headers of an event a processor decided: the chain link always, its signature on a
+# batch's last event of a stream, nothing else.
+CHAINED_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "required": [CHAIN_HEADER],
+    "properties": {CHAIN_HEADER: CHAIN_HEADER_SCHEMA, SIGNATURE_HEADER: SIGNATURE_HEADER_SCHEMA},
+    "additionalProperties": False,
 }
 
 DEAD_LETTER_SCHEMA: dict[str, Any] = {
@@ -256,8 +275,7 @@ def _message(message_class: type[Message], chained: bool) -> dict[str, Any]:
     if doc:
         body["description"] = " ".join(doc.split())
     if chained:
-        body["headers"] = {"type": "object", "required": [CHAIN_HEADER],
-                           "properties": {CHAIN_HEADER: CHAIN_HEADER_SCHEMA}}
+        body["headers"] = CHAINED_HEADERS
     return body
 
 

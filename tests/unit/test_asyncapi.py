@@ -16,7 +16,8 @@ import pytest
 
 from passnum import processing
 from passnum.asyncapi import DOCUMENT_PATH, build_document, render
-from passnum.codec import DecodeFailure
+from passnum.codec import GENESIS_HASH, DecodeFailure, next_link
+from passnum.head_signatures import sign_batch_heads, signer_for
 from passnum.settings import Settings
 from passnum.topology import route_command, topology_for
 from schemas.base import Command, Event, Message
@@ -168,6 +169,20 @@ def test_a_code_that_names_no_booklet_is_keyed_by_itself() -> None:
     key = route_command(TOPOLOGY, command)[1].decode()
     assert key == "NOT-A-CODE"
     jsonschema.validate(key, key_schema_of(command))
+
+
+def test_the_headers_a_processor_writes_match_the_documented_ones(tmp_path: Path) -> None:
+    link = next_link(f"redeemer/{TOPOLOGY.redeemer_commands.name}/3", 1, GENESIS_HASH, b"{}")
+    signer = signer_for(SETTINGS.with_overrides(
+        chain_signing_key_file=str(tmp_path / "chain-signing-key.pem")))
+    outbox = [("in", 3, "out", b"k", b"{}", link.to_header())]
+    sign_batch_heads(outbox, signer)
+    headers = dict(processing.OutboxEvent("out", b"k", b"{}", outbox[0][5]).headers())
+    assert set(headers) == {"passnum-chain", "passnum-head-signature"}
+    documented = committed()["components"]["messages"]["VoucherRedeemed"]["headers"]
+    jsonschema.validate({name: value.decode() for name, value in headers.items()}, documented)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**headers, "passnum-chain": "no link"}, documented)
 
 
 def test_a_dead_letter_matches_its_documented_schema() -> None:
