@@ -167,7 +167,8 @@ def secret_problems(compose: Compose) -> list[str]:
     for name, service in compose.get("services", {}).items():
         environment = environment_of(service)
         for key, value in environment.items():
-            if SECRET_NAME.search(key) and not REQUIRED_VARIABLE.match(value or ""):
+            if (SECRET_NAME.search(key) and not key.endswith("_FILE")
+                    and not REQUIRED_VARIABLE.match(value or "")):
                 problems.append(f"{name}: {key} must be ${{VARIABLE:?...}}, got {value!r}")
             if key.endswith("_URL") and value and urlsplit(value).password is not None:
                 problems.append(f"{name}: {key} carries a password")
@@ -177,6 +178,26 @@ def secret_problems(compose: Compose) -> list[str]:
             passwords[name] = environment.get("PGPASSWORD")
     if len(set(passwords.values())) != 1 or None in passwords.values():
         problems.append(f"the database password differs between services: {passwords}")
+    return problems
+
+
+def chain_key_problems(compose: Compose) -> list[str]:
+    # The processors sign chain heads with one key, given as a secret file; the auditor
+    # verifies with its public half and never sees the key itself.
+    services = compose.get("services", {})
+    secret = (compose.get("secrets") or {}).get("chain-signing-key") or {}
+    problems = [] if secret.get("environment") == "PASSNUM_CHAIN_SIGNING_KEY" else [
+        "the chain-signing-key secret must come from PASSNUM_CHAIN_SIGNING_KEY"]
+    for name, service in services.items():
+        granted = "chain-signing-key" in (service.get("secrets") or [])
+        key_file = environment_of(service).get("PASSNUM_CHAIN_SIGNING_KEY_FILE")
+        if name in PUBLISHED_PORTS and not (
+                granted and key_file == "/run/secrets/chain-signing-key"):
+            problems.append(f"{name}: must sign with the chain-signing-key secret")
+        if name not in PUBLISHED_PORTS and (granted or key_file):
+            problems.append(f"{name}: must not hold the processors' key")
+    if "PASSNUM_CHAIN_PUBLIC_KEYS" not in environment_of(services.get("auditor", {})):
+        problems.append("auditor: PASSNUM_CHAIN_PUBLIC_KEYS is required")
     return problems
 
 
@@ -303,6 +324,18 @@ def issuer_listening_on_loopback(compose: Compose) -> None:
     compose["services"]["issuer"]["environment"] = environment
 
 
+def auditor_holding_the_key(compose: Compose) -> None:
+    compose["services"]["auditor"]["secrets"] = ["chain-signing-key"]
+
+
+def redeemer_without_the_key(compose: Compose) -> None:
+    del compose["services"]["redeemer"]["secrets"]
+
+
+def literal_public_keys(compose: Compose) -> None:
+    compose["services"]["auditor"]["environment"]["PASSNUM_CHAIN_PUBLIC_KEYS"] = "ab" * 32
+
+
 def database_published(compose: Compose) -> None:
     compose["services"]["postgres"]["ports"] = ["5432:5432"]
 
@@ -344,6 +377,9 @@ CASES: list[tuple[Check, Callable[[Compose], None]]] = [
     (secret_problems, literal_database_password),
     (secret_problems, password_in_the_url),
     (port_problems, redeemer_not_published),
+    (chain_key_problems, auditor_holding_the_key),
+    (chain_key_problems, redeemer_without_the_key),
+    (secret_problems, literal_public_keys),
     (port_problems, issuer_listening_on_loopback),
     (port_problems, database_published),
     (dependency_problems, postgres_without_healthcheck),
