@@ -43,7 +43,9 @@ from schemas.messages import (
     OrderBooklets,
     RedeemVoucher,
 )
+from services.auditor import checkpoint
 from services.auditor.cli import _with_database
+from services.auditor.publish import publish_auditor_events
 from services.auditor.replay import Replayer, ReplayOptions
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
 
@@ -165,6 +167,10 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
         send_with_kafka_python(producer, appended + new_stream)
     finally:
         producer.close()
+    # and a checkpoint of March signed with a key of the forger's own, over another root
+    fake_root = checkpoint.MonthRoot("2026-03", "f" * 64, 3, (), ())
+    fake = checkpoint.sign(forger, fake_root, at)
+    publish_auditor_events(ledger, [fake])
     forged = Replayer(ledger, ReplayOptions(head_keys=keys))
     forged.read()
     report = forged.judge()
@@ -172,6 +178,7 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert named["unsigned_chain_tail"] == (funds[0].event_id,), report.findings
     assert named["unknown_stream"] == (funds[1].event_id,), report.findings
     assert named["head_signature_invalid"] == (funds[2].event_id,), report.findings
+    assert named["checkpoint_mismatch"] == (fake.event_id,), report.findings
 
 
 def _fingerprint(event_id: str) -> str:
