@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import typer
 
 from passnum.codec import event_id_for
+from passnum.log_archive import ArchiveRefused, export_archive, import_archive, open_archive
 from passnum.database import connect
-from passnum.head_signatures import signer_for
+from passnum.head_signatures import load_or_create_private_key, public_key_hex, signer_for
 from passnum.log import read_partitions_to_end
 from passnum.processing import Handler, InputRecord, SkipRefused, skip_record
 from passnum.settings import Settings
@@ -106,3 +108,51 @@ def skip_record_command(
         raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(f"{topic}[{partition}]@{offset} écarté vers les lettres mortes "
                f"(ligne d'outbox {row}, publiée par le {processor.value} qui tient la partition)")
+
+
+def _operator_key_path(settings: Settings, key: Path | None) -> Path:
+    return key or Path(settings.run_directory) / "operator-key.pem"
+
+
+@log_app.command("export")
+def export_command(
+        path: Path = typer.Argument(..., help="the archive to write"),
+        key: Path = typer.Option(None, "--key", help="the operator's Ed25519 key (PEM); "
+                                 "default <run directory>/operator-key.pem, made if absent"),
+) -> None:
+    """Write every topic of the ledger (partitions, offsets, keys, headers, values) to one
+    file with a manifest of hashes signed by the operator's key."""
+    settings = Settings.from_environment()
+    private = load_or_create_private_key(_operator_key_path(settings, key))
+    manifest = export_archive(settings, path, private)
+    records = sum(summary["records"] for summary in manifest["partitions"].values())
+    typer.echo(f"{records} enregistrements de {len(manifest['topics'])} sujets écrits dans "
+               f"{path} (clé publique de l'opérateur : {public_key_hex(private)})")
+
+
+@log_app.command("import")
+def import_command(
+        path: Path = typer.Argument(..., exists=True, dir_okay=False),
+        trusted_key: list[str] = typer.Option(
+            None, "--trusted-key", help="public key (hex) the manifest must be signed with; "
+            "default: the public half of the local operator key"),
+        key: Path = typer.Option(None, "--key", help="the local operator key (PEM)"),
+) -> None:
+    """Restore an archive into a broker whose ledger topics are empty, with the same
+    offsets: the workers recognise the log as their own, and the audit finds the same
+    chain heads. Refused (exit 4) on a bad signature, a changed record or a non-empty
+    broker."""
+    settings = Settings.from_environment()
+    trusted = list(trusted_key or [])
+    if not trusted:
+        local = _operator_key_path(settings, key)
+        if not local.exists():
+            typer.echo("refusé : aucune clé de confiance (--trusted-key)", err=True)
+            raise typer.Exit(EXIT_REFUSED)
+        trusted = [public_key_hex(load_or_create_private_key(local))]
+    try:
+        written = import_archive(settings, open_archive(path, trusted))
+    except ArchiveRefused as refusal:
+        typer.echo(f"refusé : {refusal}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    typer.echo(f"{written} enregistrements restaurés depuis {path}")
