@@ -13,13 +13,15 @@ docs/counter-page.png for the README."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import subprocess
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
 import psycopg
 import pytest
+from babel.dates import format_skeleton
 from babel.numbers import format_currency
 
 from passnum.client import LedgerClient
@@ -311,6 +313,19 @@ def _statement(page: Any, ledger, counter: dict[str, Any], directory: Path) -> N
         redeemed = [row[0] for row in connection.execute(
             "SELECT voucher_id FROM redemptions ORDER BY redeemed_at, voucher_id")]
     assert [line.split(",")[2] for line in lines[1:]] == redeemed and len(redeemed) == count
+    # The same as a PDF, read back with poppler's pdftotext.
+    link = page.locator("#statements a.statement-pdf").get_attribute("href")
+    answer = page.request.get(counter["base"] + link)
+    assert answer.headers["content-type"] == "application/pdf"
+    (directory / "statement.pdf").write_bytes(answer.body())
+    printed = subprocess.run(["pdftotext", "-layout", str(directory / "statement.pdf"), "-"],
+                             capture_output=True, text=True, check=True).stdout
+    printed = " ".join(printed.split())  # lines wrapped by the layout, joined back
+    label = format_skeleton("yMMMM", date(*map(int, month.split("-")), 1), locale="fr_FR")
+    assert f"Relevé de paiement pass numérique : {label}, partie 1" in printed
+    assert counter["venue"].siret in printed and all(voucher in printed for voucher in redeemed)
+    total = " ".join(euros(cents).split())  # no-break spaces come back as plain ones
+    assert f"Total : {count} chèque" in printed and total in printed
 
 
 def _suspended_venue(browser: Any, visits: Visits, counter: dict[str, Any], ledger,

@@ -122,3 +122,14 @@ def test_every_value_on_a_page_is_escaped() -> None:
         page = pages.render(env, "sign_in.html", language, None, error="", notice="",
                             sign_in_csrf="x", token_max=200)
         assert f'<html lang="{language}">' in page
+
+
+def test_a_statement_pdf_needs_its_fonts(tmp_path) -> None:
+    from services.redeemer.counter.statement_pdf import FontMissing, render_statement_pdf
+    from services.redeemer.counter.statements import VenueStatement
+    from services.redeemer.statements import StatementLine
+
+    statement = VenueStatement(StatementLine("2026-11", SIRET, "Lieu", "FR76", 1, 0, 0, "e"),
+                               AT, ())
+    with pytest.raises(FontMissing, match="fonts-dejavu-core"):
+        render_statement_pdf(statement, "fr", tmp_path)

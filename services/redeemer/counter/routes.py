@@ -11,6 +11,7 @@
 | `POST /guichet/deconnexion` | sign out: the session is deleted |
 | `GET /guichet/releves/{month}/{part}` | one statement as CSV (`statements.render_csv`) |
 | `GET /guichet/releves/{month}/{part}/cheques` | the vouchers that statement pays, as CSV |
+| `GET /guichet/releves/{month}/{part}/pdf` | the statement and its vouchers, as PDF |
 | `GET /guichet/static/{name}` | the stylesheet and the script |
 
 Every POST carries the session's CSRF token or is refused with 403, before anything else
@@ -25,6 +26,7 @@ import logging
 import re
 from datetime import datetime, timezone
 from importlib import resources
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
@@ -52,7 +54,13 @@ from services.redeemer.counter.sessions import (
     CounterLimits,
     CounterSession,
 )
-from services.redeemer.counter.statements import statement_csv, statement_vouchers_csv
+from services.redeemer.counter.statement_pdf import render_statement_pdf
+from services.redeemer.counter.statements import (
+    VenueStatement,
+    load_statement,
+    statement_csv,
+    vouchers_csv,
+)
 from services.redeemer.settlement import month_end, month_of, month_start
 
 logger = logging.getLogger(__name__)
@@ -103,6 +111,7 @@ class Counter:
             "/guichet/annuler": {"post": self.cancel},
             "/guichet/releves/{month}/{part}": {"get": self.statement},
             "/guichet/releves/{month}/{part}/cheques": {"get": self.statement_vouchers},
+            "/guichet/releves/{month}/{part}/pdf": {"get": self.statement_pdf},
             "/guichet/static/{name}": {"get": self.static_file},
         }
 
@@ -299,14 +308,30 @@ class Counter:
     # ------------------------------------------------------------------ downloads
 
     async def statement(self, request: Any) -> web.StreamResponse:
-        return await self._download(request, statement_csv, "releve")
+        async def render(statement: VenueStatement, language: str) -> bytes:
+            return statement_csv(statement).encode()
+
+        return await self._download(request, render, "releve", "csv")
 
     async def statement_vouchers(self, request: Any) -> web.StreamResponse:
-        return await self._download(request, statement_vouchers_csv, "releve-cheques")
+        async def render(statement: VenueStatement, language: str) -> bytes:
+            return vouchers_csv(statement).encode()
 
-    async def _download(self, request: Any, load: Callable[..., Awaitable[str | None]],
-                        prefix: str) -> web.StreamResponse:
-        """A CSV of one of the signed-in venue's statements; 404 for any other."""
+        return await self._download(request, render, "releve-cheques", "csv")
+
+    async def statement_pdf(self, request: Any) -> web.StreamResponse:
+        fonts = Path(self.api.settings.print_font_directory)
+
+        async def render(statement: VenueStatement, language: str) -> bytes:
+            # Up to a hundred pages for the busiest venue: off the event loop.
+            return await asyncio.to_thread(render_statement_pdf, statement, language, fonts)
+
+        return await self._download(request, render, "releve", "pdf")
+
+    async def _download(self, request: Any,
+                        render: Callable[[VenueStatement, str], Awaitable[bytes]],
+                        prefix: str, extension: str) -> web.StreamResponse:
+        """One of the signed-in venue's statements as a file; 404 for any other."""
         session = await self._session(request)
         if session is None:
             raise web.HTTPSeeOther("/guichet/")
@@ -314,13 +339,14 @@ class Counter:
         if not _MONTH.match(month) or not part.isdigit() or len(part) > 6:
             return self.message("not_found", session.language, 404, session)
         async with self.api.pool.connection() as connection:
-            document = await load(connection, session.siret, month, int(part))
-        if document is None:
+            statement = await load_statement(connection, session.siret, month, int(part))
+        if statement is None:
             return self.message("not_found", session.language, 404, session)
-        name = f"{prefix}-{session.siret}-{month}-{int(part)}.csv"
+        name = f"{prefix}-{session.siret}-{month}-{int(part)}.{extension}"
+        content_type = "application/pdf" if extension == "pdf" else "text/csv; charset=utf-8"
         return web.Response(
-            text=document, content_type="text/csv", charset="utf-8",
-            headers={**SECURITY_HEADERS,
+            body=await render(statement, session.language),
+            headers={**SECURITY_HEADERS, "Content-Type": content_type,
                      "Content-Disposition": f'attachment; filename="{name}"'})
 
     async def static_file(self, request: Any) -> web.StreamResponse:

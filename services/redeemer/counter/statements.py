@@ -1,16 +1,18 @@
-"""A venue's own statements as CSV downloads, restricted to the signed-in venue's SIRET:
-- the statement itself: the row `services.redeemer.statements` writes for the operator's
+"""A venue's own statements as downloads, restricted to the signed-in venue's SIRET:
+- the statement as CSV: the row `services.redeemer.statements` writes for the operator's
   export (same columns, same rendering);
-- the vouchers it pays: one row per redemption named by the statement event, so that a
-  venue can match the payment to the vouchers it took.
+- the vouchers it pays as CSV: one row per redemption the statement event names, so that a
+  venue can match the payment to the vouchers it took;
+- both as a PDF to print or file (`statement_pdf.py`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 
 from services.redeemer.statements import StatementLine, euros, render_csv
 
@@ -18,45 +20,54 @@ VOUCHER_COLUMNS = ("month", "part", "voucher_id", "redeemed_at", "face_value_cen
                    "amount_eur", "redemption_event_id")
 
 
-async def statement_csv(connection: Any, siret: str, month: str, part: int) -> str | None:
-    """The CSV of one statement of this venue, or None when it has no such statement."""
+@dataclass(frozen=True)
+class PaidVoucher:
+    voucher_id: str
+    redeemed_at: datetime
+    face_value_cents: int
+    event_id: str
+
+
+@dataclass(frozen=True)
+class VenueStatement:
+    line: StatementLine  # month, SIRET, name, IBAN, part, count, amount, event id
+    issued_at: datetime
+    vouchers: tuple[PaidVoucher, ...]
+
+
+async def load_statement(connection: Any, siret: str, month: str, part: int
+                         ) -> VenueStatement | None:
+    """One statement of this venue with the redemptions it pays (oldest first), or None
+    when the venue has no such statement."""
     async with connection.cursor() as cursor:
         await cursor.execute(
             "SELECT s.month, s.siret, coalesce(p.name, ''), coalesce(p.iban, ''), s.part, "
-            "s.voucher_count, s.face_value_cents, s.event_id FROM settlement_statements s "
+            "s.voucher_count, s.face_value_cents, s.event_id, s.issued_at, "
+            "s.redemption_event_ids FROM settlement_statements s "
             "LEFT JOIN providers p ON p.siret = s.siret "
             "WHERE s.siret = %s AND s.month = %s AND s.part = %s", (siret, month, part))
-        row = await cursor.fetchone()
-    if row is None:
-        return None
-    return render_csv([StatementLine(*row)])
-
-
-async def statement_vouchers_csv(connection: Any, siret: str, month: str, part: int
-                                 ) -> str | None:
-    """The redemptions one statement of this venue pays, oldest first, or None."""
-    async with connection.cursor() as cursor:
-        await cursor.execute(
-            "SELECT redemption_event_ids FROM settlement_statements "
-            "WHERE siret = %s AND month = %s AND part = %s", (siret, month, part))
         row = await cursor.fetchone()
         if row is None:
             return None
         await cursor.execute(
             "SELECT voucher_id, redeemed_at, face_value_cents, event_id FROM redemptions "
             "WHERE siret = %s AND event_id = ANY(%s) ORDER BY redeemed_at, voucher_id",
-            (siret, list(row[0])))
-        redemptions = await cursor.fetchall()
-    return render_vouchers_csv(month, part, redemptions)
+            (siret, list(row[9])))
+        vouchers = tuple(PaidVoucher(*voucher) for voucher in await cursor.fetchall())
+    return VenueStatement(StatementLine(*row[:8]), row[8], vouchers)
 
 
-def render_vouchers_csv(month: str, part: int,
-                        redemptions: Sequence[tuple[str, datetime, int, str]]) -> str:
+def statement_csv(statement: VenueStatement) -> str:
+    return render_csv([statement.line])
+
+
+def vouchers_csv(statement: VenueStatement) -> str:
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\n")
     writer.writerow(VOUCHER_COLUMNS)
-    for voucher_id, redeemed_at, cents, event_id in redemptions:
-        writer.writerow((month, part, voucher_id,
-                         redeemed_at.astimezone(timezone.utc).isoformat(), cents, euros(cents),
-                         event_id))
+    for voucher in statement.vouchers:
+        writer.writerow((statement.line.month, statement.line.part, voucher.voucher_id,
+                         voucher.redeemed_at.astimezone(timezone.utc).isoformat(),
+                         voucher.face_value_cents, euros(voucher.face_value_cents),
+                         voucher.event_id))
     return output.getvalue()

@@ -97,6 +97,21 @@ TEXTS: dict[str, tuple[str, str]] = {
                        "{month} (part {part}): {vouchers}, {amount}, issued on {when}."),
     "download_csv": ("Télécharger (CSV)", "Download (CSV)"),
     "download_vouchers_csv": ("Détail des chèques (CSV)", "Vouchers paid (CSV)"),
+    "download_pdf": ("Relevé (PDF)", "Statement (PDF)"),
+    "pdf_title": ("Relevé de paiement pass numérique : {month}, partie {part}",
+                  "Pass numérique payment statement: {month}, part {part}"),
+    "pdf_venue": ("Structure : {name}, SIRET {siret}", "Venue: {name}, SIRET {siret}"),
+    "pdf_account": ("Compte crédité : {iban}", "Account credited: {iban}"),
+    "pdf_issued": ("Relevé émis le {when}", "Statement issued on {when}"),
+    "pdf_total": ("Total : {vouchers}, {amount}", "Total: {vouchers}, {amount}"),
+    "pdf_event": ("Référence dans le registre : {event_id}",
+                  "Reference in the ledger: {event_id}"),
+    "pdf_footer": (
+        "Ce relevé reprend l'événement du registre du pass numérique cité en référence : "
+        "chaque chèque y est payé une seule fois.",
+        "This statement restates the pass numérique ledger event given as its reference: "
+        "each voucher in it is paid once."),
+    "column_number": ("N°", "No."),
     "voucher_one": ("{count} chèque", "{count} voucher"),
     "voucher_other": ("{count} chèques", "{count} vouchers"),
     "when": ("{date} à {time}", "{date} at {time}"),
