@@ -159,6 +159,7 @@ def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worke
     status, body = readiness(ledger)
     assert (status, body["status"]) == (200, "ready"), body
     assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+    check_exposure(ledger)
     check_status_screen(ledger)
     set_connections_allowed(ledger, False)
     try:
@@ -176,6 +177,15 @@ def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worke
     finally:
         set_connections_allowed(ledger, True)
     wait_until(lambda: readiness(ledger)[0] == 200, "ready again with the database back")
+
+
+def check_exposure(ledger: Settings) -> None:
+    """Faust's debugging pages are off, and the worker listens on the configured address
+    only: 127.0.0.2 reaches this machine too, and would answer if it listened on 0.0.0.0."""
+    for path in ("/router/", "/table/", "/graph/"):
+        assert get(f"http://127.0.0.1:{ledger.web_port_issuer}{path}")[0] == 404, path
+    with pytest.raises(urllib.error.URLError):
+        get(f"http://127.0.0.2:{ledger.web_port_issuer}/health/live")
 
 
 def check_status_screen(ledger: Settings) -> None:
