@@ -46,6 +46,45 @@ app.add_typer(token_app, name="token")
 from passnum.log_cli import log_app  # noqa: E402
 
 app.add_typer(log_app, name="log")
+stack_app = typer.Typer(no_args_is_help=True,
+                        help="A local stack kept between runs: broker, workers, auditor")
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the broker (restoring the log kept by `down`), the workers and the auditor
+    follower in the background; logs and pids in <run directory>/stack/."""
+    from passnum import stack
+
+    settings = _settings()
+    for line in stack.up(settings):
+        typer.echo(line)
+    if not stack.wait_until_ready(settings):
+        typer.echo("les workers ne sont pas prêts : voir <run directory>/stack/*.log", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE)
+    typer.echo("pile prête")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the stack, keeping the whole log in <run directory>/stack/log.tar first."""
+    from passnum import stack
+
+    for line in stack.down(_settings()):
+        typer.echo(line)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Which processes of the stack run, and whether a log is kept."""
+    from passnum import stack
+
+    rows = stack.status(_settings())
+    for name, state in rows:
+        typer.echo(f"{name:<18} {state}")
+    if any(state == "arrêté" for _, state in rows):
+        raise typer.Exit(EXIT_UNREACHABLE)
 
 
 def _settings() -> Settings:
