@@ -163,6 +163,7 @@ def test_a_venue_at_its_counter(counter, ledger, browser, tmp_path) -> None:
     page.fill("#token", "pn_ven_not-a-token")
     page.click("#sign-in")
     assert "pas reconnu" in page.inner_text("#sign-in-error")
+    assert "pn_ven_not-a-token" not in page.content(), "a token is never written back"
     page.fill("#token", tokens["collectivite"])
     page.click("#sign-in")
     assert "réservé aux structures" in page.inner_text("#sign-in-error")
@@ -341,6 +342,13 @@ def _suspended_venue(browser: Any, visits: Visits, counter: dict[str, Any], ledg
     month = datetime.now(timezone.utc).strftime("%Y-%m")
     for link in (f"/guichet/releves/{month}/1", f"/guichet/releves/{month}/1/cheques"):
         assert page.request.get(counter["base"] + link).status == 404
+    # Revoking the token ends its sessions at once.
+    with psycopg.connect(ledger.database_url) as connection:
+        connection.execute("UPDATE api_tokens SET revoked_at = now() WHERE tenant_id = %s",
+                           (counter["suspended"].siret,))
+    page.goto(counter["base"] + "/guichet/")
+    assert "Votre session a pris fin" in page.inner_text("main")
+    assert page.locator("#code-form").count() == 0
     assert scalar(ledger, "SELECT count(*) FROM redemptions WHERE siret = "
                           f"'{counter['suspended'].siret}'") == 0
     context.close()
