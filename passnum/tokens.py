@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import psycopg
+import psycopg.errors
 
 from passnum.http import token_digest
 
@@ -80,6 +81,16 @@ def change_tokens(connection: psycopg.Connection, kind: str, identifier: str, ac
     still be revocable)."""
     if action != "revoke" and (refusal := identifier_refusal(kind, identifier)) is not None:
         raise refusal
+    try:
+        return _change(connection, kind, identifier, action, request_id)
+    except psycopg.errors.UniqueViolation:
+        # Two requests with one key at the same instant: the index let one through.
+        raise TokenRefused("token_already_issued", "a token was issued for this request "
+                           "and shown once; rotate with a new key to get another") from None
+
+
+def _change(connection: psycopg.Connection, kind: str, identifier: str, action: Action,
+            request_id: str | None) -> TokenChange:
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                            (f"api_tokens:{kind}:{identifier}",))
