@@ -40,13 +40,21 @@ REDEMPTIONS_PER_COLLECTIVITE = 6
 VENUE_COUNT = 3
 
 
+def demo_database_name(configured_url: str, run_id: str) -> str:
+    """A database of the demo's own for this run, named after the configured one (at most
+    63 bytes, PostgreSQL's limit): the demo creates it and never drops a database, so
+    whatever the configured server holds is left alone."""
+    name = configured_url.split("?")[0].rsplit("/", 1)[1] or "passnum"
+    suffix = f"_demo_{run_id}"
+    return name[:63 - len(suffix)] + suffix
+
+
 def _fresh_database(settings: Settings) -> str:
-    """The demo's own database, recreated each run so that the run starts from nothing."""
+    """Create the run's database (refused if it exists: it would not be the demo's)."""
     url = resolve_database(settings)
     root, name = url.split("?")[0].rsplit("/", 1)
     query = "?" + url.split("?", 1)[1] if "?" in url else ""
     with psycopg.connect(f"{root}/postgres{query}", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
     apply_migrations(url)
     return url
@@ -110,8 +118,9 @@ def run_demo(settings: Settings, collectivite_count: int) -> int:
     console = Console()
     run_id = time.strftime("%Y%m%d%H%M%S")
     settings = settings.with_overrides(topic_prefix=f"demo-{run_id}")
-    settings = settings.with_overrides(
-        database_url=settings.database_url.rsplit("/", 1)[0] + "/passnum_demo")
+    root, _, query = settings.database_url.partition("?")
+    settings = settings.with_overrides(database_url=root.rsplit("/", 1)[0] + "/" + (
+        demo_database_name(settings.database_url, run_id)) + (f"?{query}" if query else ""))
     with ManagedBroker(settings) as broker:
         console.print(f"broker: {settings.bootstrap_servers} "
                       f"({'started' if broker.started_here else 'reused'})")
