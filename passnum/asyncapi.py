@@ -216,8 +216,13 @@ def _operations(topology: Topology) -> dict[str, Any]:
         body: dict[str, Any] = {"action": action, "channel": {"$ref": f"#/channels/{channel}"},
                                 "description": description}
         if group is not None:
-            body["bindings"] = {"kafka": {"groupId": {"type": "string", "const": group},
-                                          "bindingVersion": KAFKA_BINDING_VERSION}}
+            # `{prefix}-<service>`: the topic prefix is the group's prefix too.
+            suffix = group.removeprefix("{" + PREFIX_PARAMETER + "}")
+            body["bindings"] = {"kafka": {"groupId": {
+                "type": "string", "pattern": f"^.+{suffix}$",
+                "examples": [f"{DEFAULT_PREFIX}{suffix}"],
+                "description": f"the topic prefix followed by `{suffix}`"},
+                "bindingVersion": KAFKA_BINDING_VERSION}}
         return body
 
     return {

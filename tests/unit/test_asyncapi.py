@@ -197,3 +197,16 @@ def test_a_dead_letter_matches_its_documented_schema() -> None:
     assert topic == TOPOLOGY.dead_letters.name and header is None
     jsonschema.validate(json.loads(value), document["components"]["schemas"]["DeadLetter"])
     jsonschema.validate(key.decode(), message["bindings"]["kafka"]["key"])
+
+
+def test_the_consumer_groups_are_the_topology_s() -> None:
+    operations = committed()["operations"]
+    groups = {name: body["bindings"]["kafka"]["groupId"] for name, body in operations.items()
+              if "bindings" in body}
+    wanted = {"issuerDecidesCommands": TOPOLOGY.issuer_group,
+              "redeemerLearnsIssuerFacts": TOPOLOGY.redeemer_group,
+              "redeemerDecidesCommands": TOPOLOGY.redeemer_group}
+    assert {name: schema["examples"][0] for name, schema in groups.items()} == wanted
+    for name, schema in groups.items():
+        jsonschema.validate(wanted[name], schema)
+    assert all(operations[name]["action"] == "receive" for name in wanted)
