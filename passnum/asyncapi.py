@@ -241,6 +241,15 @@ def _operations(topology: Topology) -> dict[str, Any]:
         "redeemerRecordsFacts": operation(
             "send", "redeemerEvents", "The redeemer publishes what it decided, chained per "
             "input partition, from its outbox."),
+        "auditorReplaysIssuerFacts": operation(
+            "receive", "issuerEvents", "The auditor reads every fact from offset 0, each "
+            "partition to its Fetch high-water mark, without a consumer group."),
+        "auditorReplaysRedeemerFacts": operation(
+            "receive", "redeemerEvents", "The auditor reads every fact from offset 0, each "
+            "partition to its Fetch high-water mark, without a consumer group."),
+        "auditorReadsItsCheckpoints": operation(
+            "receive", "auditorEvents", "The auditor reads its earlier checkpoints and credit "
+            "notes back with the rest of the log."),
         "auditorRecordsCheckpoints": operation(
             "send", "auditorEvents", "The auditor signs monthly checkpoints and year-end "
             "credit notes."),
