@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -68,6 +69,14 @@ def assert_as_documented(item: dict[str, Any]) -> None:
     names, values = item["headers"][0::2], item["headers"][1::2]
     jsonschema.validate(dict(zip(names, values)), message["headers"])
     assert set(names) <= set(message["headers"]["properties"]), f"undocumented: {names}"
+
+
+def test_the_readme_and_the_broker_doc_give_the_command_tested_here() -> None:
+    repository = Path(__file__).resolve().parents[2]
+    command = f"kcat -b 127.0.0.1:9092 {' '.join(TANSU_FLAGS)} \\\n     -C -t "
+    for document in ("README.md", "docs/broker.md"):
+        text = (repository / document).read_text(encoding="utf-8")
+        assert command in text and "-o 0 -e" in text, f"{document} shows another command"
 
 
 def test_kcat_reads_every_event_with_its_key_and_headers(ledger: Settings,
