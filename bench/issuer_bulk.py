@@ -25,6 +25,7 @@ Stops what it started and drops its database unless `--keep`.
 from __future__ import annotations
 
 import argparse
+import json
 import cProfile
 import io
 import pstats
@@ -386,6 +387,13 @@ def report(run: Run, baseline_messages_per_second: float | None) -> None:
               f"of {run.average_event_bytes} bytes = {equivalent:,.0f} booklets/s at "
               f"{events_per_booklet:.2f} events per booklet")
         print(f"ratio issuer / kafka-python: {run.booklets_per_second / equivalent:.2f}")
+    # One JSON line for bench/all.py (the table of docs/performance.md).
+    print(json.dumps({
+        "booklets": run.booklets, "booklets_per_second": round(run.booklets_per_second),
+        "events_per_second": round(run.events / run.elapsed_seconds),
+        "worker_rss_mb_max": round(max(run.rss_megabytes.values(), default=0.0), 1),
+        "baseline_booklets_per_second": None if baseline_messages_per_second is None else
+        round(baseline_messages_per_second / events_per_booklet)}), flush=True)
 
 
 def run_bench(arguments: argparse.Namespace, settings: Settings) -> None:

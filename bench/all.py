@@ -1,0 +1,186 @@
+"""Every benchmark, each with its baseline measured in the same run, into one table:
+`python bench/all.py [--full]` runs them one after another and writes docs/performance.md
+(figure, baseline, ratio, target, CPU per operation, peak memory, load average, date).
+
+The baselines:
+- issuance: kafka-python producing and consuming the same number of events
+  (bench/issuer_bulk.py);
+- redemption: the plain PostgreSQL application a team without a log would write, measured
+  here: one `UPDATE ... WHERE redeemed_by IS NULL` per attempt from 8 client threads, 10 %
+  duplicate attempts (`plain_postgresql_attempts_per_second`); bench/redeemer_throughput.py
+  also reports its own raw-client and naive baselines;
+- HTTP latency: the target itself (p99 under 25 ms at 1,000 requests/s);
+- audit replay: the fastest raw reader of the same log (bench/audit_replay.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+OUTPUT = REPOSITORY / "docs" / "performance.md"
+PLAIN_THREADS = 8
+PLAIN_DUPLICATE_SHARE = 0.10
+
+
+def plain_postgresql_attempts_per_second(database_url: str, attempts: int) -> float:
+    """The application without a log: a voucher table, one UPDATE per redemption attempt,
+    8 client threads, 10 % of attempts repeat a voucher already tried."""
+    root = database_url.rsplit("/", 1)[0]
+    name = f"passnum_plain_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{root}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"{root}/{name}"
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE vouchers (id bigint PRIMARY KEY, redeemed_by text,"
+                               " redeemed_at timestamptz)")
+            connection.execute("INSERT INTO vouchers (id) SELECT generate_series(1, %s)",
+                               (attempts,))
+        generator = random.Random(2026)
+        plan = [generator.randint(1, index) if index > 1 and
+                generator.random() < PLAIN_DUPLICATE_SHARE else index
+                for index in range(1, attempts + 1)]
+        shares = [plan[number::PLAIN_THREADS] for number in range(PLAIN_THREADS)]
+
+        def client(share: list[int]) -> None:
+            with psycopg.connect(url, autocommit=True) as connection:
+                for voucher in share:
+                    connection.execute(
+                        "UPDATE vouchers SET redeemed_by = 'venue', redeemed_at = now() "
+                        "WHERE id = %s AND redeemed_by IS NULL", (voucher,))
+
+        threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return attempts / (time.perf_counter() - started)
+    finally:
+        with psycopg.connect(f"{root}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_json(arguments: list[str], timeout_seconds: float) -> dict[str, Any]:
+    """Run a benchmark script; its last JSON document on stdout is its result."""
+    completed = subprocess.run([sys.executable, *arguments], cwd=REPOSITORY, text=True,
+                               capture_output=True, timeout=timeout_seconds)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{arguments[0]} failed:\n{completed.stderr[-3000:]}")
+    text = completed.stdout
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] | None = None
+    index = 0
+    while index < len(text):
+        start = text.find("{", index)
+        if start < 0:
+            break
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            index = start + 1
+            continue
+        if isinstance(value, dict):
+            found = value
+        index = end
+    if found is None:
+        raise RuntimeError(f"{arguments[0]} printed no JSON result")
+    return found
+
+
+def measure(full: bool, database_url: str) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    figures: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "full": full}
+    figures["issuer"] = run_json(["bench/issuer_bulk.py", "--booklets",
+                                  "200000" if full else "20000"], 3600)
+    figures["redeemer"] = run_json(["bench/redeemer_throughput.py",
+                                    *(["--full"] if full else [])], 3600)
+    attempts = 200_000 if full else 40_000
+    figures["plain_postgresql_attempts_per_second"] = round(
+        plain_postgresql_attempts_per_second(database_url, attempts))
+    figures["latency"] = run_json(["bench/redeemer_latency.py", "--rate", "1000", "--seconds",
+                                   "60" if full else "20"], 1800)
+    figures["audit"] = run_json(["bench/audit_replay.py", *(["--full"] if full else [])], 3600)
+    figures["load_average_before"] = [round(value, 2) for value in load_before]
+    figures["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    return figures
+
+
+def _ratio(value: float | None, baseline: float | None) -> str:
+    return f"{value / baseline:.2f}" if value and baseline else "n/a"
+
+
+def table(figures: dict[str, Any]) -> str:
+    """docs/performance.md from the figures of one run (pure)."""
+    issuer, audit, latency = figures["issuer"], figures["audit"], figures["latency"]
+    phase = figures["redeemer"]["phases"][-1]
+    plain = figures["plain_postgresql_attempts_per_second"]
+    cpu = phase.get("cpu_microseconds_per_redemption", {})
+    cpu_total = sum(cpu.values()) if isinstance(cpu, dict) else cpu
+    replay = audit["replay"]
+    rows = [
+        ("Issuance (booklets/s)", issuer["booklets_per_second"],
+         issuer.get("baseline_booklets_per_second"), "kafka-python produce+consume",
+         ">= 10,000", f"worker RSS {issuer['worker_rss_mb_max']} MB"),
+        ("Redemption end to end (/s)", phase["end_to_end_per_second"], plain,
+         "plain PostgreSQL app, 8 threads", ">= 2x baseline",
+         f"CPU {cpu_total} µs/redemption ({cpu}); worker RSS {phase['worker_rss_mb_after']} MB"),
+        ("HTTP redemption p99 (ms) at 1,000/s", latency["p99_ms"], 25.0, "target",
+         "< 25 ms", f"p50 {latency['p50_ms']} ms, statuses {latency['statuses']}"),
+        ("Audit replay (events/s)", replay["events_per_second"],
+         audit["fastest_raw_per_second"], "fastest raw reader", ">= 250,000, ratio >= 0.7",
+         f"{replay.get('memory', {}).get('bytes_per_voucher', 'n/a')} B state/voucher; "
+         f"ratio target 0.7; sound: {replay.get('sound')}"),
+    ]
+    lines = [
+        "# Performance",
+        "",
+        "Written by `python bench/all.py" + (" --full" if figures["full"] else "") + "`, "
+        "which runs every benchmark with its baseline in the same run. Rerun it to "
+        "regenerate this page.",
+        "",
+        f"Run of {figures['date']} on this machine (2 cores); load average before "
+        f"{figures['load_average_before']}, after {figures['load_average_after']}.",
+        "",
+        "| Benchmark | Figure | Baseline | Ratio | Baseline is | Target | CPU, memory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, value, baseline, what, target, detail in rows:
+        lines.append(f"| {name} | {value:,} | {baseline if baseline is not None else 'n/a'} | "
+                     f"{_ratio(value, baseline)} | {what} | {target} | {detail} |")
+    lines += ["", "Raw results:", "", "```json", json.dumps(figures, indent=1,
+                                                            ensure_ascii=False), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="the long versions")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    arguments = parser.parse_args()
+    sys.path.insert(0, str(REPOSITORY))
+    from passnum.settings import Settings
+
+    figures = measure(arguments.full, Settings.from_environment().database_url)
+    arguments.output.write_text(table(figures))
+    print(f"written: {arguments.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
