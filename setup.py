@@ -1,9 +1,10 @@
 """The one compiled module of the auditor's replay; pyproject.toml holds everything else.
 
-`optional=True`: where no C compiler is available (the slim Docker image), the package
-still installs and the replay folds every record in Python (`services.auditor.compiled`
-says so in the log). In this project's own environment a test asserts that the compiled
-module is there (tests/unit/test_auditor_compiled_fold.py), so a broken build fails CI.
+`optional=True`: where no C compiler is available, the package still installs and the
+replay folds every record in Python (`services.auditor.compiled` says so in the log). In
+this project's own environment a test asserts that the compiled module is there
+(tests/unit/test_auditor_compiled_fold.py), so a broken build fails CI; the Docker image
+compiles it in a build stage with gcc and refuses to build without it.
 
 SHA-256: OpenSSL's libcrypto (the library Python's `hashlib` uses) where its headers are
 installed, else `hashlib` called from C; nothing else is linked, nothing is vendored.
