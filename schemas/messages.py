@@ -33,7 +33,6 @@ from schemas.base import (
 TargetGroup = Literal["pic", "general"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 InseeCode = Annotated[str, StringConstraints(pattern=r"^([0-9]{2}|2A|2B|97[0-9]|[0-9]{5}|2[AB][0-9]{3})$")]
-VoucherCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Month = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 PseudonymousReference = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Iban = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")]
