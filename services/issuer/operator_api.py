@@ -135,21 +135,21 @@ class IssuerOperatorApi(OperatorApi):
     rejection_status = REJECTION_STATUS
 
     def handlers(self) -> dict[str, RequestHandler]:
-        tokens = {f"{verb}CollectiviteToken{suffix}": self._token_handler(action, verb, suffix)
-                  for verb, action, suffix in (("issue", "issue", ""),
-                                               ("rotate", "rotate", ""),
-                                               ("revoke", "revoke", "s"))}
-        return {"registerCollectivite": self.register, "listCollectivites": self.list,
-                "fundEnvelope": self.fund, "recordCollectiviteFundsReceived": self.funds,
-                **tokens}
+        tokens = {operation: self._token_handler(action, operation)
+                  for operation, action in (("issueCollectiviteToken", "issue"),
+                                            ("rotateCollectiviteToken", "rotate"),
+                                            ("revokeCollectiviteTokens", "revoke"))}
+        return {"registerCollectivite": self.register,
+                "listCollectivites": self.list_collectivites, "fundEnvelope": self.fund,
+                "recordCollectiviteFundsReceived": self.funds, **tokens}
 
-    def _token_handler(self, action: Any, verb: str, suffix: str) -> RequestHandler:
+    def _token_handler(self, action: Any, operation_id: str) -> RequestHandler:
         async def handle(request: Any, tenant: Tenant) -> Answer:
-            siren = checked_siren(request.match_info["siren"]) if action != "revoke" \
-                else request.match_info["siren"]
-            return await self.change_tokens(request, tenant,
-                                            TokenTarget("collectivite", siren, action),
-                                            f"{verb}CollectiviteToken{suffix}")
+            siren = request.match_info["siren"]
+            if action != "revoke":  # any identifier's tokens can be revoked
+                checked_siren(siren)
+            return await self.change_tokens(
+                request, tenant, TokenTarget("collectivite", siren, action), operation_id)
 
         return handle
 
@@ -182,7 +182,7 @@ class IssuerOperatorApi(OperatorApi):
 
         return await self.submit(request, tenant, "recordCollectiviteFundsReceived", build)
 
-    async def list(self, request: Any, tenant: Tenant) -> Answer:
+    async def list_collectivites(self, request: Any, tenant: Tenant) -> Answer:
         after, limit = keyset_query(request.query, "after_siren", self.limits)
         async with self.pool.connection() as connection:
             async with connection.cursor() as cursor:

@@ -139,12 +139,13 @@ class RedeemerOperatorApi(OperatorApi):
                   for operation, action in (("issueVenueToken", "issue"),
                                             ("rotateVenueToken", "rotate"),
                                             ("revokeVenueTokens", "revoke"))}
-        return {"accreditVenue": self.accredit, "listVenues": self.list, **changes, **tokens}
+        return {"accreditVenue": self.accredit, "listVenues": self.list_venues, **changes,
+                **tokens}
 
     def _token_handler(self, action: Any, operation_id: str) -> RequestHandler:
         async def handle(request: Any, tenant: Tenant) -> Answer:
             siret = request.match_info["siret"]
-            if action != "revoke":
+            if action != "revoke":  # any identifier's tokens can be revoked
                 well_formed_siret(siret)
             return await self.change_tokens(request, tenant, TokenTarget("venue", siret, action),
                                             operation_id)
@@ -172,7 +173,7 @@ class RedeemerOperatorApi(OperatorApi):
 
         return await self.submit(request, tenant, "accreditVenue", build)
 
-    async def list(self, request: Any, tenant: Tenant) -> Answer:
+    async def list_venues(self, request: Any, tenant: Tenant) -> Answer:
         after, limit = keyset_query(request.query, "after_siret", self.limits)
         async with self.pool.connection() as connection:
             async with connection.cursor() as cursor:
