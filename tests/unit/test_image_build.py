@@ -219,3 +219,34 @@ def test_without_the_demo_extra_the_embedded_parts_say_what_is_missing(
         broker_binary(settings)
     with pytest.raises(ConnectionError, match=r"passnum\[demo\]"):
         start_embedded_database(settings, "passnum")
+
+
+def test_the_image_provides_every_command_compose_runs() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPOSITORY / "docker-compose.yml").read_text(encoding="utf-8"))
+    runtime = stages()[-1]
+    assert any(instruction.startswith("ENV ") and "PATH=/opt/passnum/bin:" in instruction
+               for instruction in runtime), "the environment's commands must be on PATH"
+    locked_names = set(locked(LOCK))
+    provided = {entry_point.name for entry_point in
+                importlib.metadata.entry_points(group="console_scripts")
+                if entry_point.dist is not None
+                and canonicalize_name(entry_point.dist.name) in locked_names}
+    provided |= set(PYPROJECT["project"]["scripts"])
+    # What the python:3.11-slim base image has on PATH.
+    provided |= {"sh", "python"}
+    used = set()
+    for service in compose["services"].values():
+        if service.get("build") is None:
+            continue  # kafka and postgres run their own images
+        command = service.get("command") or []
+        words = shlex.split(command) if isinstance(command, str) else command
+        used.add(words[0])
+        if words[:2] == ["sh", "-c"]:
+            used |= {part.split()[0] for part in re.split(r"&&|;|\|\|", words[2])}
+        test = (service.get("healthcheck") or {}).get("test") or []
+        if test[:1] == ["CMD"]:
+            used.add(test[1])
+    assert used and used <= provided, f"not in the image: {sorted(used - provided)}"
+    assert {"faust", "passnum"} <= used
