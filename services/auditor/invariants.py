@@ -19,7 +19,7 @@ import bisect
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import repeat
 from operator import add, itemgetter, mul
@@ -245,16 +245,24 @@ def judge_dates_in_the_future(books: Books, as_of_micros: int, tolerance_seconds
     seconds, events = books.redeemed_second, books.redeemed_event
     if max(seconds[:books.voucher_total], default=0) <= bound_second:  # (one C loop)
         return
+    as_of = datetime.fromtimestamp(as_of_micros / wire.MICROSECONDS, tz=timezone.utc)
+    tolerance = timedelta(seconds=tolerance_seconds)
     for voucher in range(books.voucher_total):
-        if seconds[voucher] > bound_second:
+        # the redeemer's own rule, on the instant kept (to the second, rounded down)
+        if seconds[voucher] > bound_second and redeemer_domain.scan_in_the_future(
+                _instant(seconds[voucher]), as_of, tolerance):
             findings.append(Finding(
                 "redemption_in_the_future", f"{_voucher_id(books, voucher)} dated "
                 f"{_instant_text(seconds[voucher])}, after the audit's instant",
                 (f"fingerprint:{events[voucher]:016x}",), _siren_of_voucher(books, voucher)))
 
 
+def _instant(second: int) -> datetime:
+    return datetime.fromtimestamp(second - 1 + SECONDS_EPOCH, tz=timezone.utc)
+
+
 def _instant_text(second: int) -> str:
-    return datetime.fromtimestamp(second - 1 + SECONDS_EPOCH, tz=timezone.utc).isoformat()
+    return _instant(second).isoformat()
 
 
 # ------------------------------------------------------------------ contested vouchers
