@@ -7,7 +7,8 @@
   within the same bound and the batch consumer has joined its group; the HTTP API has
   opened its connections; and no input partition is stuck: records wait (Fetch high-water
   mark above the position) while the position has not moved for
-  `health_lag_stuck_seconds`. Unready answers 503 with every check and why, in JSON.
+  `health_lag_stuck_seconds`, nor has the batch in hand been in progress that long.
+  Unready answers 503 with every check and why, in JSON.
 
 The lag is sampled by a timer (`refresh`), never on the batch's path; the same samples feed
 the `passnum_consumer_lag_records` gauge.
@@ -96,6 +97,7 @@ class WorkerHealth:
         self.settings = settings
         self.metrics = metrics
         self.consumer: Any = None  # aiokafka.AIOKafkaConsumer once the batch consumer started
+        self.runner: Any = None  # passnum.worker.BatchRunner: since when a batch is in hand
         self.api_ready: list[asyncio.Event] = []  # one per HTTP API mounted
         self.lag = LagTracker()
         self.connection: psycopg.AsyncConnection | None = None
@@ -180,7 +182,13 @@ class WorkerHealth:
                      "partition(s) assigned")
 
     def _lag(self) -> Check:
-        stuck = self.lag.stuck(time.monotonic(), self.settings.health_lag_stuck_seconds)
+        now, limit = time.monotonic(), self.settings.health_lag_stuck_seconds
+        stuck = self.lag.stuck(now, limit)
+        # The position moves when records are fetched, not when they are decided: a batch
+        # that hangs (a lock wait, a database that stopped answering) shows here instead.
+        busy_since = getattr(self.runner, "busy_since", None)
+        if busy_since is not None and now - busy_since >= limit:
+            stuck.append(f"the batch in hand has been in progress for {now - busy_since:.0f} s")
         if stuck:
             return Check("lag", False, "stuck: " + "; ".join(stuck))
         return Check("lag", True, f"{sum(self.lag.lags().values())} record(s) waiting")

@@ -71,8 +71,10 @@ class WorkerStatus:
     lag: int | None
 
 
-def worker_status(settings: Settings, name: str, timeout_seconds: float = 2.0) -> WorkerStatus:
+def worker_status(settings: Settings, name: str) -> WorkerStatus:
     port = getattr(settings, WORKER_PORTS[name])
+    # Readiness takes up to two bounded checks (database, broker), plus a margin.
+    timeout_seconds = 2 * settings.health_database_timeout_seconds + 3
     url = f"http://{settings.web_host}:{port}/health/ready"
     try:
         with urllib.request.urlopen(url, timeout=timeout_seconds) as answer:

@@ -222,6 +222,7 @@ class BatchRunner:
         # the one before it ended.
         self.publications_in_flight: collections.deque[asyncio.Task[None]] = (
             collections.deque())
+        self.busy_since: float | None = None  # see `busy`
         self.busy = False  # true while a batch is being decided
         # Outbox rows published and acknowledged, deleted by the next batch's transaction
         # (or by the sweep when no batch comes): a crash before that publishes them again.
@@ -236,6 +237,15 @@ class BatchRunner:
         # Told of every committed batch's outcomes, in this process: the HTTP gateway
         # answers its waiting requests at once, without a notification and a query.
         self.outcome_listeners: list[Callable[[dict[str, tuple[str, bytes]]], None]] = []
+
+    @property
+    def busy(self) -> bool:
+        return self.busy_since is not None
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        # Since when: readiness says a batch stuck this long is no progress (passnum.health).
+        self.busy_since = time.monotonic() if value else None
 
     def _connection(self) -> psycopg.Connection:
         if self.connection is None or self.connection.closed:
@@ -498,6 +508,8 @@ def attach_batch_consumer(app: faust.App, handler: Handler, settings: Settings,
         health.processor = handler.processor
         handler = MeteredHandler(handler, health.metrics)
     runner = BatchRunner(app, handler, settings, connect)
+    if health is not None:
+        health.runner = runner
     if settings.consumer == "stream":
         _attach_stream_agent(app, runner, settings, topic_names)
         return runner

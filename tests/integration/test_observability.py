@@ -21,12 +21,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from passnum.client import LedgerClient
+from passnum.codec import encode
 from passnum.database import connect
 from passnum.http import issue_token
+from passnum.log import make_producer
 from passnum.scenario import onboarding
 from passnum.seed import collectivites
 from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.topology import route_command, topology_for
 from schemas.messages import FundEnvelope
 from tests.integration.helpers import MARCH
 
@@ -155,7 +157,7 @@ def set_connections_allowed(settings: Settings, allowed: bool) -> None:
 
 
 def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worker) -> None:
-    start_worker("issuer")
+    start_worker("issuer", health_lag_stuck_seconds=3.0)
     status, body = readiness(ledger)
     assert (status, body["status"]) == (200, "ready"), body
     assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
@@ -177,6 +179,35 @@ def test_readiness_turns_503_when_postgresql_stops_answering(ledger, start_worke
     finally:
         set_connections_allowed(ledger, True)
     wait_until(lambda: readiness(ledger)[0] == 200, "ready again with the database back")
+    check_a_hanging_batch_is_no_progress(ledger)
+
+
+def check_a_hanging_batch_is_no_progress(ledger: Settings) -> None:
+    """A batch that waits for a lock does not move the position's lag (its records were
+    fetched) but makes no progress: unready after health_lag_stuck_seconds, ready once it
+    is decided. Forty commands for one collectivité (one partition): a batch big enough to
+    be decided off the event loop (passnum.worker.INLINE_DECISION_MAX_RECORDS); a small one
+    blocks the loop itself, and then /health/live stops answering."""
+    siren = collectivites(1)[0].siren
+    commands = [FundEnvelope(request_id=f"stuck-{number}", occurred_at=MARCH, siren=siren,
+                             committed_cents=1000) for number in range(40)]
+    client = LedgerClient(ledger)
+    # One record batch: a producer that lingers long enough to gather all forty.
+    producer = make_producer(ledger, linger_ms=1000)
+    with psycopg.connect(ledger.database_url) as blocker:
+        blocker.execute("LOCK TABLE request_outcomes IN ACCESS EXCLUSIVE MODE")
+        for command in commands:
+            topic, key = route_command(topology_for(ledger), command)
+            producer.send(topic, key=key, value=encode(command))
+        producer.flush()
+        producer.close()
+        status, body = wait_until(lambda: (answer := readiness(ledger))[0] == 503 and answer,
+                                  "unready while the batch hangs")
+        assert "the batch in hand has been in progress for" in body["checks"]["lag"]["detail"]
+        assert body["checks"]["database"]["ok"] is True
+    client.wait_for([command.request_id for command in commands])  # the lock is gone
+    client.close()
+    wait_until(lambda: readiness(ledger)[0] == 200, "ready again once the batch is decided")
 
 
 def check_exposure(ledger: Settings) -> None:
