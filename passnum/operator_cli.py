@@ -88,7 +88,8 @@ def _send(action: Callable[[], Reply]) -> Reply:
     try:
         reply = action()
     except OSError as error:
-        fail(f"erreur : le service ne répond pas ({error})", UNREACHABLE)
+        fail(f"erreur : le service ne répond pas ({getattr(error, 'reason', error)})",
+             UNREACHABLE)
     if reply.ok:
         return reply
     line = f"refusé : {explain(reply.reason)} ({reply.reason})"
@@ -184,7 +185,8 @@ def _listing(token: str, service: str, path: str, after_name: str) -> list[dict[
     try:
         return _client(token).listing(service, path, after_name)
     except OSError as error:
-        fail(f"erreur : le service ne répond pas ({error})", UNREACHABLE)
+        fail(f"erreur : le service ne répond pas ({getattr(error, 'reason', error)})",
+             UNREACHABLE)
     except ListingRefused as refused:
         fail(f"refusé : {explain(refused.reply.reason)} ({refused.reply.reason})", REFUSED)
 
