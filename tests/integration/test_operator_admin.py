@@ -254,10 +254,25 @@ def operator_command_line(ledger: Settings, token: str) -> None:
     assert len(listed) == 2
     assert f"{partner.siren}  {partner.name} : engagé 1\u202f500,50\xa0€, reçu 0,00\xa0€, " \
         "commandé 0,00\xa0€, activé 0,00\xa0€, 0 carnet(s)" in listed
-    venues_listed = cli(ledger, "operator", "venue", "list", token=token)
-    assert venues_listed.stdout.endswith(": révoqué, commune "
-                                         f"{venues(1)[0].address_code}, IBAN "
-                                         f"{venues(1)[0].iban}\n")
+    first, second = venues(2)
+    spaced_iban = " ".join(second.iban[i:i + 4] for i in range(0, len(second.iban), 4))
+    accredited = cli(ledger, "operator", "venue", "accredit", second.siret, second.name,
+                     "--iban", spaced_iban, "--address-code", second.address_code,
+                     "--service", "Atelier", token=token)
+    assert accredited.stdout == (f"lieu {second.siret} accrédité : {second.name} (commune "
+                                 f"{second.address_code})\n"), accredited.output
+    suspended = cli(ledger, "operator", "venue", "suspend", second.siret, "--reason",
+                    "contrôle", token=token)
+    assert suspended.stdout == f"lieu {second.siret} suspendu (contrôle)\n", suspended.output
+    final = cli(ledger, "operator", "venue", "reinstate", first.siret, token=token)
+    assert (final.exit_code, final.stderr) == (1, "refusé : ce lieu est révoqué : plus aucun "
+                                               "changement possible (provider_revoked)\n")
+    venues_listed = cli(ledger, "operator", "venue", "list", token=token).stdout.splitlines()
+    assert venues_listed == sorted([
+        f"{first.siret}  {first.name} : révoqué, commune {first.address_code}, IBAN "
+        f"{first.iban}",
+        f"{second.siret}  {second.name} : suspendu, commune {second.address_code}, IBAN "
+        f"{second.iban}"])
     unauthenticated = cli(ledger, "operator", "venue", "list", token="wrong")
     assert unauthenticated.exit_code == 1
     assert "(unauthenticated)" in unauthenticated.stderr
