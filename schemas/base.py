@@ -7,7 +7,7 @@ and forbid unknown fields, so that a typo in a producer is a rejection, not sile
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
@@ -66,6 +66,12 @@ class Message(BaseModel):
     schema_version: int = 1
     request_id: RequestId
     occurred_at: datetime
+
+    if TYPE_CHECKING:
+        # Every concrete message declares its `type` (a Literal: the codec's discriminator).
+        # Declared here for the type checker only: a field on this base would move `type`
+        # ahead of `event_id` in every event's field order, and so in its JSON form.
+        type: str
 
 
 class Command(Message):

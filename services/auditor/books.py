@@ -226,7 +226,7 @@ class Books:
         return record
 
     def venue(self, siret: object) -> int:
-        index = self.venue_index.get(siret)  # type: ignore[arg-type]
+        index = self.venue_index.get(siret)  # type: ignore[call-overload]  # any key: not found
         if index is None:
             if type(siret) is not str or not wire.SIRET.fullmatch(siret):
                 raise InvalidEvent(f"siret {siret!r}")

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from kafka.partitioner.default import murmur2
 
 from passnum.codec import CHAIN_HEADER, GENESIS_HASH, encode, next_link
 from passnum.topology import Topology
 from schemas.base import Event
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def partition_of(key: bytes, partition_count: int) -> int:
@@ -173,7 +176,7 @@ def sample_ledger(topology: Topology) -> SampleLedger:
     return ledger
 
 
-def _redeem(ledger: SampleLedger, view: object, at: object) -> None:
+def _redeem(ledger: SampleLedger, view: object, at: datetime) -> None:
     from datetime import timedelta
 
     from passnum.scenario import accreditations, booklet_codes

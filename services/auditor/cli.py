@@ -17,11 +17,15 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from passnum.settings import Settings
+
+if TYPE_CHECKING:
+    from services.auditor.replay import Replayer, ReplayOptions
+    from services.auditor.report import AuditReport
 
 # Trusted checkpoint keys (hex Ed25519 public keys, comma separated), besides --trusted-key.
 TRUSTED_KEYS_VARIABLE = "PASSNUM_AUDITOR_TRUSTED_KEYS"
@@ -80,7 +84,7 @@ def audit_command(
 
 
 def _options(until: str | None, collectivite: str | None, trusted_key: list[str],
-             settings: Settings) -> object:
+             settings: Settings) -> ReplayOptions:
     from passnum.head_signatures import trusted_head_keys
     from services.auditor.replay import ReplayOptions
 
@@ -111,7 +115,7 @@ class Outputs:
         self.language = "fr"
 
 
-def run_once(settings: Settings, options: object, outputs: Outputs) -> int:
+def run_once(settings: Settings, options: ReplayOptions, outputs: Outputs) -> int:
     from services.auditor.progress import replay_with_progress
     from services.auditor.summary import print_summary
 
@@ -150,7 +154,7 @@ def _write_pdf(settings: Settings, report: object, outputs: Outputs) -> None:
         raise typer.Exit(code=3) from error
 
 
-def _with_database(settings: Settings, replayer: object, report: object) -> object:
+def _with_database(settings: Settings, replayer: Replayer, report: AuditReport) -> AuditReport:
     """Live agreement with the services' tables, then the read models, when a database
     answers; without one the replay's verdict stands alone."""
     from passnum.database import apply_migrations, connect, resolve_database

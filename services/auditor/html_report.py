@@ -21,6 +21,7 @@ from datetime import date
 from decimal import Decimal
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
@@ -40,7 +41,7 @@ MONTH = re.compile(r"\d{4}-\d{2}")
 CHART_VENUES_SHOWN = 30
 CHART_WIDTH, BAR_HEIGHT, LABEL_WIDTH, VALUE_WIDTH, LEGEND_WIDTH = 760, 18, 230, 120, 250
 
-TEXTS = {
+TEXTS: dict[str, dict[str, Any]] = {
     "fr": {
         "title": "Rapport d'audit du pass numérique",
         "as_of": "Situation au {day}",

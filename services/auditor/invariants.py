@@ -25,6 +25,7 @@ from itertools import repeat
 from operator import add, itemgetter, mul
 from zoneinfo import ZoneInfo
 
+from schemas.base import Event
 from schemas.messages import BookletActivated, FundsReceived
 from services.auditor import wire
 from services.auditor.books import (
@@ -104,8 +105,9 @@ class Judgement:
 
 def fold_envelopes(books: Books, judgement: Judgement) -> None:
     for siren, collectivite in books.collectivites.items():
-        facts = [(stream, sequence, event, 0, 0)
-                 for stream, sequence, event in collectivite.envelope_events]
+        facts: list[tuple[str, int, Event | None, int, int]] = [
+            (stream, sequence, event, 0, 0)
+            for stream, sequence, event in collectivite.envelope_events]
         facts += _activations_of(books, siren)
         facts.sort(key=itemgetter(0, 1))
         envelope = issuer_domain.Envelope(siren)

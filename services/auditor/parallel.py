@@ -30,13 +30,15 @@ from array import array
 from dataclasses import replace
 from itertools import repeat
 from operator import add, mul, or_
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from services.auditor.books import Books
 from services.auditor.chain import ChainVerifier, StreamChain
 from services.auditor.reader import partitions_of, read_record_batches
 
 if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, SpawnContext
+
     from services.auditor.replay import Replayer
 
 logger = logging.getLogger(__name__)
@@ -95,7 +97,8 @@ def read_in_parts(replayer: Replayer, processes: int) -> bool:
 def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[Part]:
     # fork is cheapest, but only safe while this process runs no other thread
     method = "fork" if threading.active_count() == 1 else "spawn"
-    context = multiprocessing.get_context(method)
+    # a fork or spawn context (both have Process): get_context of any str is typed BaseContext
+    context = cast("ForkContext | SpawnContext", multiprocessing.get_context(method))
     pipes, workers = [], []
     for places in plan:
         receiving, sending = context.Pipe(duplex=False)

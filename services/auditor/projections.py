@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import psycopg
 
@@ -48,9 +48,9 @@ def load_projections(connection: psycopg.Connection, report: AuditReport,
 
 
 def _copy(connection: psycopg.Connection, table: str, columns: tuple[str, ...],
-          rows: Iterator[tuple] | object) -> None:
+          rows: Iterable[tuple]) -> None:
     with connection.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:  # type: ignore[attr-defined]
+        for row in rows:
             copy.write_row(row)
 
 

@@ -164,7 +164,9 @@ def venue_names(books: "Books") -> dict[str, str]:
     for venue in books.venues:
         accreditations = [item for item in venue.events if isinstance(item[3], ProviderAccredited)]
         if accreditations:
-            names[venue.siret] = max(accreditations, key=lambda item: item[:3])[3].name
+            latest = max(accreditations, key=lambda item: item[:3])[3]
+            assert isinstance(latest, ProviderAccredited)  # the list holds nothing else
+            names[venue.siret] = latest.name
     return dict(sorted(names.items()))
 
 
@@ -177,7 +179,8 @@ def build_report(replayer: "Replayer", judgement: Judgement, as_of_micros: int) 
     years: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     for (siren, year), tallies in sorted(judgement.validity_years.items()):
         years.setdefault(siren, {})[str(year)] = {k: _tally(v) for k, v in tallies.items()}
-    memory = dict(books.memory_bytes(), chain_hashes=replayer.chains.memory_bytes())
+    memory: dict[str, float] = dict(books.memory_bytes(),
+                                     chain_hashes=replayer.chains.memory_bytes())
     memory["vouchers_count"] = books.voucher_total
     memory["bytes_per_voucher"] = round(
         sum(v for k, v in memory.items() if k != "vouchers_count") / max(1, books.voucher_total),

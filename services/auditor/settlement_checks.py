@@ -15,6 +15,7 @@ from array import array
 from collections import defaultdict, deque
 from itertools import compress, repeat
 from operator import lshift, or_
+from typing import cast
 
 from services.auditor.books import SECONDS_EPOCH, Books, Finding
 from services.auditor.invariants import Judgement, placeholder
@@ -86,11 +87,12 @@ def _sound_settlement(books: Books, judgement: Judgement,
         venue = books.venue_index.get(statement.siret)
         if venue is None or None in found:
             return False
+        placed = cast("list[int]", found)  # no None: returned just above
         low = venue << 32
         end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
-        if found and not (min(found) > low and max(found) < low + end):
+        if placed and not (min(placed) > low and max(placed) < low + end):
             return False
-        totals.append((number, len(found), len(found) * face))
+        totals.append((number, len(placed), len(placed) * face))
     for number, matched, cents in totals:
         _check_totals(books, judgement, number, matched, cents)
     return True
@@ -110,16 +112,18 @@ def _check_settlement_with_index(books: Books, judgement: Judgement,
     for number in order:
         statement = books.statements[number]
         vouchers = list(map(index.get, statement.listed))
+        # read as int only once `None not in vouchers` holds (the first test of `clean`)
+        found = cast("list[int]", vouchers)
         venue = books.venue_index.get(statement.siret, -1)
         end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
         clean = (None not in vouchers and len(set(vouchers)) == len(vouchers)
-                 and list(map(venues_of, vouchers)).count(venue) == len(vouchers)
-                 and max(map(seconds_of, vouchers), default=0) < end
-                 and max(map(paid_by.__getitem__, vouchers), default=-1) < 0)
+                 and list(map(venues_of, found)).count(venue) == len(vouchers)
+                 and max(map(seconds_of, found), default=0) < end
+                 and max(map(paid_by.__getitem__, found), default=-1) < 0)
         if clean:
-            deque(map(paid_by.__setitem__, vouchers, repeat(number)), maxlen=0)
+            deque(map(paid_by.__setitem__, found, repeat(number)), maxlen=0)
             cents = (len(vouchers) * next(iter(faces)) if len(faces) == 1
-                     else sum(map(face_values.get, vouchers)))
+                     else sum(map(face_values.get, found)))
             _check_totals(books, judgement, number, len(vouchers), cents)
             continue
         count = cents = 0

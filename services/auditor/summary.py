@@ -41,8 +41,8 @@ def print_summary(report: AuditReport, console: Console | None = None) -> None:
     if report.sound:
         console.print("[bold green]AUDIT VERDICT: SOUND[/] — every invariant holds")
         return
-    total = sum(report.findings_by_code.values())
-    console.print(f"[bold red]AUDIT VERDICT: NOT SOUND[/] — {total} findings")
+    finding_count = sum(report.findings_by_code.values())
+    console.print(f"[bold red]AUDIT VERDICT: NOT SOUND[/] — {finding_count} findings")
     for code, count in report.findings_by_code.items():
         console.print(f"  {count:>8}  {code}")
     for finding in report.findings[:FINDINGS_SHOWN]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Sequence
+from typing import Any, Sequence
 
 from passnum.codec import event_id_for
 from schemas.base import CENTS_MAX, Event
@@ -197,7 +197,7 @@ class _Events:
         self.command = command
         self.events: list[Event] = []
 
-    def add(self, event_class: type[Event], **fields: object) -> None:
+    def add(self, event_class: type[Event], **fields: Any) -> None:
         command = self.command
         self.events.append(event_class(
             event_id=event_id_for(ORIGIN, command.request_id, len(self.events)),  # type: ignore[attr-defined]

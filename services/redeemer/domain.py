@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Mapping, MutableMapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 from zoneinfo import ZoneInfo
 
 from passnum.codec import event_id_for
@@ -236,7 +236,7 @@ def voucher_refusal(view: RedeemerView, code: str, siret: str, scanned_at: datet
 # ------------------------------------------------------------------------------ deciders
 
 
-def _event(command: object, event_class: type[Event], index: int = 0, **fields: object) -> Event:
+def _event(command: object, event_class: type[Event], index: int = 0, **fields: Any) -> Event:
     return event_class(
         event_id=event_id_for(ORIGIN, command.request_id, index),  # type: ignore[attr-defined]
         request_id=command.request_id,  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from passnum.codec import event_id_for
@@ -124,7 +124,7 @@ def close_refusal(book: SettlementBook, command: CloseSettlementMonth) -> str | 
 
 
 def _event(command: CloseSettlementMonth, event_class: type[Event], index: int,
-           **fields: object) -> Event:
+           **fields: Any) -> Event:
     return event_class(event_id=event_id_for(ORIGIN, command.request_id, index),
                        request_id=command.request_id, occurred_at=command.occurred_at,
                        **fields)
