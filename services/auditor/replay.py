@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from hashlib import sha256
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from passnum.codec import CHAIN_HEADER, SIGNATURE_HEADER
 from passnum.head_signatures import verify_head
@@ -202,7 +202,7 @@ class Replayer:
             header = _chain_header(headers)
         value = record.value  # type: ignore[attr-defined]
         offset = record.offset  # type: ignore[attr-defined]
-        parts = header.split(b"|") if header is not None else ()
+        parts: Sequence[bytes] = header.split(b"|") if header is not None else ()
         if (len(parts) != 4 or len(parts[2]) != 64 or len(parts[3]) != 64
                 or not header.isascii() or not parts[1].isdigit()):  # type: ignore[union-attr]
             link = _link_of(header) if header is not None else None
