@@ -32,6 +32,7 @@ from passnum.tokens import change_tokens
 from passnum.voucher_codes import with_recomputed_check
 from schemas.messages import BlockBooklet, RedeemVoucher
 from services.auditor.replay import replay, write_projection
+from services.auditor.report import AuditReport
 from services.auditor.summary import print_summary
 
 BOOKLETS_PER_COLLECTIVITE = 3
@@ -50,14 +51,21 @@ def demo_database_name(configured_url: str, run_id: str) -> str:
 
 
 def _fresh_database(settings: Settings) -> str:
-    """Create the run's database (refused if it exists: it would not be the demo's)."""
-    url = resolve_database(settings)
-    root, name = url.split("?")[0].rsplit("/", 1)
-    query = "?" + url.split("?", 1)[1] if "?" in url else ""
-    with psycopg.connect(f"{root}/postgres{query}", autocommit=True) as connection:
+    """Create the run's database (refused if it exists: it would not be the demo's). The
+    server is the configured one, or the embedded one when none answers."""
+    name = settings.database_url.split("?")[0].rsplit("/", 1)[1]
+    server = resolve_database(settings.with_overrides(
+        database_url=_with_database(settings.database_url, "postgres")))
+    with psycopg.connect(server, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server, name)
     apply_migrations(url)
     return url
+
+
+def _with_database(url: str, name: str) -> str:
+    root, _, query = url.partition("?")
+    return root.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
 
 
 def _scenario_commands(settings: Settings, count: int, at: datetime) -> tuple[list, list]:
@@ -118,9 +126,8 @@ def run_demo(settings: Settings, collectivite_count: int) -> int:
     console = Console()
     run_id = time.strftime("%Y%m%d%H%M%S")
     settings = settings.with_overrides(topic_prefix=f"demo-{run_id}")
-    root, _, query = settings.database_url.partition("?")
-    settings = settings.with_overrides(database_url=root.rsplit("/", 1)[0] + "/" + (
-        demo_database_name(settings.database_url, run_id)) + (f"?{query}" if query else ""))
+    settings = settings.with_overrides(database_url=_with_database(
+        settings.database_url, demo_database_name(settings.database_url, run_id)))
     with ManagedBroker(settings) as broker:
         console.print(f"broker: {settings.bootstrap_servers} "
                       f"({'started' if broker.started_here else 'reused'})")
@@ -175,4 +182,35 @@ def _play(console: Console, settings: Settings, collectivite_count: int) -> int:
             write_projection(connection, report)
     print_summary(report, console)
     client.close()
+    _write_documents(console, settings, report)
     return 0 if report.sound else 1
+
+
+def _write_documents(console: Console, settings: Settings, report: AuditReport) -> None:
+    """What the people of the programme get: the first collectivité's booklets to print,
+    the audit report a finance officer reconciles (HTML and PDF), and the venues' counter
+    page. A document that cannot be made (no chromium for the PDF) is said, not fatal."""
+    from services.auditor.html_report import render, write_html
+    from services.auditor.pdf import print_html_to_pdf
+    from services.issuer.booklets_cli import print_to_file
+
+    output = Path(settings.run_directory) / "demo-output" / settings.topic_prefix
+    output.mkdir(parents=True, exist_ok=True)
+    siren = collectivites(1)[0].siren
+    with connect(settings.database_url) as connection:
+        row = connection.execute("SELECT min(order_id) FROM issuer_booklets "
+                                 "WHERE booklet_id LIKE %s", (f"{siren}-%",)).fetchone()
+    documents = [("booklets", output / f"carnets-{siren}.pdf", lambda path: print_to_file(
+        settings, row[0], path)),
+                 ("audit report (HTML)", output / "rapport-audit.html",
+                  lambda path: write_html(report, path)),
+                 ("audit report (PDF)", output / "rapport-audit.pdf",
+                  lambda path: print_html_to_pdf(render(report), path, settings))]
+    for label, path, make in documents:
+        try:
+            make(path)
+            console.print(f"{label}: {path}")
+        except Exception as error:  # noqa: BLE001 - the demo goes on; the reason is shown
+            console.print(f"{label}: not written ({error})")
+    console.print(f"venues' counter page (while the workers run): "
+                  f"http://{settings.web_host}:{settings.web_port_redeemer}/guichet/")
