@@ -5,7 +5,7 @@ redeemer workers, with many more examples per operation than the test suite draw
     .venv/bin/python bench/http_fuzz.py --examples 500
 
 It runs tests/integration/test_http_fuzz.py (the same world, checks and documents) with
-PASSNUM_HTTP_FUZZ_EXAMPLES set, so that the bounded test and the long run cannot drift
+HTTP_FUZZ_EXAMPLES set, so that the bounded test and the long run cannot drift
 apart. Every failure is printed with its operation, what was checked and a curl command that
 reproduces it; the exit status is pytest's (0: no 5xx, every answer documented).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TEST = "tests/integration/test_http_fuzz.py"
-EXAMPLES_VARIABLE = "PASSNUM_HTTP_FUZZ_EXAMPLES"
+EXAMPLES_VARIABLE = "HTTP_FUZZ_EXAMPLES"
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ its body and media type are the ones the document gives for that status. Request
 document calls invalid are refused with a 4xx.
 
 Bounded here (a few examples per operation and mode); `bench/http_fuzz.py` runs the same
-fuzzer for longer (PASSNUM_HTTP_FUZZ_EXAMPLES examples per operation and mode).
+fuzzer for longer (HTTP_FUZZ_EXAMPLES examples per operation and mode).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from passnum.settings import Settings
 pytestmark = pytest.mark.integration
 
 DOCUMENTS = Path(__file__).resolve().parents[2] / "docs"
-EXAMPLES_VARIABLE = "PASSNUM_HTTP_FUZZ_EXAMPLES"
+EXAMPLES_VARIABLE = "HTTP_FUZZ_EXAMPLES"
 # Per operation and generation mode: about 25 operations x 2 modes x 4 examples keeps the
 # suite's run near 30 s here; the bench raises it.
 DEFAULT_EXAMPLES = 4
