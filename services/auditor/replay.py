@@ -451,8 +451,11 @@ def resolve_names(settings: Settings, topics: list[str], wanted: set[str]) -> di
 
 def replay(settings: Settings, options: ReplayOptions | None = None,
            progress: ProgressCallback | None = None) -> AuditReport:
-    """Replay every event topic from offset 0 and judge the books."""
-    replayer = Replayer(settings, options or ReplayOptions())
+    """Replay every event topic from offset 0 and judge the books (by default with the
+    processors' public keys the settings give: the demo's audit checks the heads)."""
+    from passnum.head_signatures import trusted_head_keys
+
+    replayer = Replayer(settings, options or ReplayOptions(head_keys=trusted_head_keys(settings)))
     replayer.read(progress)
     return replayer.judge()
 
