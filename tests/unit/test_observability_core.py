@@ -128,3 +128,46 @@ def test_decisions_are_counted_by_type_outcome_and_reason() -> None:
     assert samples[(key, (("command", "redeem_voucher"), ("outcome", "accepted")))] == 1
     assert samples[(key, (("command", "redeem_voucher"), ("outcome", "rejected")))] == 2
     assert samples[("passnum_rejections_total", (("reason", "already_redeemed"),))] == 2
+
+
+def test_the_auditor_follower_serves_its_metrics_and_is_unready_when_unsound() -> None:
+    import urllib.error
+    import urllib.request
+
+    from passnum.metrics import AuditMetrics
+    from services.auditor.follow import Health, serve_health
+    from tests.conftest import free_port
+
+    health, metrics, port = Health(), AuditMetrics(), free_port()
+    server = serve_health(port, health, metrics)
+
+    def get(path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    try:
+        state = {"status": "ok", "sound": False, "records_read": 42,
+                 "findings": {"altered_event": 2, "double_redemption": 1}}
+        health.update(**state)
+        metrics.observe_cycle(0.5, state)
+        assert get("/health/")[0] == 503 and get("/health/ready")[0] == 503
+        assert get("/health/live")[0] == 200
+        status, body = get("/metrics")
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(body.decode())
+                   for s in family.samples}
+        assert samples[("passnum_audit_findings", (("code", "altered_event"),))] == 2
+        assert samples[("passnum_audit_sound", ())] == 0
+        assert samples[("passnum_audit_records_read", ())] == 42
+        # Sound again: ready, and a code no longer found goes back to zero.
+        state = {"status": "ok", "sound": True, "records_read": 50, "findings": {}}
+        health.update(**state)
+        metrics.observe_cycle(0.5, state)
+        assert get("/health/")[0] == 200
+        body = get("/metrics")[1].decode()
+        assert 'passnum_audit_findings{code="altered_event"} 0.0' in body
+    finally:
+        server.shutdown()
