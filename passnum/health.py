@@ -113,7 +113,7 @@ class WorkerHealth:
 
     async def tick_forever(self) -> None:
         while True:
-            self.last_tick: float | None = None  # until the ticking task starts
+            self.last_tick = time.monotonic()
             await asyncio.sleep(LOOP_TICK_SECONDS)
 
     # ------------------------------------------------------------------ readiness
