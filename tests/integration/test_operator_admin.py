@@ -276,3 +276,28 @@ def operator_command_line(ledger: Settings, token: str) -> None:
     unauthenticated = cli(ledger, "operator", "venue", "list", token="wrong")
     assert unauthenticated.exit_code == 1
     assert "(unauthenticated)" in unauthenticated.stderr
+
+
+def test_rotations_at_the_same_instant_leave_one_live_token(ledger) -> None:
+    """The per-tenant lock: without it, two rotations that both find no live token both
+    insert one."""
+    import threading
+
+    rotations = 8
+    barrier = threading.Barrier(rotations)
+    tokens: list[str | None] = []
+
+    def rotate() -> None:
+        with connect(ledger.database_url) as connection:
+            barrier.wait()
+            tokens.append(change_tokens(connection, "operator", "zoe", "rotate").token)
+
+    threads = [threading.Thread(target=rotate) for _ in range(rotations)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with psycopg.connect(ledger.database_url) as connection:
+        live = connection.execute("SELECT count(*) FROM api_tokens WHERE tenant_id = 'zoe' "
+                                  "AND revoked_at IS NULL").fetchone()[0]
+    assert (len(tokens), live) == (rotations, 1)
