@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import aiokafka
 import aiokafka.errors
@@ -134,7 +134,8 @@ def run_with_deadline(function: Callable[[], T], timeout_seconds: float, what: s
     return outcome["value"]
 
 
-def produce(producer: KafkaProducer, topic: Topic, records: list[tuple[bytes, bytes, int | None]],
+def produce(producer: KafkaProducer, topic: Topic,
+            records: Sequence[tuple[bytes, bytes, int | None]],
             headers: list[tuple[str, bytes]] | None = None) -> list[RecordMetadata]:
     """Send (key, value, partition) records, flush once, and return their metadata."""
     futures = [producer.send(topic.name, key=key, value=value, partition=partition, headers=headers)
@@ -144,7 +145,7 @@ def produce(producer: KafkaProducer, topic: Topic, records: list[tuple[bytes, by
 
 
 def produce_and_close(settings: Settings, topic: Topic,
-                      records: list[tuple[bytes, bytes, int | None]],
+                      records: Sequence[tuple[bytes, bytes, int | None]],
                       headers: list[tuple[str, bytes]] | None = None,
                       **producer_overrides: Any) -> list[RecordMetadata]:
     producer = make_producer(settings, **producer_overrides)

@@ -254,7 +254,7 @@ def stop_embedded_database(settings: Settings) -> bool:
     user = EMBEDDED_SYSTEM_USER_WHEN_ROOT if os.geteuid() == 0 else None
     # Fast mode: disconnect clients instead of waiting for them; -t bounds pg_ctl's wait
     # and the subprocess timeout bounds pg_ctl itself.
-    pgserver.pg_ctl(
+    pgserver.pg_ctl(  # type: ignore[attr-defined]  # pgserver makes its commands at import
         ["-w", "-t", str(EMBEDDED_STOP_TIMEOUT_SECONDS), "-m", "fast", "stop"],
         pgdata=data_directory,
         user=user,

@@ -92,11 +92,21 @@ class Handler(Protocol):
     service found on its topic is a dead letter, not a crash), and the decisions themselves
     (state I/O included)."""
 
-    processor: str
-    command_topics: frozenset[str]
-    event_topics: frozenset[str]
-    dead_letter_topic: str
-    command_classes: tuple[type[Command], ...]
+    # Read-only: a service may give them as attributes or as properties.
+    @property
+    def processor(self) -> str: ...
+
+    @property
+    def command_topics(self) -> frozenset[str]: ...
+
+    @property
+    def event_topics(self) -> frozenset[str]: ...
+
+    @property
+    def dead_letter_topic(self) -> str: ...
+
+    @property
+    def command_classes(self) -> tuple[type[Command], ...]: ...
 
     def decide_commands(self, connection: psycopg.Connection, commands: Sequence[Command]
                         ) -> list[Decision]: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 from stdnum import luhn
 from stdnum.iban import calc_check_digits as iban_check_digits
@@ -32,7 +33,7 @@ DEPARTMENTS = ("59", "31", "35", "76", "33", "67", "2A", "29", "34", "38", "42",
 class Partner:
     siren: str
     name: str
-    vouchers_per_booklet: int
+    vouchers_per_booklet: Literal[5, 10]
     department: str
 
 
@@ -53,14 +54,15 @@ def luhn_number(random_source: random.Random, digits: int) -> str:
 
 def collectivites(count: int = 87, seed: int = 2020) -> list[Partner]:
     random_source = random.Random(seed)
-    partners, sirens = [], set()
+    partners: list[Partner] = []
+    sirens: set[str] = set()
     while len(partners) < count:
         siren = luhn_number(random_source, 9)
         if siren in sirens:
             continue
         sirens.add(siren)
         name = f"{random_source.choice(KINDS)} {random_source.choice(PLACES)}"
-        size = 5 if random_source.random() < 0.25 else 10
+        size: Literal[5, 10] = 5 if random_source.random() < 0.25 else 10
         partners.append(Partner(siren, name, size, random_source.choice(DEPARTMENTS)))
     return partners
 

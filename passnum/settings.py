@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import Field, ValidationError, create_model
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PREFIX = "PASSNUM_"
 # Variables with the prefix that are not settings, each read where it is documented: the
@@ -209,8 +214,12 @@ class _EnvironmentBase(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any,
-                                   **other_sources: Any) -> tuple[Any, ...]:
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only what from_environment hands over (its mapping), never os.environ behind it.
         return (init_settings,)
 

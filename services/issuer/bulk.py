@@ -61,7 +61,7 @@ def read_rows(text: str) -> list[tuple[int, dict[str, str]]]:
         raise CsvFormatError(f"columns: missing {missing}, unknown {unknown}; expected "
                              f"{', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
     reader.fieldnames = header
-    rows = []
+    rows: list[tuple[int, dict[str, str]]] = []
     for row in reader:
         if len(rows) >= MAX_ROWS:
             raise CsvFormatError(f"more than {MAX_ROWS} rows: split the file")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 from babel.dates import format_date
 from babel.numbers import format_currency
@@ -150,7 +150,9 @@ def _line(document: FPDF, y: float, text: str, points: float, *, family: str = "
 def _fitted_lines(document: FPDF, text: str, width: float, max_lines: int) -> list[str]:
     """`text` broken into lines of `width` in the current font, at most `max_lines`, the
     last one ending with an ellipsis when some of the text does not fit."""
-    lines = list(document.multi_cell(width, 5, text, dry_run=True, output="LINES"))
+    # a dry run with output="LINES" returns the lines; fpdf types every output it can give
+    lines = list(cast("list[str]", document.multi_cell(width, 5, text, dry_run=True,
+                                                       output="LINES")))
     if len(lines) > max_lines:
         lines = [*lines[:max_lines - 1], lines[max_lines - 1].rstrip(" ,") + " …"]
     return lines

@@ -79,10 +79,10 @@ def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
             "WHERE siret = ANY(%b)",
             (sorted(set(sirets)),), binary=True)
     for row in booklets.fetchall():
-        facts = BookletFacts(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:])
+        facts = BookletFacts(*(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:]))
         view.booklets[facts.booklet_id] = facts
     for row in redemptions.fetchall():
-        view.redemptions[row[0]] = Redemption(*row[:5], row[5].isoformat(), *row[6:])
+        view.redemptions[row[0]] = Redemption(*(*row[:5], row[5].isoformat(), *row[6:]))
     for row in providers.fetchall():
         view.providers[row[0]] = Provider(*row)
     return view
