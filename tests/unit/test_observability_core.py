@@ -171,3 +171,22 @@ def test_the_auditor_follower_serves_its_metrics_and_is_unready_when_unsound() -
         assert 'passnum_audit_findings{code="altered_event"} 0.0' in body
     finally:
         server.shutdown()
+
+
+def test_liveness_reports_how_late_the_event_loop_is() -> None:
+    import asyncio
+    import time
+
+    from passnum.health import WorkerHealth
+
+    async def blocked_loop() -> float:
+        health = WorkerHealth("unit", "issuer", Settings(), WorkerMetrics("unit"))
+        ticker = asyncio.get_running_loop().create_task(health.tick_forever())
+        await asyncio.sleep(0.05)
+        assert health.live()[1]["loop_late_seconds"] == 0
+        time.sleep(1.5)  # a blocking call on the loop: no tick meanwhile
+        late = float(health.live()[1]["loop_late_seconds"])
+        ticker.cancel()
+        return late
+
+    assert asyncio.run(blocked_loop()) >= 0.9
