@@ -292,3 +292,15 @@ def revoke(kind: Kind = KIND_ARGUMENT, identifier: str = IDENTIFIER_ARGUMENT) ->
     """Révoquer tous les jetons d'un tenant."""
     change = _change_tokens(kind, identifier, "revoke")
     typer.echo(f"{change.revoked_count} jeton(s) révoqué(s) pour {kind.value} {identifier}")
+
+
+def _issue_for(kind: Kind) -> Callable[[str], None]:
+    def command(identifier: str = IDENTIFIER_ARGUMENT) -> None:
+        issue(kind, identifier)
+
+    return command
+
+
+# `passnum token KIND ID`, the form older scripts use: the same as `passnum token issue`.
+for _kind in Kind:
+    token_app.command(_kind.value, hidden=True)(_issue_for(_kind))

@@ -207,14 +207,16 @@ def cli(settings: Settings, *arguments: str, token: str | None = None) -> Result
 
 
 def test_the_command_line_refuses_tokens_for_tenants_that_cannot_have_one(ledger) -> None:
-    # As an operator types it, in its own process: one line, exit code 2, no token.
-    result = passnum(ledger, "token", "issue", "collectivite", "123")
+    # As an operator types it, in its own process (the older form, `passnum token KIND ID`,
+    # is `passnum token issue KIND ID`): one line, exit code 2, no token.
+    result = passnum(ledger, "token", "collectivite", "123")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("erreur : SIREN invalide (9 chiffres, clé de contrôle fausse) : "
                              "123 (invalid_siren)\n")
-    for arguments in (("collectivite", collectivites(1)[0].siren),  # valid, not registered
-                      ("venue", "123"), ("venue", venues(1)[0].siret)):
-        refused = cli(ledger, "token", "issue", *arguments)
+    for arguments in (("issue", "collectivite", "123456789"),
+                      ("issue", "collectivite", collectivites(1)[0].siren),  # not registered
+                      ("venue", "123"), ("issue", "venue", venues(1)[0].siret)):
+        refused = cli(ledger, "token", *arguments)
         assert (refused.exit_code, refused.stdout) == (2, ""), arguments
         assert len(refused.stderr.splitlines()) == 1, refused.stderr
         assert refused.stderr.startswith("erreur : ")
