@@ -154,8 +154,10 @@ def _wait_until_redeemer_knows(settings: Settings, expected: int, timeout_second
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         with psycopg.connect(settings.database_url) as connection:
-            known = connection.execute(
-                "SELECT count(*) FROM redeemer_booklets WHERE activated").fetchone()[0]
+            row = connection.execute(
+                "SELECT count(*) FROM redeemer_booklets WHERE activated").fetchone()
+        assert row is not None  # count(*) always answers one row
+        known = row[0]
         if known >= expected:
             return
         time.sleep(0.2)
@@ -200,6 +202,7 @@ def _write_documents(console: Console, settings: Settings, report: AuditReport) 
     with connect(settings.database_url) as connection:
         row = connection.execute("SELECT min(order_id) FROM issuer_booklets "
                                  "WHERE booklet_id LIKE %s", (f"{siren}-%",)).fetchone()
+    assert row is not None  # min() always answers one row
     documents = [("booklets", output / f"carnets-{siren}.pdf", lambda path: print_to_file(
         settings, row[0], path)),
                  ("audit report (HTML)", output / "rapport-audit.html",

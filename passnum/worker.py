@@ -750,8 +750,9 @@ def _attach_stream_agent(app: faust.App, runner: BatchRunner, settings: Settings
 
     async def process(stream: faust.StreamT) -> None:
         try:
-            async for events in stream.take_events(settings.batch_max_commands,
-                                                   within=settings.batch_max_wait_seconds):
+            # faust's StreamT declares take but not take_events, which its Stream has
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                    settings.batch_max_commands, within=settings.batch_max_wait_seconds):
                 records = [InputRecord(event.message.topic, event.message.partition,
                                        event.message.offset, event.message.key,
                                        event.message.value) for event in events]

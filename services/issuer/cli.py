@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, cast
 
 import typer
 
@@ -189,7 +189,7 @@ def seed(
 
     from passnum.client import LedgerClient
     from passnum.seed import collectivites
-    from schemas.messages import FundEnvelope, RegisterCollectivite
+    from schemas.messages import FundEnvelope, IssuerCommandRejected, RegisterCollectivite
 
     settings = Settings.from_environment()
     partners = collectivites(count)
@@ -206,8 +206,10 @@ def seed(
         outcomes = _send_and_wait(client, commands, timeout_seconds, "registrations")
     finally:
         client.close()
+    # the type issuer_command_rejected is that of IssuerCommandRejected only
     counts = Counter(events[0].type if events[0].type != "issuer_command_rejected"
-                     else f"rejected: {events[0].reason}" for events in outcomes.values())
+                     else f"rejected: {cast(IssuerCommandRejected, events[0]).reason}"
+                     for events in outcomes.values())
     counts["no outcome"] = len(commands) - len(outcomes)
     for outcome, number in sorted(counts.items()):
         typer.echo(f"{outcome}: {number}")
