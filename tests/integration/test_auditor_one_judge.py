@@ -1,8 +1,12 @@
-"""One judge: legitimate traffic decided by the real workers audits SOUND with no finding,
-including what once raised false alarms (redeem, cancel and redeem again within one
-second; a back-dated scan before the venue's accreditation or the booklet's activation; a
-scan dated in the future; an order by an unknown SIREN), and a database row that the log
-does not explain is named with its key and the events behind it."""
+"""One judge: legitimate traffic decided by the real workers audits SOUND with no finding
+and the live state agrees, including what once raised false alarms (redeem, cancel and
+redeem again within one second; a back-dated scan before the venue's accreditation or the
+booklet's activation; a scan dated in the future; an order by an unknown SIREN); a check
+and a month not ended are answered again from the present state; the read models load once
+per judgement; a database row the log does not explain is named with its key and the events
+behind it, a moved chain head too; and forgeries planted in the log (a new well-chained
+stream, an appended well-linked event, a head signed with another key, a forged checkpoint)
+are each named by their event."""
 
 from __future__ import annotations
 
@@ -124,14 +128,22 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert report.sound and not report.findings, report.findings
     assert report.extra["live_agreement"] == "agrees"
     assert report.as_of == datetime.now(timezone.utc).date().isoformat()
+    # the read models: loaded by each judgement, replaced and not added to
+    assert scalar(ledger, "SELECT sum(redeemed_vouchers) FROM audit_collectivites") == 3
+    _with_database(ledger, replayer, replayer.judge())
+    assert scalar(ledger, "SELECT count(*) FROM audit_booklets") == 1
 
     with connect(ledger.database_url) as connection:
         connection.execute("INSERT INTO issuer_envelopes (siren, state) VALUES ('000000000', "
                            "'{\"received_cents\": 0, \"activated_cents\": 0}'::jsonb)")
         connection.execute("DELETE FROM redemptions WHERE voucher_id = %s",
                            (first.voucher_id,))  # type: ignore[attr-defined]
+        connection.execute("UPDATE processor_positions SET chain_sequence = chain_sequence + 1 "
+                           "WHERE processor = 'issuer' AND chain_sequence > 0")
         connection.commit()
     report = _with_database(ledger, replayer, replayer.judge())
+    assert report.extra["live_agreement"] == "DISAGREES"
+    assert "chain_head_disagrees" in {finding.code for finding in report.findings}
     stray = [f for f in report.findings if f.code == "live_state_disagrees"]
     assert len(stray) == 2, report.findings
     envelope = next(f for f in stray if "issuer_envelopes" in f.detail)
@@ -140,7 +152,6 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert first.voucher_id in redemption.detail  # type: ignore[attr-defined]
     assert "no row in the database" in redemption.detail
     assert redemption.event_ids == (f"fingerprint:{_fingerprint(again.event_id)}",)  # type: ignore[attr-defined]
-
 
     # planted: a new, consistently chained stream, and a well-linked event appended to a
     # real stream's tail; neither is signed with the processors' key

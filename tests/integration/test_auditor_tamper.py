@@ -1,7 +1,7 @@
 """The auditor on the real broker: a ledger decided by the services' deciders is written to
 the topics with kafka-python (chained as the processors chain), one fault at a time is
 planted in the log itself, and `passnum audit` must name it; duplicate delivery is not a
-fault. The clean case also runs the real workers (test_auditor_live)."""
+fault. The clean case also runs the real workers (test_auditor_one_judge)."""
 
 from __future__ import annotations
 
