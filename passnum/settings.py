@@ -31,10 +31,12 @@ PREFIX = "PASSNUM_"
 # bootstrap script's interpreter, the redeemer's profiler, the auditor's trusted keys, and the
 # operator's token of `passnum operator ...` (passnum/operator_cli.py). The SEPA debtor
 # account is settings (debtor_name, debtor_iban, debtor_bic): the PASSNUM_SEPA_* names it
-# once had are refused as unknown, so that a configuration still using them is told.
+# once had are refused as unknown, so that a configuration still using them is told. The
+# last two are read by docker-compose on the operator's host (docker-compose.yml), in the
+# shell that also runs `passnum status`.
 OTHER_VARIABLES = frozenset({
     "PASSNUM_PYTHON", "PASSNUM_REDEEMER_PROFILE", "PASSNUM_AUDITOR_TRUSTED_KEYS",
-    "PASSNUM_OPERATOR_TOKEN",
+    "PASSNUM_OPERATOR_TOKEN", "PASSNUM_DATABASE_PASSWORD", "PASSNUM_CHAIN_SIGNING_KEY",
 })
 Port = Annotated[int, Field(ge=1, le=65_535)]
 Positive = Annotated[int, Field(ge=1)]
