@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -495,9 +496,12 @@ def soak_phase(run: Run, seconds: float) -> None:
         run.round()
 
 
-def test_chaos_run(ledger, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    started_at, load_at_start = datetime.now(timezone.utc), os.getloadavg()
-    workers = {"issuer": start_worker("issuer"), "redeemer-a": start_worker("redeemer")}
+def prepare(ledger: Settings, start_worker: Callable[..., WorkerProcess]
+            ) -> tuple[dict[str, WorkerProcess], Run]:
+    """Both workers started at once, three collectivités and five venues onboarded, every
+    first booklet known to the redeemer."""
+    with ThreadPoolExecutor(2) as pool:
+        issuer, redeemer = pool.map(start_worker, ("issuer", "redeemer"))
     partners, venue_list = collectivites(PARTNERS), venues(VENUES)
     random_source = random.Random(SEED)
     client = LedgerClient(ledger)
@@ -512,54 +516,73 @@ def test_chaos_run(ledger, start_worker, tmp_path: Path) -> None:  # type: ignor
                                               range(1, INITIAL_BOOKLETS + 1))
     random_source.shuffle(workload.fresh_codes)
     venue_clients = {venue.siret: LedgerClient(ledger) for venue in venue_list}
-    run = Run(ledger, workload, client, venue_clients)
-    second = WorkerProcess("redeemer", ledger.with_overrides(web_port_redeemer=free_port()),
-                           tmp_path / "logs-second-redeemer")
-    killer = Killer(workers, second, KILLS, KILL_INTERVAL_SECONDS, lambda: run.pending,
-                    random.Random(SEED + 1))
-    memory_at = {"start": memory(workers)}
-    chaos_started = time.monotonic()
+    return {"issuer": issuer, "redeemer-a": redeemer}, Run(ledger, workload, client,
+                                                          venue_clients)
+
+
+def drive(run: Run, killer: Killer, workers: dict[str, WorkerProcess]) -> dict:
+    """The chaos, the soak, the April close, then every outcome and an empty outbox."""
+    clock, memory_at = time.monotonic(), {"start": memory(workers)}
     try:
         chaos_phase(run, killer)
-        chaos_seconds = time.monotonic() - chaos_started
+        chaos_seconds = time.monotonic() - clock
         for worker in workers.values():
             worker.wait_until_healthy(timeout_seconds=120)
         memory_at["soak_start"] = memory(workers)
         soak_phase(run, SOAK_SECONDS)
-        run.send(workload.closes("2026-04", datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc)))
-        quiet_started = time.monotonic()
+        run.send(run.workload.closes("2026-04", datetime(2026, 5, 1, 6, 0,
+                                                         tzinfo=timezone.utc)))
+        clock = time.monotonic()
         missing = run.wait_for_every_outcome(OUTCOME_TIMEOUT_SECONDS)
-        wait_until_quiet(ledger)
+        wait_until_quiet(run.settings)
         memory_at["end"] = memory(workers)
-        quiet_seconds = time.monotonic() - quiet_started
     finally:
         killer.stopping.set()
-        second.stop()
-        for sender in venue_clients.values():
+        killer.second_redeemer.stop()
+        for sender in run.venue_clients.values():
             sender.close()
+    return {"chaos_seconds": round(chaos_seconds, 1), "soak_seconds": SOAK_SECONDS,
+            "final_wait_seconds": round(time.monotonic() - clock, 1),
+            "not_answered_to_client": len(missing), "resident_kilobytes": memory_at}
+
+
+def judge(ledger: Settings, workload: Workload, killer: Killer) -> tuple[dict, LogFacts]:
     facts = read_log(ledger)
     lost, doubled = outcome_problems(workload, facts, recorded_outcomes(ledger))
     two_payloads = sorted(e for e, values in facts.payloads.items() if len(values) > 1)
-    figures = {
-        "date": started_at.isoformat(timespec="seconds"),
+    return {
         "kills": len(killer.kills), "kills_by_worker": _count(name for name, _ in killer.kills),
         "kills_with_requests_pending": sum(1 for _, pending in killer.kills if pending),
         "kill_interval_seconds": KILL_INTERVAL_SECONDS, "seed": SEED,
-        "second_redeemer_starts": second.starts, "rounds": workload.rounds,
+        "second_redeemer_starts": killer.second_redeemer.starts, "rounds": workload.rounds,
         "requests": len(workload.commands), "records_sent": workload.records_sent,
         "decided": len(workload.commands) - len(lost), "lost": len(lost),
-        "not_answered_to_client": len(missing),
         "doubled": len(doubled) + len(two_payloads) + len(facts.redeemed_twice),
         "redeemed_twice": facts.redeemed_twice, "event_ids_with_two_payloads": two_payloads,
         "requests_with_two_outcomes": doubled[:20], "lost_requests": lost[:20],
         "republished_copies": facts.copies, "dead_letters": facts.dead_letters,
         "events_by_type": dict(sorted(facts.types.items())),
         "audit": audit(ledger),
-        "chaos_seconds": round(chaos_seconds, 1), "soak_seconds": SOAK_SECONDS,
-        "final_wait_seconds": round(quiet_seconds, 1),
-        "resident_kilobytes": memory_at,
-        "load_average_start": load_at_start, "load_average_end": os.getloadavg(),
-    }
+    }, facts
+
+
+def test_chaos_run(ledger, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    started_at, load_at_start, clock = datetime.now(timezone.utc), os.getloadavg(), time.monotonic()
+    workers, run = prepare(ledger, start_worker)
+    setup_seconds = time.monotonic() - clock
+    second = WorkerProcess("redeemer", ledger.with_overrides(web_port_redeemer=free_port()),
+                           tmp_path / "logs-second-redeemer")
+    killer = Killer(workers, second, KILLS, KILL_INTERVAL_SECONDS, lambda: run.pending,
+                    random.Random(SEED + 1))
+    timings = drive(run, killer, workers)
+    clock = time.monotonic()
+    figures, facts = judge(ledger, run.workload, killer)
+    figures = {"date": started_at.isoformat(timespec="seconds"), **figures, **timings,
+               "setup_seconds": round(setup_seconds, 1),
+               "judge_seconds": round(time.monotonic() - clock, 1),
+               "load_average_start": load_at_start, "load_average_end": os.getloadavg()}
+    for worker in workers.values():
+        worker.kill()  # judged already: no need for a graceful stop
     if REPORT:
         Path(REPORT).write_text(json.dumps(figures, indent=2, ensure_ascii=False))
     _check(figures, facts)
