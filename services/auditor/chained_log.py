@@ -185,7 +185,7 @@ def _redeem(ledger: SampleLedger, view: object, at: datetime) -> None:
     from services.redeemer import domain as redeemer_domain
 
     venue = venues(1)[0]
-    for command in accreditations([venue], at, tag="sample"):  # type: ignore[arg-type]
+    for command in accreditations([venue], at, tag="sample"):
         events = redeemer_domain.decide(view, command, SAMPLE_CODE_KEY)  # type: ignore[arg-type]
         for event in events:
             redeemer_domain.evolve(view, event)  # type: ignore[arg-type]
@@ -195,7 +195,7 @@ def _redeem(ledger: SampleLedger, view: object, at: datetime) -> None:
     scans = [(f"scan-{n}", code) for n, code in enumerate(codes[:4])] + [("rescan-0", codes[0])]
     for index, (request_id, code) in enumerate(scans):
         command = RedeemVoucher(request_id=request_id, code=code, siret=venue.siret,
-                                occurred_at=at + timedelta(hours=1, minutes=index))  # type: ignore[operator]
+                                occurred_at=at + timedelta(hours=1, minutes=index))
         events = redeemer_domain.decide(view, command, SAMPLE_CODE_KEY)  # type: ignore[arg-type]
         for event in events:
             redeemer_domain.evolve(view, event)  # type: ignore[arg-type]

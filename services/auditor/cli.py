@@ -164,8 +164,8 @@ def _with_database(settings: Settings, replayer: Replayer, report: AuditReport) 
     url = resolve_database(settings)
     apply_migrations(url)
     with connect(url) as connection:
-        report = compare_with_live(connection, replayer, report)  # type: ignore[arg-type]
-        load_projections(connection, report, replayer.books)  # type: ignore[attr-defined]
+        report = compare_with_live(connection, replayer, report)
+        load_projections(connection, report, replayer.books)
     return report
 
 
