@@ -39,7 +39,7 @@ def arguments() -> argparse.Namespace:
 
 
 def megabytes(kilobytes: int | None) -> str:
-    return "-" if kilobytes is None else f"{kilobytes / 1024:.1f} MB"
+    return "-" if kilobytes is None else f"{kilobytes / 1024:.1f} MiB"
 
 
 def table(figures: dict) -> list[tuple[str, str]]:
