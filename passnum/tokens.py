@@ -70,6 +70,23 @@ def identifier_refusal(kind: str, identifier: str) -> TokenRefused | None:
     return None
 
 
+# What a tenant id looks like, check digits aside (ASCII digits only).
+_SHAPES = {"collectivite": re.compile(r"[0-9]{9}"), "venue": re.compile(r"[0-9]{14}")}
+
+
+def identifier_shape_refusal(kind: str, identifier: str) -> TokenRefused | None:
+    """A revocation names a tenant by an id of the right shape; its check digits are not
+    asked for (a token issued before they were checked must stay revocable)."""
+    shape = _SHAPES.get(kind)
+    if shape is not None and not shape.fullmatch(identifier):
+        code = "invalid_siren" if kind == "collectivite" else "invalid_siret"
+        digits = 9 if kind == "collectivite" else 14
+        return TokenRefused(code, f"{identifier!r} is not {digits} digits")
+    if kind == "operator" or kind not in KINDS:
+        return identifier_refusal(kind, identifier)
+    return None
+
+
 def new_token(kind: str) -> str:
     return f"pn_{kind[:3]}_{secrets.token_urlsafe(24)}"
 
@@ -79,7 +96,9 @@ def change_tokens(connection: psycopg.Connection, kind: str, identifier: str, ac
     """Issue, rotate or revoke in one transaction; raises TokenRefused with a reason code.
     A revocation accepts any identifier (a token issued before these checks existed must
     still be revocable)."""
-    if action != "revoke" and (refusal := identifier_refusal(kind, identifier)) is not None:
+    refusal = (identifier_shape_refusal if action == "revoke" else identifier_refusal)(
+        kind, identifier)
+    if refusal is not None:
         raise refusal
     try:
         return _change(connection, kind, identifier, action, request_id)
