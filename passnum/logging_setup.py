@@ -94,6 +94,10 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
             **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+            # kafka-python's selector warns whenever one of its tasks held the loop over
+            # 100 ms: on a loaded machine that is every few seconds and says nothing an
+            # operator can act on (and it broke the one-line errors of the CLI).
+            "kafka.net.selector": {"level": "ERROR"},
             "passnum": {"level": settings.log_level},
             "services": {"level": settings.log_level},
         },
