@@ -4,12 +4,17 @@ until the redeemer has learned the booklets, read PostgreSQL state."""
 from __future__ import annotations
 
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import psycopg
 
+from passnum.broker import ManagedBroker, create_topics
 from passnum.client import LedgerClient
+from passnum.processes import WorkerProcess
 from passnum.scenario import accreditations, onboarding
 from passnum.seed import Partner, Venue
 from passnum.settings import Settings
@@ -43,3 +48,27 @@ def wait_for_rows(settings: Settings, query: str, expected: int, timeout_seconds
 def scalar(settings: Settings, query: str) -> int:
     with psycopg.connect(settings.database_url) as connection:
         return connection.execute(query).fetchone()[0]
+
+
+@contextmanager
+def private_broker(ledger: Settings, tmp_path: Path, services: Sequence[str] = ("issuer",),
+                   **overrides: Any) -> Iterator[tuple[Settings, ManagedBroker,
+                                                       list[WorkerProcess]]]:
+    """A broker of the test's own, which it may stop, empty or restart (the shared one must
+    not be), with its topics and `services` started and ready; all stopped at the end."""
+    from tests.conftest import free_port
+
+    settings = ledger.with_overrides(bootstrap_servers=f"127.0.0.1:{free_port()}",
+                                     topic_prefix=f"p{uuid.uuid4().hex[:8]}", **overrides)
+    broker = ManagedBroker(settings).start()
+    assert broker.started_here
+    workers = [WorkerProcess(name, settings, tmp_path / "logs") for name in services]
+    try:
+        create_topics(settings)
+        for worker in workers:
+            worker.start().wait_until_healthy()
+        yield settings, broker, workers
+    finally:
+        for worker in workers:
+            worker.stop()
+        broker.stop()

@@ -9,20 +9,16 @@ import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-from passnum.broker import ManagedBroker, create_topics
 from passnum.client import LedgerClient
 from passnum.database import connect
 from passnum.http import issue_token
-from passnum.processes import WorkerProcess
 from passnum.seed import collectivites
 from schemas.messages import FundEnvelope, RegisterCollectivite
-from tests.conftest import free_port
-from tests.integration.helpers import MARCH
+from tests.integration.helpers import MARCH, private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +45,7 @@ def _readiness(port: int) -> int:
 
 
 def test_a_broker_outage_gets_bounded_503_answers(ledger, tmp_path: Path) -> None:
-    settings = ledger.with_overrides(bootstrap_servers=f"127.0.0.1:{free_port()}",
-                                     topic_prefix=f"o{uuid.uuid4().hex[:8]}",
-                                     broker_storage_engine="memory://")
-    broker = ManagedBroker(settings).start()
-    assert broker.started_here
-    worker = WorkerProcess("issuer", settings, tmp_path / "logs")
-    try:
-        create_topics(settings)
-        worker.start().wait_until_healthy()
+    with private_broker(ledger, tmp_path) as (settings, broker, [worker]):
         partner = collectivites(1)[0]
         client = LedgerClient(settings)
         setup = [RegisterCollectivite(request_id="reg", occurred_at=MARCH, siren=partner.siren,
@@ -76,7 +64,5 @@ def test_a_broker_outage_gets_bounded_503_answers(ledger, tmp_path: Path) -> Non
         assert status == 503, body
         assert body["code"] == "log_unavailable"
         assert seconds < settings.log_send_timeout_seconds + 5
+        assert _readiness(settings.web_port_issuer) == 503  # and readiness says so
         assert worker.running()  # an outage is no reason to exit
-    finally:
-        worker.stop()
-        broker.stop()

@@ -7,19 +7,17 @@ starts, and skip nothing."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from passnum.broker import ManagedBroker, create_topics
+from passnum.broker import create_topics
 from passnum.client import LedgerClient
 from passnum.processes import WorkerProcess
 from passnum.seed import collectivites
 from passnum.worker import LOG_MISMATCH_EXIT_CODE
 from schemas.messages import RegisterCollectivite
-from tests.conftest import free_port
-from tests.integration.helpers import MARCH, scalar
+from tests.integration.helpers import MARCH, private_broker, scalar
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +36,7 @@ def _wait_for_exit(worker: WorkerProcess, timeout_seconds: float) -> int | None:
 
 
 def test_an_emptied_broker_is_refused_and_nothing_is_skipped(ledger, tmp_path: Path) -> None:
-    settings = ledger.with_overrides(bootstrap_servers=f"127.0.0.1:{free_port()}",
-                                     topic_prefix=f"e{uuid.uuid4().hex[:8]}")
-    broker = ManagedBroker(settings).start()
-    assert broker.started_here
-    worker = WorkerProcess("issuer", settings, tmp_path / "logs")
-    try:
-        create_topics(settings)
-        worker.start().wait_until_healthy()
+    with private_broker(ledger, tmp_path) as (settings, broker, [worker]):
         partners = collectivites(12)
         client = LedgerClient(settings)
         first = [_register(partner, "before") for partner in partners[:8]]
@@ -72,21 +63,12 @@ def test_an_emptied_broker_is_refused_and_nothing_is_skipped(ledger, tmp_path: P
         assert scalar(settings, "SELECT count(*) FROM request_outcomes "
                                 "WHERE request_id LIKE 'after-%'") == 0
         client.close()
-    finally:
-        worker.stop()
-        broker.stop()
 
 
 def test_another_log_at_the_same_offsets_is_refused(ledger, tmp_path: Path) -> None:
     """The new log is refilled past the stored positions before the worker starts again:
     offsets exist, but the record before each position is not the one decided there."""
-    settings = ledger.with_overrides(bootstrap_servers=f"127.0.0.1:{free_port()}",
-                                     topic_prefix=f"f{uuid.uuid4().hex[:8]}", partitions=1)
-    broker = ManagedBroker(settings).start()
-    worker = WorkerProcess("issuer", settings, tmp_path / "logs")
-    try:
-        create_topics(settings)
-        worker.start().wait_until_healthy()
+    with private_broker(ledger, tmp_path, partitions=1) as (settings, broker, [worker]):
         partners = collectivites(10)
         client = LedgerClient(settings)
         first = [_register(partner, "first") for partner in partners[:3]]
@@ -104,6 +86,3 @@ def test_another_log_at_the_same_offsets_is_refused(ledger, tmp_path: Path) -> N
         assert _wait_for_exit(worker, 60) == LOG_MISMATCH_EXIT_CODE
         assert scalar(settings, "SELECT count(*) FROM request_outcomes "
                                 "WHERE request_id LIKE 'other-%'") == 0
-    finally:
-        worker.stop()
-        broker.stop()
