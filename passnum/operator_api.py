@@ -158,6 +158,13 @@ class OperatorApi(TenantApi):
         return Answer(status, {"kind": change.kind, "identifier": change.identifier,
                                "token": change.token, "revoked_count": change.revoked_count})
 
+    async def page(self, query: str, after: str, limit: int) -> list[tuple[Any, ...]]:
+        """One page of a listing: `query` takes the key to start after and the page size."""
+        async with self.pool.connection() as connection:
+            async with connection.cursor() as cursor:
+                await cursor.execute(query, (after, limit))
+                return await cursor.fetchall()
+
     def _change_tokens(self, target: TokenTarget, request_id: str | None) -> Any:
         """Synchronous (in a thread): the same code as the command line's."""
         with psycopg.connect(self.settings.database_url, options=SESSION_OPTIONS) as connection:

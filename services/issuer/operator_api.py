@@ -184,10 +184,7 @@ class IssuerOperatorApi(OperatorApi):
 
     async def list_collectivites(self, request: Any, tenant: Tenant) -> Answer:
         after, limit = keyset_query(request.query, "after_siren", self.limits)
-        async with self.pool.connection() as connection:
-            async with connection.cursor() as cursor:
-                await cursor.execute(_LIST, (after, limit))
-                rows = await cursor.fetchall()
+        rows = await self.page(_LIST, after, limit)
         items = [collectivite_item(siren, state) for siren, state in rows]
         next_after = items[-1]["siren"] if len(items) == limit else None
         return Answer(200, {"collectivites": items, "next_after": next_after})

@@ -175,11 +175,7 @@ class RedeemerOperatorApi(OperatorApi):
 
     async def list_venues(self, request: Any, tenant: Tenant) -> Answer:
         after, limit = keyset_query(request.query, "after_siret", self.limits)
-        async with self.pool.connection() as connection:
-            async with connection.cursor() as cursor:
-                await cursor.execute(_LIST, (after, limit))
-                rows = await cursor.fetchall()
-        items = [dict(zip(_COLUMNS, row)) for row in rows]
+        items = [dict(zip(_COLUMNS, row)) for row in await self.page(_LIST, after, limit)]
         next_after = items[-1]["siret"] if len(items) == limit else None
         return Answer(200, {"venues": items, "next_after": next_after})
 
