@@ -176,6 +176,8 @@ def keyset_query(query: Any, name: str, limits: ApiLimits) -> tuple[str, int]:
     """(after, limit) of a listing ordered by identifier: `after` is the last identifier of
     the previous page ('' for the first)."""
     after = query.get(name, "")
-    if not re.match(r"^[0-9]{0,14}$", after):
+    # fullmatch, ASCII digits: `$` would also match before a final newline ("%0A" passed).
+    digits = 9 if name == "after_siren" else 14
+    if not re.fullmatch(r"[0-9]{0,%d}" % digits, after, flags=re.ASCII):
         raise ApiError(422, "invalid_query", f"{name} must be an identifier of the listing")
     return after, limit_query(query, limits)

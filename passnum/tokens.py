@@ -62,7 +62,7 @@ def identifier_refusal(kind: str, identifier: str) -> TokenRefused | None:
         return TokenRefused("invalid_siren", f"{identifier!r} is not a valid SIREN")
     if kind == "venue" and not siret.is_valid(identifier):
         return TokenRefused("invalid_siret", f"{identifier!r} is not a valid SIRET")
-    if kind == "operator" and not _OPERATOR_NAME.match(identifier):
+    if kind == "operator" and not _OPERATOR_NAME.fullmatch(identifier):
         return TokenRefused("invalid_operator_name",
                             "1 to 40 lower-case letters, digits and . _ - ")
     if kind not in KINDS:

@@ -88,7 +88,7 @@ def selection_of(identifier: str, siren: str | None = None, kind: str | None = N
     that collectivité's: an id of another one names nothing it may print, and reads as
     unknown, exactly like an id that names nothing."""
     for pattern, pattern_kind in ((BOOKLET_ID, "booklet"), (ORDER_ID, "order")):
-        match = pattern.match(identifier)
+        match = pattern.fullmatch(identifier)
         if match is None or kind not in (None, pattern_kind):
             continue
         if siren not in (None, match.group(1)):

@@ -78,8 +78,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 STATIC_TYPES = {"counter.css": "text/css", "counter.js": "text/javascript"}
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_VOUCHER_ID = re.compile(r"^\d{9}-\d{7}-\d{2}$")
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_VOUCHER_ID = re.compile(r"^[0-9]{9}-[0-9]{7}-[0-9]{2}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 Handler = Callable[[Any], Awaitable[web.StreamResponse]]
@@ -263,7 +263,7 @@ class Counter:
             return signed_in
         session, form = signed_in
         form_key = form.get("key", "")
-        if not FORM_KEY.match(form_key):
+        if not FORM_KEY.fullmatch(form_key):
             return self.message("forbidden", session.language, 403, session)
         code = form.get("code", "").strip()
         at = datetime.now(timezone.utc)
@@ -286,9 +286,9 @@ class Counter:
             return signed_in
         session, form = signed_in
         form_key, voucher_id = form.get("key", ""), form.get("voucher_id", "")
-        if not FORM_KEY.match(form_key):
+        if not FORM_KEY.fullmatch(form_key):
             return self.message("forbidden", session.language, 403, session)
-        if not _VOUCHER_ID.match(voucher_id):
+        if not _VOUCHER_ID.fullmatch(voucher_id):
             return await self.counter_page(session, Result("cancel", False,
                                                            "not_redeemed_here"))
         command = CancelRedemption(
@@ -336,7 +336,7 @@ class Counter:
         if session is None:
             raise web.HTTPSeeOther("/guichet/")
         month, part = request.match_info["month"], request.match_info["part"]
-        if not _MONTH.match(month) or not part.isdigit() or len(part) > 6:
+        if not _MONTH.fullmatch(month) or not part.isascii() or not part.isdigit() or len(part) > 6:
             return self.message("not_found", session.language, 404, session)
         async with self.api.pool.connection() as connection:
             statement = await load_statement(connection, session.siret, month, int(part))
