@@ -5,10 +5,12 @@ One batch = one PostgreSQL transaction that
   1. locks the position row of every input partition in the batch (`FOR UPDATE`): a
      second worker holding the same partition after a rebalance waits here, then sees the
      advanced position and skips what was already decided;
-  2. drops records below the recorded position (a re-delivered record is a no-op);
-  3. decodes each record; undecodable or schema-invalid input becomes a dead-letter row;
-  4. answers a command whose `request_id` already has an outcome with the recorded outcome
-     (same bytes, same event ids) instead of deciding again;
+  2. drops records below the recorded position (a re-delivered record is a no-op; the
+     one just below is checked against the digest kept with the position: `LogMismatch`);
+  3. decodes each record; undecodable or schema-invalid input, or another service's
+     command, becomes a dead-letter row;
+  4. does not decide again a command whose `request_id` already has an outcome: the
+     recorded outcome is the answer, and nothing is appended to the log;
   5. lets the service's handler decide the rest and write its state;
   6. appends the decided events to the outbox, chained per input partition, records the
      outcomes, and advances the positions.
@@ -16,6 +18,8 @@ Only after the commit are the outbox rows published, in id order, and deleted. A
 before the commit leaves nothing; a crash after it leaves outbox rows that the next owner of
 the partition publishes again, before anything newer, under the same event ids. Nothing here
 relies on Kafka transactions, idempotent producers, end offsets or committed offsets.
+A batch that fails with an error a record may cause is split by the worker down to that
+record, which `dead_letter_record` answers (passnum.worker, `_run_transaction`).
 """
 
 from __future__ import annotations
