@@ -462,6 +462,7 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         recorded = _recorded_from_rows(recorded_cursor.fetchall()) if recorded_cursor else {}
         command_records: list[tuple[InputRecord, Command | DecodeFailure]] = []
         events: list[InputRecord] = []
+        last_decided: dict[tuple[str, int], InputRecord] = {}
         for record, command in decoded:
             position = positions[(record.topic, record.partition)]
             if record.offset < position.next_offset:
@@ -470,11 +471,14 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
                 check_redelivery(position, record)
                 continue
             position.next_offset = record.offset + 1
-            position.last_record = record_digest(record.key, record.value)
+            last_decided[(record.topic, record.partition)] = record
             if command is None:
                 events.append(record)
             else:
                 command_records.append((record, command))
+        # One digest per partition and batch, of its last record: not one per record.
+        for partition, record in last_decided.items():
+            positions[partition].last_record = record_digest(record.key, record.value)
         output = _BatchOutput()
         if events:
             _process_events(connection, handler, events, output)
