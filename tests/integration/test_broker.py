@@ -377,7 +377,9 @@ def test_known_tansu_quirks_are_reported_as_informational(verdicts: list[Verdict
     by_name = {item.name: item for item in verdicts}
     assert not by_name["read_committed hides aborted transactional records"].passed
     assert not by_name["aiokafka idempotent producer can start"].passed
-    assert by_name["group join time"].passed
+    # The group join time is a measurement (half the session timeout on a quiet machine,
+    # more when the tests run in parallel): reported, informational, never asserted fast.
+    assert not by_name["group join time"].required
     assert all(not item.required for item in verdicts if not item.passed)
 
 
