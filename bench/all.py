@@ -174,7 +174,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     arguments = parser.parse_args()
     sys.path.insert(0, str(REPOSITORY))
-    from passnum.settings import Settings
+    from passnum.core.settings import Settings
 
     figures = measure(arguments.full, Settings.from_environment().database_url)
     arguments.output.write_text(table(figures))

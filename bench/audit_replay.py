@@ -34,10 +34,12 @@ from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from passnum.codec import encode, event_id_for  # noqa: E402
-from passnum.seed import collectivites, venues  # noqa: E402
-from passnum.settings import Settings  # noqa: E402
-from passnum.topology import topology_for  # noqa: E402
+from passnum.core.codec import encode  # noqa: E402
+from passnum.core.settings import Settings  # noqa: E402
+from passnum.ledger.identity import event_id_for  # noqa: E402
+from passnum.core.topology import topology_for  # noqa: E402
+from passnum.ledger.partners import collectivites, venues  # noqa: E402
+from passnum.ledger.settlement_month import month_end  # noqa: E402
 from schemas.messages import (  # noqa: E402
     BookletsOrdered,
     CollectiviteRegistered,
@@ -48,8 +50,7 @@ from schemas.messages import (  # noqa: E402
     SettlementMonthClosed,
     SettlementStatementIssued,
 )
-from services.auditor.chained_log import ChainedLogWriter, ChainedRecord  # noqa: E402
-from services.redeemer.settlement import month_end  # noqa: E402
+from tests.support.chained_log import ChainedLogWriter, ChainedRecord  # noqa: E402
 
 YEAR = 2026
 FACE_VALUE_CENTS = 1000
@@ -324,7 +325,7 @@ def replay_once(settings: Settings, use_database: bool, profile: bool, processes
     report = replayer.judge()
     judge_seconds = time.perf_counter() - started - read_seconds
     if use_database:
-        from passnum.database import apply_migrations, connect, resolve_database
+        from passnum.core.database import apply_migrations, connect, resolve_database
         from services.auditor.projections import load_projections
 
         url = resolve_database(settings)
@@ -350,7 +351,7 @@ def replay_once(settings: Settings, use_database: bool, profile: bool, processes
 
 def run_benchmark(target: int, *, keep: bool, use_database: bool, profile: bool,
                   processes: int = 0, reuse: str = "") -> int:
-    from passnum.broker import ManagedBroker
+    from passnum.core.broker import ManagedBroker
 
     base = Settings.from_environment()
     with ManagedBroker(base):  # reuses the broker answering there, else starts Tansu
@@ -360,8 +361,8 @@ def run_benchmark(target: int, *, keep: bool, use_database: bool, profile: bool,
 
 def _run_benchmark(base: Settings, target: int, *, keep: bool, use_database: bool,
                    profile: bool, processes: int, reuse: str) -> int:
-    from passnum.broker import create_topics
-    from passnum.log import fetch_high_water_marks
+    from passnum.core.broker import create_topics
+    from passnum.core.log import fetch_high_water_marks
 
     prefix = reuse or f"bench{uuid.uuid4().hex[:8]}"
     settings = base.with_overrides(topic_prefix=prefix,

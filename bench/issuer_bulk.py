@@ -25,9 +25,9 @@ Stops what it started and drops its database unless `--keep`.
 from __future__ import annotations
 
 import argparse
-import json
 import cProfile
 import io
+import json
 import pstats
 import re
 import sys
@@ -42,14 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kafka import TopicPartition  # noqa: E402
 
-from passnum.broker import ManagedBroker, create_topics  # noqa: E402
-from passnum.codec import encode  # noqa: E402
-from passnum.database import apply_migrations, connect, resolve_database  # noqa: E402
-from passnum.log import fetch_high_water_marks, make_consumer, make_producer  # noqa: E402
-from passnum.processes import WorkerProcess  # noqa: E402
-from passnum.seed import Partner, collectivites  # noqa: E402
-from passnum.settings import Settings  # noqa: E402
-from passnum.topology import route_command, topology_for  # noqa: E402
+from passnum.core.broker import ManagedBroker, create_topics  # noqa: E402
+from passnum.core.codec import encode  # noqa: E402
+from passnum.core.database import apply_migrations, connect, resolve_database  # noqa: E402
+from passnum.core.log import fetch_high_water_marks, make_consumer, make_producer  # noqa: E402
+from passnum.core.processes import WorkerProcess  # noqa: E402
+from passnum.core.settings import Settings  # noqa: E402
+from passnum.core.topology import route_command, topology_for  # noqa: E402
+from passnum.ledger.partners import Partner, collectivites  # noqa: E402
 from schemas.base import Command  # noqa: E402
 from schemas.messages import (  # noqa: E402
     FundEnvelope,
@@ -190,7 +190,7 @@ def produce(settings: Settings, commands: list[Command]) -> None:
 
 
 def wait_for_outcomes(settings: Settings, request_ids: set[str], timeout_seconds: float) -> None:
-    from passnum.client import LedgerClient
+    from passnum.edge.client import LedgerClient
 
     client = LedgerClient(settings)
     try:
@@ -324,8 +324,8 @@ def profile_batches(settings: Settings, partners: list[Partner], batches: int,
                     per_order: int) -> str:
     """Decide `batches` order+payment pairs in this process with the issuer's own handler
     and the processing core, under cProfile: where the time of a batch goes."""
-    from passnum.processing import InputRecord, decide_batch
-    from services.issuer.domain import Policy
+    from passnum.core.processing import InputRecord, decide_batch
+    from passnum.ledger.envelope import Policy
     from services.issuer.handler import IssuerHandler
 
     topology = topology_for(settings)

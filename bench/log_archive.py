@@ -2,7 +2,7 @@
 
 `python bench/log_archive.py [--records 100000]` starts a broker of its own (memory storage,
 port 19093), fills the redeemer's event topic with redemption-sized records (distinct
-request and event ids, a chain header each), then times `passnum.log_archive`:
+request and event ids, a chain header each), then times `passnum.tools.log_archive`:
 export (read every topic, hash, compress, sign), verification of the archive, and import
 into the restarted, empty broker (write at the original offsets, then read everything back
 and compare). The baseline is the raw kafka-python producer writing the same records in the
@@ -17,12 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-from passnum.broker import ManagedBroker, create_topics
-from passnum.head_signatures import load_or_create_private_key, public_key_hex
-from passnum.log import make_producer
-from passnum.log_archive import export_archive, import_archive, open_archive
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.broker import ManagedBroker, create_topics
+from passnum.core.head_signatures import load_or_create_private_key, public_key_hex
+from passnum.core.log import make_producer
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.tools.log_archive import export_archive, import_archive, open_archive
 
 
 def record_value(number: int) -> bytes:

@@ -23,15 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
-from passnum.broker import ManagedBroker, create_topics
-from passnum.codec import encode
-from passnum.database import apply_migrations, resolve_database
-from passnum.log import make_producer
-from passnum.processes import WorkerProcess
-from passnum.scenario import accreditations
-from passnum.seed import Venue, venues
-from passnum.settings import Settings
-from passnum.topology import booklet_key, route_command, topology_for
+from passnum.core.broker import ManagedBroker, create_topics
+from passnum.core.codec import encode
+from passnum.core.database import apply_migrations, resolve_database
+from passnum.core.log import make_producer
+from passnum.core.processes import WorkerProcess
+from passnum.core.settings import Settings
+from passnum.core.topology import booklet_key, route_command, topology_for
+from passnum.ledger.partners import Venue, venues
+from passnum.tools.scenario import accreditations
 from schemas.messages import BookletActivated, BookletIssued
 
 BENCH_SIREN = "552100554"

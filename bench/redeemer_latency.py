@@ -31,9 +31,9 @@ from redeemer_common import (  # type: ignore[import-not-found]
     grow_state,
 )
 
-from passnum.http import issue_token
-from passnum.settings import Settings
-from passnum.voucher_codes import VoucherNumber, make_code
+from passnum.core.settings import Settings
+from passnum.edge.http import issue_token
+from passnum.ledger.voucher_codes import VoucherNumber, make_code
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 WARM_UP_REQUESTS = 200

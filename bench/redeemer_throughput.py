@@ -7,7 +7,7 @@ design: one PostgreSQL transaction with a row lock per request, fed from the sam
     ... --workers 1                  # one redeemer worker process (default: 2)
     ... --client kafka-python        # the load generator and the raw rate with kafka-python
 
-The client is aiokafka, or kafka-python (passnum.log.make_producer / make_consumer) with
+The client is aiokafka, or kafka-python (passnum.core.log.make_producer / make_consumer) with
 `--client kafka-python`. It runs in this process and takes CPU from the same two cores as
 what it measures: about 21-25 µs per redemption with aiokafka against 50 µs with
 kafka-python (the `cpu_microseconds_per_redemption` line), which is why aiokafka is the
@@ -51,11 +51,11 @@ from redeemer_common import (  # type: ignore[import-not-found]
     grow_state,
 )
 
-from passnum.codec import decode_command, encode
-from passnum.log import fetch_high_water_marks, make_consumer, make_producer
-from passnum.settings import Settings
-from passnum.topology import route_command, topology_for
-from passnum.voucher_codes import VoucherNumber, make_code, parse_code
+from passnum.core.codec import decode_command, encode
+from passnum.core.log import fetch_high_water_marks, make_consumer, make_producer
+from passnum.core.settings import Settings
+from passnum.core.topology import route_command, topology_for
+from passnum.ledger.voucher_codes import VoucherNumber, make_code, parse_code
 from schemas.messages import RedeemVoucher
 
 STALL_SECONDS = 60.0

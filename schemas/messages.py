@@ -1,7 +1,7 @@
 """Every command and event of the pass numérique ledger, version 1.
 
 A released class is never edited: a change is a new class (or `schema_version`) plus an
-upcaster in `passnum.codec`. Amounts are integer cents; personal data never appears
+upcaster in `passnum.core.codec`. Amounts are integer cents; personal data never appears
 (beneficiaries are pseudonymous references).
 """
 

@@ -11,10 +11,10 @@ from typing import Iterator
 import psycopg
 import pytest
 
-from passnum.broker import ManagedBroker, create_topics
-from passnum.database import apply_migrations, resolve_database
-from passnum.processes import WorkerProcess
-from passnum.settings import Settings
+from passnum.core.broker import ManagedBroker, create_topics
+from passnum.core.database import apply_migrations, resolve_database
+from passnum.core.processes import WorkerProcess
+from passnum.core.settings import Settings
 
 
 def free_port() -> int:

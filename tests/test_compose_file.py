@@ -40,7 +40,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 
-from passnum.settings import Settings  # noqa: E402
+from passnum.core.settings import Settings  # noqa: E402
 
 COMPOSE_FILE = REPOSITORY / "docker-compose.yml"
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
@@ -117,7 +117,7 @@ def schema_problems(compose: Compose) -> list[str]:
 def unknown_settings_variables(compose: Compose) -> list[str]:
     # Settings ignores unknown variables, so a misspelt one silently leaves the default.
     return [
-        f"{name}: {key} is not a field of passnum.settings.Settings"
+        f"{name}: {key} is not a field of passnum.core.settings.Settings"
         for name, service in compose.get("services", {}).items()
         for key in environment_of(service)
         if key.startswith("PASSNUM_") and key not in SETTINGS_VARIABLES

@@ -31,7 +31,7 @@ import json
 from array import array
 from dataclasses import dataclass, field
 
-from passnum.codec import DecodeFailure, decode_event
+from passnum.core.codec import DecodeFailure, decode_event
 from schemas.base import Event
 from schemas.messages import (
     AuditCheckpointSigned,
@@ -514,7 +514,7 @@ class Books:
             return
         if isinstance(event, (IssuerCommandRejected, RedeemerCommandRejected)):
             # Refusals change no books; counted by reason, so that an operator's skip of
-            # a record (`skipped_by_operator`, passnum/log_cli.py) shows in every audit.
+            # a record (`skipped_by_operator`, passnum/tools/log_cli.py) shows in every audit.
             self.count_outcome(event.type, event.reason)
             return
         if self.excluded(micros, getattr(event, "siren", None)):

@@ -1,6 +1,6 @@
 """The hot event types decoded straight from the codec's bytes, without building a dict.
 
-Every event on the log was written by the one codec (`passnum.codec.encode`, pydantic's
+Every event on the log was written by the one codec (`passnum.core.codec.encode`, pydantic's
 `model_dump_json`): compact JSON, fields in the order the model declares them, UTC
 instants written `...Z`. For the frequent types, the patterns below match exactly that
 form, and only documents that are valid for the model and for the books: the exact key

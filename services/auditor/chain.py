@@ -30,7 +30,7 @@ from binascii import hexlify
 from dataclasses import dataclass, field
 from hashlib import sha256
 
-from passnum.codec import GENESIS_HASH
+from passnum.core.codec import GENESIS_HASH
 
 NEW = 0
 DUPLICATE = 1
@@ -68,7 +68,7 @@ class StreamChain:
     # The last full hash of the stream (ASCII bytes of the header), for the live comparison
     # with processor positions and the checkpoints.
     head_raw: bytes = GENESIS_HASH.encode()
-    # The highest sequence whose head signature verified (passnum.head_signatures); the
+    # The highest sequence whose head signature verified (passnum.core.head_signatures); the
     # events after it were not signed by a processor's key.
     signed_through: int = 0
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from passnum.codec import event_id_for
+from passnum.ledger.identity import event_id_for
 from schemas.messages import AuditCheckpointSigned
 from services.auditor.books import Finding
 from services.auditor.chain import StreamChain, cut_before

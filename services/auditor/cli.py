@@ -7,7 +7,7 @@
     passnum audit checkpoint --month 2026-03 --key auditor.pem [--allow-quiet-streams]
     passnum audit year-end --year 2026 [--json]
 
-`passnum/cli.py` mounts one command named `audit`, so the actions are its first argument.
+`passnum/tools/cli.py` mounts one command named `audit`, so the actions are its first argument.
 Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage error,
 3 when something it needs does not answer: the broker, the database, the PDF printer.
 """
@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from passnum.settings import Settings
+from passnum.core.settings import Settings
 
 if TYPE_CHECKING:
-    from services.auditor.replay import Replayer, ReplayOptions
-    from services.auditor.report import AuditReport
+    from services.auditor.replay import ReplayOptions
 
 # Trusted checkpoint keys (hex Ed25519 public keys, comma separated), besides --trusted-key.
 TRUSTED_KEYS_VARIABLE = "PASSNUM_AUDITOR_TRUSTED_KEYS"
@@ -64,9 +63,9 @@ def audit_command(
         _keygen(key)
         return
     options = _options(until, collectivite, trusted_key, settings)
-    from passnum.status import require_broker
+    from passnum.core.status import require_broker
 
-    # Within a few seconds, one line and exit 3 when no broker answers (passnum/cli.py).
+    # Within a few seconds, one line and exit 3 when no broker answers (passnum/tools/cli.py).
     require_broker(settings)
     if action == "checkpoint":
         raise typer.Exit(code=_checkpoint(settings, options, month, key, allow_quiet_streams))
@@ -85,7 +84,7 @@ def audit_command(
 
 def _options(until: str | None, collectivite: str | None, trusted_key: list[str],
              settings: Settings) -> ReplayOptions:
-    from passnum.head_signatures import trusted_head_keys
+    from passnum.core.head_signatures import trusted_head_keys
     from services.auditor.replay import ReplayOptions
 
     keys = set(trusted_key) | {k.strip() for k in os.environ.get(TRUSTED_KEYS_VARIABLE,
@@ -116,12 +115,13 @@ class Outputs:
 
 
 def run_once(settings: Settings, options: ReplayOptions, outputs: Outputs) -> int:
+    from services.auditor.live import agree_with_database
     from services.auditor.progress import replay_with_progress
     from services.auditor.summary import print_summary
 
     replayer, report, seconds = replay_with_progress(settings, options, outputs.progress)
     if outputs.use_database:
-        report = _with_database(settings, replayer, report)
+        report = agree_with_database(settings, replayer, report)
     if outputs.html is not None:
         from services.auditor.html_report import write_html
 
@@ -152,21 +152,6 @@ def _write_pdf(settings: Settings, report: object, outputs: Outputs) -> None:
     except PdfError as error:
         typer.echo(f"PDF not written: {error}", err=True)
         raise typer.Exit(code=3) from error
-
-
-def _with_database(settings: Settings, replayer: Replayer, report: AuditReport) -> AuditReport:
-    """Live agreement with the services' tables, then the read models, when a database
-    answers; without one the replay's verdict stands alone."""
-    from passnum.database import apply_migrations, connect, resolve_database
-    from services.auditor.live import compare_with_live
-    from services.auditor.projections import load_projections
-
-    url = resolve_database(settings)
-    apply_migrations(url)
-    with connect(url) as connection:
-        report = compare_with_live(connection, replayer, report)
-        load_projections(connection, report, replayer.books)
-    return report
 
 
 def _keygen(key: Path | None) -> None:

@@ -20,8 +20,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from passnum.metrics import CONTENT_TYPE, AuditMetrics, exposition
-from passnum.settings import Settings
+from passnum.core.metrics import CONTENT_TYPE, AuditMetrics, exposition
+from passnum.core.settings import Settings
 from services.auditor.replay import Replayer, ReplayOptions
 
 logger = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> 
     _checkpoint_due_months(replayer, settings)
     report = replayer.judge()
     if use_database:
-        from services.auditor.cli import _with_database
+        from services.auditor.live import agree_with_database
 
-        report = _with_database(settings, replayer, report)  # type: ignore[assignment]
+        report = agree_with_database(settings, replayer, report)
     return {"status": "ok", "sound": report.sound, "records_read": replayer.records_read,
             "new_records": read, "findings": dict(report.findings_by_code),
             "as_of": report.as_of}

@@ -37,8 +37,10 @@ from services.auditor.books import (
     Finding,
     second_key,
 )
-from services.issuer import domain as issuer_domain
-from services.redeemer import domain as redeemer_domain
+from passnum.ledger import booklet as booklet_rules
+from passnum.ledger import envelope as envelope_rules
+from passnum.ledger import time as ledger_time
+from passnum.ledger import voucher as voucher_rules
 
 FRANCE = ZoneInfo("Europe/Paris")
 
@@ -110,7 +112,7 @@ def fold_envelopes(books: Books, judgement: Judgement) -> None:
             for stream, sequence, event in collectivite.envelope_events]
         facts += _activations_of(books, siren)
         facts.sort(key=itemgetter(0, 1))
-        envelope = issuer_domain.Envelope(siren)
+        envelope = envelope_rules.Envelope(siren)
         over_funds_reported = False
         start = 0
         while start < len(facts):
@@ -120,7 +122,7 @@ def fold_envelopes(books: Books, judgement: Judgement) -> None:
                 while end < len(facts) and facts[end][2] is None:
                     end += 1
                 activated_before = envelope.activated_cents
-                envelope = issuer_domain.evolve(envelope, _activation_run(siren, facts[start:end]))
+                envelope = envelope_rules.evolve(envelope, _activation_run(siren, facts[start:end]))
                 if envelope.activated_cents > envelope.received_cents and not over_funds_reported:
                     over_funds_reported = True
                     stream, sequence = _first_over(facts[start:end], activated_before,
@@ -131,7 +133,7 @@ def fold_envelopes(books: Books, judgement: Judgement) -> None:
                         f"{stream}#{sequence}", (position_placeholder(stream, sequence),), siren))
                 start = end
                 continue
-            envelope = issuer_domain.evolve(envelope, event)
+            envelope = envelope_rules.evolve(envelope, event)
             if isinstance(event, FundsReceived) and (
                     event.total_received_cents != envelope.received_cents):
                 judgement.findings.append(Finding(
@@ -216,11 +218,11 @@ class VenueTimeline:
 def venue_timelines(books: Books) -> list[VenueTimeline]:
     timelines = []
     for venue in books.venues:
-        view = redeemer_domain.RedeemerView({}, {}, {})
+        view = voucher_rules.RedeemerView({}, {}, {})
         keys: list[int] = []
         statuses: list[str] = []
         for key, _, _, event in sorted(venue.events, key=lambda item: item[:3]):
-            redeemer_domain.evolve(view, event)
+            voucher_rules.evolve(view, event)
             provider = view.providers.get(venue.siret)
             if provider is not None:
                 micros, phase = divmod(key, 4)
@@ -238,7 +240,7 @@ def venue_timelines(books: Books) -> list[VenueTimeline]:
 def judge_dates_in_the_future(books: Books, as_of_micros: int, tolerance_seconds: int,
                               findings: list[Finding]) -> None:
     """The redeemer refuses a scan dated later than its clock by more than the tolerance
-    (`services.redeemer.domain.scan_in_the_future`, with the same setting), and the audit
+    (`passnum.ledger.time.scan_in_the_future`, with the same setting), and the audit
     runs after every decision it reads: a standing redemption dated later than the audit's
     instant plus the tolerance was never decided so. (A refusal keeps the date its command
     carried: it changes no books, and is not judged here.)"""
@@ -251,7 +253,7 @@ def judge_dates_in_the_future(books: Books, as_of_micros: int, tolerance_seconds
     tolerance = timedelta(seconds=tolerance_seconds)
     for voucher in range(books.voucher_total):
         # the redeemer's own rule, on the instant kept (to the second, rounded down)
-        if seconds[voucher] > bound_second and redeemer_domain.scan_in_the_future(
+        if seconds[voucher] > bound_second and ledger_time.scan_in_the_future(
                 _instant(seconds[voucher]), as_of, tolerance):
             findings.append(Finding(
                 "redemption_in_the_future", f"{_voucher_id(books, voucher)} dated "
@@ -315,7 +317,7 @@ def _voucher_id(books: Books, voucher: int) -> str:
 
 @lru_cache(maxsize=65_536)
 def paris_month(hour_since_epoch: int) -> str:
-    """Settlement months are French calendar months (services.redeemer.settlement)."""
+    """Settlement months are French calendar months (passnum.ledger.settlement_month)."""
     moment = datetime.fromtimestamp((hour_since_epoch * 3600), tz=timezone.utc)
     return moment.astimezone(FRANCE).strftime("%Y-%m")
 
@@ -382,7 +384,7 @@ class VenueRules:
         place = (framing_index, venue)
         inside = self.perimeter_cache.get(place)
         if inside is None:
-            inside = self.perimeter_cache[place] = redeemer_domain.in_perimeter(
+            inside = self.perimeter_cache[place] = booklet_rules.in_perimeter(
                 books.framings[framing_index].perimeter, self.timelines[venue].address_code)
         return inside
 

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 
 import psycopg
 
+from passnum.core.settings import Settings
 from services.auditor import wire
 from services.auditor.books import Books, Finding
 from services.auditor.report import AuditReport
@@ -204,3 +205,18 @@ def _bounded(findings: list[Finding], table: str) -> list[Finding]:
     kept[-1] = Finding(last.code, f"{last.detail} (and {len(findings) - ROWS_NAMED} more "
                        f"rows of {table} differ)", last.event_ids, last.siren)
     return kept
+
+
+def agree_with_database(settings: Settings, replayer: object,
+                        report: AuditReport) -> AuditReport:
+    """Live agreement with the services' tables, then the read models, when a database
+    answers; without one the replay's verdict stands alone."""
+    from passnum.core.database import apply_migrations, connect, resolve_database
+    from services.auditor.projections import load_projections
+
+    url = resolve_database(settings)
+    apply_migrations(url)
+    with connect(url) as connection:
+        report = compare_with_live(connection, replayer, report)
+        load_projections(connection, report, replayer.books)  # type: ignore[attr-defined]
+    return report

@@ -30,18 +30,38 @@ from array import array
 from dataclasses import replace
 from itertools import repeat
 from operator import add, mul, or_
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from services.auditor.books import Books
 from services.auditor.chain import ChainVerifier, StreamChain
-from services.auditor.reader import partitions_of, read_record_batches
+from services.auditor.reader import collector_paused, partitions_of, read_record_batches
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext
 
-    from services.auditor.replay import Replayer
-
 logger = logging.getLogger(__name__)
+
+
+class Replayer(Protocol):
+    """What a part's reading needs of `services.auditor.replay.Replayer` (which imports this
+    module: the class itself is handed to the worker processes, never imported here)."""
+
+    settings: Any
+    options: Any
+    books: Books
+    chains: ChainVerifier
+    canonical: Any
+    record_findings: list
+    records_read: int
+    invalid_count: int
+
+    def __init__(self, settings: Any, options: Any) -> None: ...
+
+    def topics_in_order(self) -> list[str]: ...
+
+    def ingest_batch(self, topic: str, partition: int, records: list) -> None: ...
+
+    def adopt(self, books: Books, chains: ChainVerifier, parts: list) -> None: ...
 
 # Two cores here; more workers than partitions would idle.
 DEFAULT_PROCESSES = max(1, min(4, os.cpu_count() or 1))
@@ -103,7 +123,7 @@ def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[
     for places in plan:
         receiving, sending = context.Pipe(duplex=False)
         worker = context.Process(target=_worker, name="audit-part", daemon=True, args=(
-            sending, replayer.settings, replayer.options, replayer.chains.key,
+            sending, type(replayer), replayer.settings, replayer.options, replayer.chains.key,
             replayer.chains.sequence_limit, places))
         worker.start()
         sending.close()
@@ -124,24 +144,21 @@ def _run_workers(replayer: Replayer, plan: list[list[tuple[str, int]]]) -> list[
     return parts
 
 
-def _worker(sending: Any, settings: Any, options: Any, key: int, sequence_limit: int,
-            places: list[tuple[str, int]]) -> None:
-    from services.auditor.replay import collector_paused
-
+def _worker(sending: Any, replayer_class: type[Replayer], settings: Any, options: Any, key: int,
+            sequence_limit: int, places: list[tuple[str, int]]) -> None:
     try:
         with collector_paused():
-            payload = _read_part(settings, options, key, sequence_limit, places)
+            payload = _read_part(replayer_class, settings, options, key, sequence_limit,
+                                     places)
     except BaseException as error:  # noqa: BLE001 (handed to the parent, raised there)
         payload = pickle.dumps(error)
     sending.send_bytes(payload)
     sending.close()
 
 
-def _read_part(settings: Any, options: Any, key: int, sequence_limit: int,
-               places: list[tuple[str, int]]) -> bytes:
-    from services.auditor.replay import Replayer
-
-    replayer = Replayer(settings, options)
+def _read_part(replayer_class: type[Replayer], settings: Any, options: Any, key: int,
+               sequence_limit: int, places: list[tuple[str, int]]) -> bytes:
+    replayer = replayer_class(settings, options)
     replayer.chains = ChainVerifier(key)
     replayer.chains.sequence_limit = sequence_limit
     replayer.books.partial = True

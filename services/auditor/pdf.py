@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from passnum.settings import Settings
+from passnum.core.settings import Settings
 
 # Headless, no sandbox (containers run it as root), no GPU, and nothing that reaches the
 # network or updates itself while printing a local file.

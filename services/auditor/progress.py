@@ -13,8 +13,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from passnum.log import fetch_high_water_marks
-from passnum.settings import Settings
+from passnum.core.log import fetch_high_water_marks
+from passnum.core.settings import Settings
 from services.auditor.replay import Replayer, ReplayOptions
 from services.auditor.report import AuditReport
 

@@ -1,7 +1,7 @@
 """The auditor's PostgreSQL read models: per collectivité, venue, month and booklet, loaded
 with COPY in one transaction per replay (TRUNCATE then COPY: a reader waits for the commit
 and then sees the whole new replay, never half of one; rerunning replaces, never adds).
-Schema and views: passnum/migrations/0030_auditor_read_models.sql."""
+Schema and views: passnum/core/migrations/0030_auditor_read_models.sql."""
 
 from __future__ import annotations
 

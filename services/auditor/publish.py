@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from passnum.codec import encode
-from passnum.log import make_producer
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import encode
+from passnum.core.log import make_producer
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
 from schemas.base import Event
 
 PUBLISH_TIMEOUT_SECONDS = 30.0

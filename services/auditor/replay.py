@@ -15,38 +15,36 @@ faulty log costs a second read, a sound one never does.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from hashlib import sha256
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
-from passnum.codec import CHAIN_HEADER, SIGNATURE_HEADER
-from passnum.head_signatures import verify_head
-from passnum.log import fetch_high_water_marks
-from passnum.settings import Settings
-from passnum.topology import Topology, topology_for
+from passnum.core.codec import CHAIN_HEADER, SIGNATURE_HEADER
+from passnum.core.head_signatures import verify_head
+from passnum.core.log import fetch_high_water_marks
+from passnum.core.settings import Settings
+from passnum.core.topology import Topology, topology_for
 from services.auditor import checkpoint, compiled, wire
 from services.auditor.books import Books, Finding, apply_value
 from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import NEW, REJECTED, ChainVerifier, StreamChain
 from services.auditor.invariants import (
     Judgement,
-    judge_dates_in_the_future,
     VenueRules,
     check_balance,
     fold_envelopes,
+    judge_dates_in_the_future,
     requests_decided_twice,
     resolve_contested,
     sweep_vouchers,
     venue_timelines,
 )
 from services.auditor.parallel import Forked
-from services.auditor.reader import read_batches, read_record_batches
+from services.auditor.reader import collector_paused, read_batches, read_record_batches
 from services.auditor.report import AuditReport, build_report
 from services.auditor.settlement_checks import check_settlement, redemption_places
 from services.auditor.wire import InvalidEvent
@@ -65,7 +63,7 @@ class ReplayOptions:
     # Worker processes for the first read, split by partition (services.auditor.parallel);
     # 0: one per core (at most 4), 1: read in this process.
     processes: int = 0
-    # Public keys of the processors' chain-head signatures (passnum.head_signatures);
+    # Public keys of the processors' chain-head signatures (passnum.core.head_signatures);
     # empty: heads are not checked (logs written without workers: tests, benchmark).
     head_keys: tuple[bytes, ...] = ()
 
@@ -340,24 +338,6 @@ class Replayer:
         return report
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while records are read and folded. The fold makes
-    millions of short-lived objects (bytes, tuples, match objects) and no reference cycles
-    worth waiting for, but each 700 allocations trigger a collection that walks the young
-    objects, and every tenth of those the older ones, record batches waiting in the
-    reader's queue included. Reference counting still frees everything at once; what a
-    cycle might hold (an exception's traceback) is collected when the read ends.
-    Measured: about 10 % of the read (docs/auditor.md)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _chain_header(headers: Iterable) -> bytes | None:
     """The first non-empty `passnum-chain` header (as `wire.parse_chain_header` takes it)."""
     for name, raw in headers:
@@ -453,7 +433,7 @@ def replay(settings: Settings, options: ReplayOptions | None = None,
            progress: ProgressCallback | None = None) -> AuditReport:
     """Replay every event topic from offset 0 and judge the books (by default with the
     processors' public keys the settings give: the demo's audit checks the heads)."""
-    from passnum.head_signatures import trusted_head_keys
+    from passnum.core.head_signatures import trusted_head_keys
 
     replayer = Replayer(settings, options or ReplayOptions(head_keys=trusted_head_keys(settings)))
     replayer.read(progress)

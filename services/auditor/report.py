@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.messages import ProviderAccredited
 from services.auditor import wire
@@ -18,7 +18,18 @@ from services.auditor.invariants import CollectiviteBooks, Judgement, Tally
 
 if TYPE_CHECKING:
     from services.auditor.books import Books
-    from services.auditor.replay import Replayer
+    from services.auditor.chain import ChainVerifier
+
+
+class ReplayState(Protocol):
+    """What a report is built from (`services.auditor.replay.Replayer`, which imports this
+    module)."""
+
+    books: Books
+    options: Any
+    chains: ChainVerifier
+    records_read: int
+    invalid_count: int
 
 # A log broken everywhere would otherwise list millions of identical findings.
 MAX_FINDINGS_PER_CODE = 1_000
@@ -170,7 +181,7 @@ def venue_names(books: "Books") -> dict[str, str]:
     return dict(sorted(names.items()))
 
 
-def build_report(replayer: "Replayer", judgement: Judgement, as_of_micros: int) -> AuditReport:
+def build_report(replayer: ReplayState, judgement: Judgement, as_of_micros: int) -> AuditReport:
     books, options = replayer.books, replayer.options
     selected = {siren: books_of for siren, books_of in judgement.collectivites.items()
                 if options.collectivite is None or siren == options.collectivite}

@@ -1,6 +1,6 @@
 """Settlement invariants, pure: every redemption on at most one statement, statements that
 add up to the redemptions they list, at the venue that redeemed them, dated before the end
-of the statement's month (services.redeemer.settlement states the rule), and monthly
+of the statement's month (passnum.ledger.settlement_month states the rule), and monthly
 closings that add up to their statements.
 
 Statements name redemptions by event id; the books keep each redemption's event id as a
@@ -17,9 +17,9 @@ from itertools import compress, repeat
 from operator import lshift, or_
 from typing import cast
 
+from passnum.ledger.settlement_month import month_end
 from services.auditor.books import SECONDS_EPOCH, Books, Finding
 from services.auditor.invariants import Judgement, placeholder
-from services.redeemer.settlement import month_end
 
 SLICES = 16
 # Up to this many standing redemptions, one dictionary fingerprint -> voucher is built in C

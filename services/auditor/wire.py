@@ -5,7 +5,7 @@ which alone would cap the replay. So the frequent event types (`HOT_TYPES`) are 
 without it: first by the compiled patterns of `services.auditor.canonical` (the codec's
 own bytes), and otherwise with the standard `json` module into a dict whose fields the
 books read and check themselves (here); every other type goes through the one codec
-(`passnum.codec.decode_event`).
+(`passnum.core.codec.decode_event`).
 
 Why that is still sound:
 - every event was validated by the producer's codec before it was written, and the chain

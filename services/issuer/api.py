@@ -2,7 +2,7 @@
 
 One path to every decision: a POST becomes a command on the issuer's command topic, decided
 by the same processor as any other command, and the answer is the outcome the processor
-recorded (`passnum.http.CommandGateway`). So an HTTP client gets exactly the idempotency,
+recorded (`passnum.edge.http.CommandGateway`). So an HTTP client gets exactly the idempotency,
 ordering and audit trail of the log: the `Idempotency-Key` header is the command's
 `request_id` (namespaced by tenant), a retry gets the recorded outcome again, and a refusal
 is a recorded `issuer_command_rejected` fact before it is an HTTP status.
@@ -16,7 +16,7 @@ the edge (services/issuer/beneficiaries.py), and is never logged, stored or echo
 
 The routes, bodies and statuses are declared once in `ROUTES` and the models below; what
 both HTTP APIs share (authentication, idempotency keys, bodies, the 504 and 500 answers) is
-in `passnum.web_api`. The OpenAPI document (`services/issuer/openapi.py`, served at
+in `passnum.edge.web_api`. The OpenAPI document (`services/issuer/openapi.py`, served at
 /openapi.json and written to docs/openapi-issuer.json) is generated from them.
 """
 
@@ -29,10 +29,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from passnum.http import Outcome, Tenant, error_body
-from passnum.settings import Settings
-from passnum.voucher_codes import VoucherNumber, make_code
-from passnum.web_api import (
+from passnum.core.settings import Settings
+from passnum.edge.http import Outcome, Tenant, error_body
+from passnum.edge.web_api import (
     IDEMPOTENCY_HEADER,
     Answer,
     ApiError,
@@ -45,6 +44,7 @@ from passnum.web_api import (
     limit_query,
     namespaced_request_id,
 )
+from passnum.ledger.voucher_codes import VoucherNumber, make_code
 from schemas.base import Cents, Command, LedgerDate, PositiveCents
 from schemas.messages import (
     BlockBooklet,
@@ -68,7 +68,7 @@ from services.issuer.beneficiaries import (
 @dataclass(frozen=True)
 class IssuerLimits(ApiLimits):
     # An order's answer lists every event (one per booklet): bounded so that it stays a
-    # few megabytes. Bigger orders go through the log (`passnum.client`).
+    # few megabytes. Bigger orders go through the log (`passnum.edge.client`).
     order_booklets_max: int = 10_000
 
 

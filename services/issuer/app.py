@@ -7,12 +7,12 @@ worker's web server. Nothing connects at import: connections open when the app s
 
 from __future__ import annotations
 
-from passnum.database import connect
-from passnum.head_signatures import signer_for
-from passnum.settings import Settings
-from passnum.topology import topology_for
-from passnum.worker import attach_batch_consumer, build_app
-from services.issuer.domain import Policy
+from passnum.core.database import connect
+from passnum.core.head_signatures import signer_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.core.worker import attach_batch_consumer, build_app
+from passnum.ledger.envelope import Policy
 from services.issuer.handler import IssuerHandler
 from services.issuer.web import attach_apis
 

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import typer
 
-from passnum.settings import Settings
+from passnum.core.settings import Settings
 
 booklets_app = typer.Typer(no_args_is_help=True, help="Printed booklets (PDF)")
 
@@ -44,7 +44,7 @@ def print_to_file(settings: Settings, identifier: str, output: Path) -> int:
     """Write the PDF of a booklet or an order to `output` (nothing is written when it is
     refused: PrintRefused, FontMissing); the number of booklets printed. Also what the
     demo calls."""
-    from passnum.database import connect
+    from passnum.core.database import connect
     from services.issuer.print_api import load_printable, selection_of
     from services.issuer.printing import render_booklets
 

@@ -4,7 +4,7 @@
 - `seed`: register the 87 partner collectivités (optionally commit envelopes, issue tokens);
 - `forget-beneficiaries SIREN`: destroy a collectivité's beneficiary secret.
 
-Every change goes through the log as commands (`passnum.client.LedgerClient`), decided by
+Every change goes through the log as commands (`passnum.edge.client.LedgerClient`), decided by
 the issuer worker like any other: this tool decides nothing itself.
 """
 
@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence, cast
 
 import typer
 
-from passnum.settings import Settings
+from passnum.core.settings import Settings
 
 if TYPE_CHECKING:
+    import psycopg
     from rich.progress import Progress
 
-    import psycopg
-
-    from passnum.client import LedgerClient
-    from passnum.seed import Partner
+    from passnum.edge.client import LedgerClient
+    from passnum.ledger.partners import Partner
     from schemas.base import Command, Event
     from services.issuer.bulk import InvalidRow, Summary
 
@@ -36,7 +35,7 @@ POLL_SECONDS = 0.5
 
 
 def _database_url(settings: Settings) -> str:
-    from passnum.database import apply_migrations, resolve_database
+    from passnum.core.database import apply_migrations, resolve_database
 
     url = resolve_database(settings)
     apply_migrations(url)
@@ -86,7 +85,7 @@ class _References:
         self.secrets: dict[str, bytes] = {}
 
     def __call__(self, siren: str, identifier: str) -> str:
-        from passnum.database import connect
+        from passnum.core.database import connect
         from services.issuer import store
         from services.issuer.beneficiaries import beneficiary_reference
 
@@ -128,9 +127,14 @@ def bulk_distribute(
     """Distribute the booklets of a CSV file through the log. Running the same file again
     is safe: every row gets its recorded outcome, never a second effect. Exit status 0 when
     every row was distributed, 1 otherwise."""
-    from passnum.client import LedgerClient
-    from services.issuer.bulk import CsvFormatError, file_tag, plan_distributions, read_rows
-    from services.issuer.bulk import summarise
+    from passnum.edge.client import LedgerClient
+    from services.issuer.bulk import (
+        CsvFormatError,
+        file_tag,
+        plan_distributions,
+        read_rows,
+        summarise,
+    )
 
     settings = Settings.from_environment()
     content = file.read_bytes()
@@ -159,10 +163,10 @@ def bulk_distribute(
 
 
 def _write_tokens(settings: Settings, partners: Sequence[Partner], path: Path) -> None:
-    from passnum.database import connect
-    from passnum.http import issue_token
-
     import csv
+
+    from passnum.core.database import connect
+    from passnum.edge.http import issue_token
 
     # Created readable by the operator only, before a token is written into it.
     path.touch(mode=0o600, exist_ok=True)
@@ -183,12 +187,12 @@ def seed(
     tokens: Optional[Path] = typer.Option(None, help="write siren,name,token to this CSV"),
     timeout_seconds: float = typer.Option(120.0),
 ) -> None:
-    """Register the programme's partner collectivités (passnum.seed). Idempotent: a second
+    """Register the programme's partner collectivités (passnum.ledger.partners). Idempotent: a second
     run gets the recorded outcomes (request ids are derived from the SIREN)."""
     from collections import Counter
 
-    from passnum.client import LedgerClient
-    from passnum.seed import collectivites
+    from passnum.edge.client import LedgerClient
+    from passnum.ledger.partners import collectivites
     from schemas.messages import FundEnvelope, IssuerCommandRejected, RegisterCollectivite
 
     settings = Settings.from_environment()
@@ -230,7 +234,7 @@ def forget_beneficiaries(
 ) -> None:
     """Destroy the collectivité's beneficiary secret: the pseudonymous references already in
     the log can never again be linked to a person. Irreversible."""
-    from passnum.database import connect
+    from passnum.core.database import connect
     from services.issuer.store import destroy_beneficiary_secret
 
     if not yes:

@@ -7,20 +7,22 @@ from typing import Sequence
 
 import psycopg
 
-from passnum.head_signatures import HeadSigner
-from passnum.processing import Decision
-from passnum.topology import Topology, booklet_key, siren_key
+from passnum.core.head_signatures import HeadSigner
+from passnum.core.processing import Decision
+from passnum.core.topology import Topology, booklet_key, siren_key
 from schemas.base import Command, Event
 from schemas.messages import ISSUER_COMMANDS, BookletActivated, OrderBooklets
+from passnum.ledger.booklet import Booklet, evolve_booklet
+from passnum.ledger.envelope import Envelope, Policy, evolve
 from services.issuer import domain, store
 
 
 @dataclass
 class IssuerHandler:
     topology: Topology
-    policy: domain.Policy
+    policy: Policy
     processor: str = "issuer"
-    # signs the head of each stream in a batch (passnum.head_signatures); None: unsigned
+    # signs the head of each stream in a batch (passnum.core.head_signatures); None: unsigned
     head_signer: HeadSigner | None = None
 
     @property
@@ -62,12 +64,12 @@ class IssuerHandler:
         decisions = []
         for command in commands:
             siren = command.siren  # type: ignore[attr-defined]
-            before = batch.envelopes.get(siren) or domain.Envelope(siren)
+            before = batch.envelopes.get(siren) or Envelope(siren)
             booklet = batch.booklets.get(getattr(command, "booklet_id", ""))
             events = domain.decide(before, booklet, command, self.policy)
             envelope = before
             for event in events:
-                envelope = domain.evolve(envelope, event)
+                envelope = evolve(envelope, event)
                 batch.fold_booklet_event(event)
             # A refused command changes no state: no row for a SIREN it named in vain.
             if envelope != before:
@@ -82,8 +84,8 @@ class IssuerHandler:
 class _BatchState:
     """The state one batch loaded, and what its decisions changed."""
 
-    envelopes: dict[str, domain.Envelope]
-    booklets: dict[str, domain.Booklet]
+    envelopes: dict[str, Envelope]
+    booklets: dict[str, Booklet]
     loaded: set[str] = field(default_factory=set)
     touched_envelopes: set[str] = field(default_factory=set)
     touched_booklets: set[str] = field(default_factory=set)
@@ -98,7 +100,7 @@ class _BatchState:
         booklet_id = getattr(event, "booklet_id", None)
         if not booklet_id:
             return
-        updated = domain.evolve_booklet(self.booklets.get(booklet_id), event)
+        updated = evolve_booklet(self.booklets.get(booklet_id), event)
         if updated is not None:
             self.booklets[booklet_id] = updated
             self.touched_booklets.add(booklet_id)

@@ -1,5 +1,5 @@
 """What is the issuer's own in its OpenAPI document: the words for each status, the
-parameters, the title. passnum/openapi.py builds the document from these and `api.ROUTES`.
+parameters, the title. passnum/edge/openapi.py builds the document from these and `api.ROUTES`.
 
 `python -m services.issuer.openapi` rewrites docs/openapi-issuer.json, which unit and
 integration tests compare with the code and with the routes the worker serves.
@@ -11,14 +11,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from passnum.openapi import (
+from passnum.edge.openapi import (
     ApiDescription,
     build_document,
     limit_parameter,
     reasons_with,
     write_document,
 )
-from passnum.web_api import ErrorResponse
+from passnum.edge.web_api import ErrorResponse
 from services.issuer.api import LIMITS, REJECTION_STATUS, ROUTES
 from services.issuer.operator_api import ROUTES as OPERATOR_ROUTES
 from services.issuer.print_api import print_operations

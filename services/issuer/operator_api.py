@@ -5,7 +5,7 @@ document; only an operator's token opens them (`passnum token issue operator NAM
 
 Every write is an issuer command on the log (`RegisterCollectivite`, `FundEnvelope`,
 `RecordFundsReceived`), decided by the issuer like any other; its answer is the recorded
-outcome (passnum/operator_api.py). A SIREN without a valid check digit is refused here,
+outcome (passnum/edge/operator_api.py). A SIREN without a valid check digit is refused here,
 before any command: the issuer keeps an envelope row for every SIREN a command names, and a
 SIREN that cannot exist must leave nothing behind.
 """
@@ -18,19 +18,20 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from passnum.http import Tenant, TokenCache
-from passnum.operator_api import (
+from passnum.core.settings import Settings
+from passnum.edge.http import Tenant, TokenCache
+from passnum.edge.operator_api import (
     LIMITS,
     READ_ERRORS,
     WRITE_ERRORS,
-    OperatorCommandResponse,
     OperatorApi,
+    OperatorCommandResponse,
     TokenTarget,
     keyset_query,
     token_routes,
 )
-from passnum.settings import Settings
-from passnum.web_api import Answer, ApiError, RequestBody, RequestHandler, Route
+from passnum.edge.web_api import Answer, ApiError, RequestBody, RequestHandler, Route
+from passnum.ledger.envelope import siren_is_valid
 from schemas.base import Cents, Command, PositiveCents
 from schemas.messages import (
     FundEnvelope,
@@ -41,7 +42,6 @@ from schemas.messages import (
 )
 from services.issuer.api import LIMITS as TENANT_LIMITS
 from services.issuer.api import REJECTION_STATUS
-from services.issuer.domain import siren_is_valid
 
 PREFIX = "/v1/operator/collectivites"
 ONE = PREFIX + "/{siren}"

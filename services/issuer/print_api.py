@@ -30,12 +30,12 @@ import faust
 import psycopg
 from faust.web import View
 
-from passnum.http import Tenant
-from passnum.openapi import ApiDescription
-from passnum.problems import PROBLEM_MEDIA_TYPE
-from passnum.settings import Settings
-from passnum.web_api import Answer, ApiError
-from passnum.web_views import _send as send_answer
+from passnum.core.settings import Settings
+from passnum.edge.http import Tenant
+from passnum.edge.openapi import ApiDescription
+from passnum.edge.problems import PROBLEM_MEDIA_TYPE
+from passnum.edge.web_api import Answer, ApiError
+from passnum.edge.web_views import _send as send_answer
 from services.issuer.api import IssuerApi
 from services.issuer.printing import PrintedBooklet, printed_booklet, render_booklets
 

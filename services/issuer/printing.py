@@ -24,7 +24,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 from fpdf import FPDF
 
-from passnum.voucher_codes import VoucherNumber, make_code
+from passnum.ledger.voucher_codes import VoucherNumber, make_code
 
 LOCALE = "fr_FR"
 # Faces of DejaVu (fonts-dejavu-core): regular and bold sans for text, bold mono for codes,

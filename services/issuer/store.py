@@ -13,8 +13,9 @@ from typing import Iterable
 
 import psycopg
 
+from passnum.ledger.booklet import Booklet
+from passnum.ledger.envelope import Envelope, Order
 from services.issuer.beneficiaries import SECRET_BYTES
-from services.issuer.domain import Booklet, Envelope, Order
 
 
 def _envelope_from_json(document: dict) -> Envelope:

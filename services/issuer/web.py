@@ -1,6 +1,6 @@
 """Mounting the issuer's HTTP API on the faust worker's web server.
 
-The views are generated from `api.ROUTES` (passnum/web_views.py): each hands the request to
+The views are generated from `api.ROUTES` (passnum/edge/web_views.py): each hands the request to
 `IssuerApi` (services/issuer/api.py), which authenticates, validates and answers. The API's
 connections open in a faust service that starts with the worker, never at import.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import faust
 
-from passnum.operator_api import OperatorApi
-from passnum.settings import Settings
-from passnum.web_views import mount_api
+from passnum.core.settings import Settings
+from passnum.edge.operator_api import OperatorApi
+from passnum.edge.web_views import mount_api
 from services.issuer.api import IssuerApi
 from services.issuer.openapi import openapi_document
 from services.issuer.operator_api import operator_api

@@ -2,7 +2,7 @@
 
 One path to every decision: a POST becomes a command on the redeemer's command topic,
 decided by the same processor as a scan sent by any other client, and the answer is the
-outcome the processor recorded (`passnum.http.CommandGateway`). The `Idempotency-Key`
+outcome the processor recorded (`passnum.edge.http.CommandGateway`). The `Idempotency-Key`
 header is the command's `request_id`, namespaced by venue; the server's clock sets
 `occurred_at` (it is not part of the request fingerprint, so a retry is the same request).
 
@@ -13,7 +13,7 @@ voucher another venue redeemed says when (409, `redeemed_at`), never where.
 
 Statuses: `REJECTION_STATUS` below, documented in docs/redeemer.md and in the OpenAPI
 document generated from `ROUTES` (services/redeemer/openapi.py). What both HTTP APIs share
-(authentication, idempotency keys, bodies, the 504 and 500 answers) is in `passnum.web_api`.
+(authentication, idempotency keys, bodies, the 504 and 500 answers) is in `passnum.edge.web_api`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from passnum.http import Outcome, Tenant, error_body
-from passnum.problems import ProblemDetails
-from passnum.settings import Settings
-from passnum.web_api import (
+from passnum.core.settings import Settings
+from passnum.edge.http import Outcome, Tenant, error_body
+from passnum.edge.problems import ProblemDetails
+from passnum.edge.web_api import (
     IDEMPOTENCY_HEADER,
     Answer,
     ApiError,
@@ -41,6 +41,7 @@ from passnum.web_api import (
     limit_query,
     namespaced_request_id,
 )
+from passnum.ledger.voucher import REDEMPTION_PRECEDENCE
 from schemas.base import LEDGER_MONTH_PATTERN, YEAR_MAX, YEAR_MIN, Command, Event
 from schemas.messages import (
     CancelRedemption,
@@ -51,7 +52,6 @@ from schemas.messages import (
     RedemptionRejected,
 )
 from services.redeemer import queries
-from services.redeemer.domain import REDEMPTION_PRECEDENCE
 
 LIMITS = ApiLimits(page_size_max=1000, body_max_bytes=4 * 1024, outcome_timeout_seconds=10.0)
 _VOUCHER_ID = re.compile(r"^[0-9]{9}-[0-9]{7}-[0-9]{2}$")  # ASCII digits, as in schemas

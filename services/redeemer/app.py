@@ -2,7 +2,7 @@
 
 Where a voucher is redeemed: `services.redeemer.domain.decide_redeem`. Why it cannot be
 redeemed twice: see the docstring of that module and docs/processing.md. Settlement:
-`services.redeemer.settlement`. The venues' HTTP API (services/redeemer/web.py) is mounted
+`passnum.ledger.settlement_month`. The venues' HTTP API (services/redeemer/web.py) is mounted
 on the worker's web server. Nothing connects at import: connections open when the app starts.
 
 `PASSNUM_REDEEMER_PROFILE=timing` (or a file path, for cProfile) logs where the worker's
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from passnum.database import connect
-from passnum.head_signatures import signer_for
-from passnum.settings import Settings
-from passnum.topology import topology_for
-from passnum.worker import attach_batch_consumer, build_app
+from passnum.core.database import connect
+from passnum.core.head_signatures import signer_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.core.worker import attach_batch_consumer, build_app
 from services.redeemer.counter import attach_counter
 from services.redeemer.handler import RedeemerHandler
 from services.redeemer.profiling import instrument

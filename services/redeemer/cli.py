@@ -11,7 +11,7 @@ from typing import NoReturn, Optional
 
 import typer
 
-from passnum.settings import Settings
+from passnum.core.settings import Settings
 
 redeemer_app = typer.Typer(no_args_is_help=True, help="Venues, redemptions and settlement")
 
@@ -33,7 +33,7 @@ def redeem_file(
     results: Optional[Path] = typer.Option(None, help="write line, code, outcome as CSV"),
 ) -> None:
     """Send offline scans through the log and summarise their outcomes."""
-    from passnum.client import LedgerClient
+    from passnum.edge.client import LedgerClient
     from services.redeemer.offline_scans import parse_scans, scan_commands
 
     scans, errors = parse_scans(file.read_text(encoding="utf-8").splitlines())
@@ -140,7 +140,7 @@ def close_month(
     """Close a settlement month through the log and print its statements."""
     from pydantic import ValidationError
 
-    from passnum.client import LedgerClient
+    from passnum.edge.client import LedgerClient
     from schemas.messages import CloseSettlementMonth
 
     try:
@@ -179,7 +179,7 @@ def export_statements(
     execution_date: Optional[str] = typer.Option(None, help="YYYY-MM-DD, default today"),
 ) -> None:
     """Export a closed month's statements (from PostgreSQL) as CSV and SEPA pain.001."""
-    from passnum.database import connect
+    from passnum.core.database import connect
     from services.redeemer.statements import (
         SEPA_SCHEMAS,
         InvalidDebtor,

@@ -14,13 +14,16 @@ from typing import Sequence
 
 import psycopg
 
-from passnum.codec import event_id_for
-from passnum.head_signatures import HeadSigner
-from passnum.processing import Decision
-from passnum.topology import Topology, booklet_key, route_command, siret_key
+from passnum.ledger.identity import event_id_for
+from passnum.core.head_signatures import HeadSigner
+from passnum.core.processing import Decision
+from passnum.core.topology import Topology, booklet_key, route_command, siret_key
+from passnum.ledger import settlement_month as settlement
 from schemas.base import Command, Event
 from schemas.messages import REDEEMER_COMMANDS, CheckVoucher, CloseSettlementMonth
-from services.redeemer import domain, settlement, store
+from passnum.ledger.time import DEFAULT_SCAN_CLOCK_TOLERANCE
+from passnum.ledger.voucher import ORIGIN, RedeemerView, evolve
+from services.redeemer import domain, store
 
 
 @dataclass
@@ -28,10 +31,10 @@ class RedeemerHandler:
     topology: Topology
     code_key: bytes
     processor: str = "redeemer"
-    # signs the head of each stream in a batch (passnum.head_signatures); None: unsigned
+    # signs the head of each stream in a batch (passnum.core.head_signatures); None: unsigned
     head_signer: HeadSigner | None = None
     # how far ahead of this clock a scan may be dated (Settings.scan_clock_tolerance_seconds)
-    scan_clock_tolerance: timedelta = domain.DEFAULT_SCAN_CLOCK_TOLERANCE
+    scan_clock_tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE
 
     @property
     def command_topics(self) -> frozenset[str]:
@@ -89,7 +92,7 @@ class RedeemerHandler:
         sirets = {getattr(command, "siret", "") for command in commands}
         booklet_ids, voucher_ids = domain.touched_by(commands, self.code_key)
         view = store.load_view(connection, booklet_ids, voucher_ids, sirets)
-        before = domain.RedeemerView(dict(view.booklets), dict(view.redemptions),
+        before = RedeemerView(dict(view.booklets), dict(view.redemptions),
                                      dict(view.providers))
         decisions = []
         touched_providers: set[str] = set()
@@ -98,7 +101,7 @@ class RedeemerHandler:
             events = domain.decide(view, command, self.code_key, decided_at,
                                    self.scan_clock_tolerance)
             for event in events:
-                domain.evolve(view, event)
+                evolve(view, event)
                 if hasattr(event, "siret") and event.type.startswith("provider_"):
                     touched_providers.add(event.siret)  # type: ignore[attr-defined]
             decisions.append(self._decision(command, events, decided_at,
@@ -130,5 +133,5 @@ class RedeemerHandler:
         if not final:
             salt = f"{command.request_id}@{decided_at.isoformat()}"
             events = [event.model_copy(update={"event_id": event_id_for(
-                domain.ORIGIN, salt, index)}) for index, event in enumerate(events)]
+                ORIGIN, salt, index)}) for index, event in enumerate(events)]
         return Decision(command, [self._route(command, event) for event in events], final)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from passnum.voucher_codes import normalise
+from passnum.ledger.time import FRANCE
+from passnum.ledger.voucher_codes import normalise
 from schemas.base import YEAR_MAX, YEAR_MIN
 from schemas.messages import RedeemVoucher
-from services.redeemer.settlement import SETTLEMENT_TIME_ZONE
 
 # A bound on one file: an offline day at the busiest venue is a few hundred scans.
 MAX_SCAN_LINES = 100_000
@@ -50,7 +50,7 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
     if not YEAR_MIN <= instant.year <= YEAR_MAX:
         return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=SETTLEMENT_TIME_ZONE)
+    return instant if instant.tzinfo else instant.replace(tzinfo=FRANCE)
 
 
 def parse_scans(lines: Iterable[str]) -> tuple[list[Scan], list[LineError]]:

@@ -1,4 +1,4 @@
-"""The redeemer API's OpenAPI document, built (by passnum/openapi.py) from `api.ROUTES` and
+"""The redeemer API's OpenAPI document, built (by passnum/edge/openapi.py) from `api.ROUTES` and
 what this module adds: each status in a venue's words, the path and query parameters.
 
 Rewrite docs/openapi-redeemer.json with `python -m services.redeemer.openapi`; a stale file
@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from passnum.openapi import (
+from passnum.edge.openapi import (
     ApiDescription,
     build_document,
     limit_parameter,

@@ -5,7 +5,7 @@ them.
 
 Every write is a redeemer command on the log (`AccreditProvider`, `ChangeProviderStatus`),
 decided by `services.redeemer.domain` like any other (SIRET and IBAN check digits included);
-the answer is the recorded outcome (passnum/operator_api.py). An IBAN typed in groups of
+the answer is the recorded outcome (passnum/edge/operator_api.py). An IBAN typed in groups of
 four is accepted and recorded in its compact form.
 """
 
@@ -17,19 +17,19 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from passnum.http import Tenant, TokenCache
-from passnum.operator_api import (
+from passnum.core.settings import Settings
+from passnum.edge.http import Tenant, TokenCache
+from passnum.edge.operator_api import (
     LIMITS,
     READ_ERRORS,
     WRITE_ERRORS,
-    OperatorCommandResponse,
     OperatorApi,
+    OperatorCommandResponse,
     TokenTarget,
     keyset_query,
     token_routes,
 )
-from passnum.settings import Settings
-from passnum.web_api import Answer, ApiError, RequestBody, RequestHandler, Route
+from passnum.edge.web_api import Answer, ApiError, RequestBody, RequestHandler, Route
 from schemas.base import Command
 from schemas.messages import (
     AccreditProvider,

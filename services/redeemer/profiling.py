@@ -75,11 +75,11 @@ def instrument(runner: Any) -> None:
                 profiler.dump_stats(profile_path)
 
     if profiler is not None:
-        # The whole batch transaction (passnum.processing.decide_batch), as the worker
+        # The whole batch transaction (passnum.core.processing.decide_batch), as the worker
         # module calls it, so that the core's share shows next to the handler's.
-        import passnum.worker
+        import passnum.core.worker
 
-        decide_batch = passnum.worker.decide_batch
+        decide_batch = passnum.core.worker.decide_batch
 
         def profiled_decide_batch(*arguments: Any) -> Any:
             profiler.enable()
@@ -88,5 +88,5 @@ def instrument(runner: Any) -> None:
             finally:
                 profiler.disable()
 
-        passnum.worker.decide_batch = profiled_decide_batch  # type: ignore[assignment]
+        passnum.core.worker.decide_batch = profiled_decide_batch  # type: ignore[assignment]
     runner.run_batch, runner.publish = timed_run_batch, timed_publish

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from services.redeemer.settlement import month_end, month_start
+from passnum.ledger.settlement_month import month_end, month_start
 
 
 @dataclass(frozen=True)

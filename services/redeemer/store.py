@@ -8,6 +8,10 @@ from typing import Iterable, Sequence
 
 import psycopg
 
+from passnum.ledger.booklet import BookletFacts
+from passnum.ledger.settlement_month import SettlementBook, UnsettledRedemption
+from passnum.ledger.venue import Provider
+from passnum.ledger.voucher import RedeemerView, Redemption
 from schemas.base import Event
 from schemas.messages import (
     BookletActivated,
@@ -16,8 +20,6 @@ from schemas.messages import (
     SettlementMonthClosed,
     SettlementStatementIssued,
 )
-from services.redeemer.domain import BookletFacts, Provider, RedeemerView, Redemption
-from services.redeemer.settlement import SettlementBook, UnsettledRedemption
 
 
 class ConcurrentSettlement(RuntimeError):

@@ -1,6 +1,6 @@
 """Mounting the redeemer's HTTP API on the faust worker's web server.
 
-The views are generated from `api.ROUTES` (passnum/web_views.py): each hands the request to
+The views are generated from `api.ROUTES` (passnum/edge/web_views.py): each hands the request to
 `RedeemerApi` (services/redeemer/api.py). The API's connections and producer open in a faust
 service that starts with the worker.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import faust
 
-from passnum.operator_api import OperatorApi
-from passnum.settings import Settings
-from passnum.web_views import mount_api
+from passnum.core.settings import Settings
+from passnum.edge.operator_api import OperatorApi
+from passnum.edge.web_views import mount_api
 from services.redeemer.api import RedeemerApi
 from services.redeemer.openapi import openapi_document
 from services.redeemer.operator_api import operator_api

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from passnum.codec import event_id_for
-from passnum.log import make_producer
-from passnum.topology import topology_for
+from passnum.ledger.identity import event_id_for
+from passnum.core.log import make_producer
+from passnum.core.topology import topology_for
 from schemas.messages import BookletBlocked, VoucherRedeemed
-from services.auditor.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
 from services.auditor.findings_fr import FRENCH
 from services.auditor.html_report import STATES, Formatter
+from tests.support.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def first_of(records: list[ChainedRecord], event_type: str) -> int:
 def audit(settings, directory: Path, *options: str) -> tuple[int, dict, Path, Path]:  # type: ignore[no-untyped-def]
     html, pdf = directory / "audit.html", directory / "audit.pdf"
     environment = {**os.environ, **settings.as_environment()}
-    result = subprocess.run([sys.executable, "-m", "passnum.cli", "audit", "--json",
+    result = subprocess.run([sys.executable, "-m", "passnum.tools.cli", "audit", "--json",
                              "--no-database", "--html", str(html), "--pdf", str(pdf), *options],
                             capture_output=True, text=True, env=environment, timeout=180)
     assert result.returncode in (0, 1), result.stderr

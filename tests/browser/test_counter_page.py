@@ -14,7 +14,6 @@ the counter is also written to docs/counter-page.png for the README."""
 from __future__ import annotations
 
 import os
-
 import subprocess
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -26,11 +25,11 @@ import pytest
 from babel.dates import format_skeleton
 from babel.numbers import format_currency
 
-from passnum.client import LedgerClient
-from passnum.http import issue_token
-from passnum.scenario import accreditations, booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.voucher_codes import VoucherNumber, make_code, with_recomputed_check
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites, venues
+from passnum.ledger.voucher_codes import VoucherNumber, make_code, with_recomputed_check
+from passnum.tools.scenario import accreditations, booklet_codes
 from schemas.messages import (
     ChangeProviderStatus,
     CloseSettlementMonth,

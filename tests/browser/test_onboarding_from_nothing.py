@@ -34,9 +34,9 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from passnum.operator_client import OperatorClient, Reply
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
+from passnum.core.settings import Settings
+from passnum.edge.operator_client import OperatorClient, Reply
+from passnum.ledger.partners import collectivites, venues
 from tests.integration.helpers import scalar, wait_for_rows
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -65,7 +65,7 @@ def browser() -> Iterator[Any]:
 def passnum(settings: Settings, *arguments: str) -> subprocess.CompletedProcess[str]:
     """The `passnum` command line as an administrator runs it, in its own process."""
     environment = {**os.environ, **settings.as_environment(), "PASSNUM_LOG_LEVEL": "WARNING"}
-    return subprocess.run([sys.executable, "-m", "passnum.cli", *arguments], env=environment,
+    return subprocess.run([sys.executable, "-m", "passnum.tools.cli", *arguments], env=environment,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -12,12 +12,12 @@ from typing import Any, Iterator, Sequence
 
 import psycopg
 
-from passnum.broker import ManagedBroker, create_topics
-from passnum.client import LedgerClient
-from passnum.processes import WorkerProcess
-from passnum.scenario import accreditations, onboarding
-from passnum.seed import Partner, Venue
-from passnum.settings import Settings
+from passnum.core.broker import ManagedBroker, create_topics
+from passnum.core.processes import WorkerProcess
+from passnum.core.settings import Settings
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import Partner, Venue
+from passnum.tools.scenario import accreditations, onboarding
 
 MARCH = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 

@@ -15,12 +15,12 @@ from dataclasses import replace
 
 import pytest
 
-from passnum.topology import topology_for
-from services.auditor.chained_log import sample_ledger
+from passnum.core.topology import topology_for
 from tests.integration.test_auditor_tamper import kinds, write
+from tests.support.chained_log import sample_ledger
 
 pytestmark = pytest.mark.integration
-AUDIT = [sys.executable, "-m", "passnum.cli", "audit"]
+AUDIT = [sys.executable, "-m", "passnum.tools.cli", "audit"]
 
 
 def environment(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -10,35 +10,23 @@ are each named by their event."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from passnum.client import LedgerClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from passnum.codec import (
-    CHAIN_HEADER,
-    SIGNATURE_HEADER,
-    encode,
-    event_id_for,
-    signed_head_message,
-)
-from passnum.database import connect
-from passnum.log import make_producer
-from passnum.topology import topology_for
-from services.auditor.chained_log import (
-    ChainedLogWriter,
-    ChainedRecord,
-    ChainHead,
-    send_with_kafka_python,
-)
-from passnum.head_signatures import trusted_head_keys
-from passnum.scenario import accreditations, booklet_codes
-from passnum.seed import collectivites, venues
-import time
+from passnum.core.codec import CHAIN_HEADER, SIGNATURE_HEADER, encode, signed_head_message
 
+from passnum.ledger.identity import event_id_for
+from passnum.core.database import connect
+from passnum.core.head_signatures import trusted_head_keys
+from passnum.core.log import make_producer
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import accreditations, booklet_codes
 from schemas.messages import (
     CancelRedemption,
     CheckVoucher,
@@ -48,10 +36,16 @@ from schemas.messages import (
     RedeemVoucher,
 )
 from services.auditor import checkpoint
-from services.auditor.cli import _with_database
+from services.auditor.live import agree_with_database
 from services.auditor.publish import publish_auditor_events
 from services.auditor.replay import Replayer, ReplayOptions
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
+from tests.support.chained_log import (
+    ChainedLogWriter,
+    ChainedRecord,
+    ChainHead,
+    send_with_kafka_python,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -124,13 +118,13 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert len(keys) == 1
     replayer = Replayer(ledger, ReplayOptions(head_keys=keys))
     replayer.read()
-    report = _with_database(ledger, replayer, replayer.judge())
+    report = agree_with_database(ledger, replayer, replayer.judge())
     assert report.sound and not report.findings, report.findings
     assert report.extra["live_agreement"] == "agrees"
     assert report.as_of == datetime.now(timezone.utc).date().isoformat()
     # the read models: loaded by each judgement, replaced and not added to
     assert scalar(ledger, "SELECT sum(redeemed_vouchers) FROM audit_collectivites") == 3
-    _with_database(ledger, replayer, replayer.judge())
+    agree_with_database(ledger, replayer, replayer.judge())
     assert scalar(ledger, "SELECT count(*) FROM audit_booklets") == 1
 
     with connect(ledger.database_url) as connection:
@@ -141,7 +135,7 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
         connection.execute("UPDATE processor_positions SET chain_sequence = chain_sequence + 1 "
                            "WHERE processor = 'issuer' AND chain_sequence > 0")
         connection.commit()
-    report = _with_database(ledger, replayer, replayer.judge())
+    report = agree_with_database(ledger, replayer, replayer.judge())
     assert report.extra["live_agreement"] == "DISAGREES"
     assert "chain_head_disagrees" in {finding.code for finding in report.findings}
     stray = [f for f in report.findings if f.code == "live_state_disagrees"]

@@ -12,12 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from passnum.codec import event_id_for
-from passnum.log import make_producer
-from passnum.topology import topology_for
+from passnum.ledger.identity import event_id_for
+from passnum.core.log import make_producer
+from passnum.core.topology import topology_for
 from schemas.messages import VoucherRedeemed
-from services.auditor.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
 from services.auditor.replay import ReplayOptions, replay
+from tests.support.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
 
 pytestmark = pytest.mark.integration
 
@@ -91,14 +91,14 @@ def test_an_over_activation_is_named_and_the_cli_exits_non_zero(ledger) -> None:
                              booklet_id=unpaid["booklet_id"], activated_cents=10_000)
     write(ledger, sample.records + sample.writer.issuer(unpaid["siren"], [rogue]))
     environment = {**__import__("os").environ, **ledger.as_environment()}
-    result = subprocess.run([sys.executable, "-m", "passnum.cli", "audit", "--json",
+    result = subprocess.run([sys.executable, "-m", "passnum.tools.cli", "audit", "--json",
                              "--no-database"], capture_output=True, text=True, env=environment,
                             timeout=120)
     assert result.returncode == 1, result.stderr
     document = json.loads(result.stdout)
     over = [f for f in document["findings"] if f["code"] == "activated_exceeds_funds"]
     assert over and over[0]["event_ids"] == [rogue.event_id]  # named by the second read
-    again = subprocess.run([sys.executable, "-m", "passnum.cli", "audit", "--json",
+    again = subprocess.run([sys.executable, "-m", "passnum.tools.cli", "audit", "--json",
                             "--no-database"], capture_output=True, text=True, env=environment,
                            timeout=120)
     assert again.stdout == result.stdout  # byte-identical across two replays

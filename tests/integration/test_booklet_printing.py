@@ -22,12 +22,12 @@ from click.testing import Result
 from PIL import Image
 from typer.testing import CliRunner
 
-from passnum.cli import app as cli_app
-from passnum.client import LedgerClient
-from passnum.http import issue_token
-from passnum.scenario import accreditations
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
+from passnum.core.settings import Settings
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.cli import app as cli_app
+from passnum.tools.scenario import accreditations
 from schemas.messages import (
     FundEnvelope,
     OrderBooklets,

@@ -18,8 +18,8 @@ from typing import Iterator
 import pytest
 from kafka import TopicPartition
 
-from passnum import conformance
-from passnum.broker import (
+from passnum.core import conformance
+from passnum.core.broker import (
     EXTERNAL_BROKER_PID,
     BrokerStartError,
     ManagedBroker,
@@ -32,14 +32,14 @@ from passnum.broker import (
     start_background_broker,
     stop_background_broker,
 )
-from passnum.conformance import (
+from passnum.core.conformance import (
     BrokerNotConformant,
     Verdict,
     assert_conformant,
     format_verdicts,
     run_conformance,
 )
-from passnum.log import (
+from passnum.core.log import (
     Record,
     StartBeyondEnd,
     UnknownTopic,
@@ -48,8 +48,8 @@ from passnum.log import (
     make_producer,
     read_to_end,
 )
-from passnum.settings import Settings
-from passnum.topology import Topic, topology_for
+from passnum.core.settings import Settings
+from passnum.core.topology import Topic, topology_for
 
 pytestmark = pytest.mark.integration
 

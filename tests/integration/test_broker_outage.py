@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.database import connect
-from passnum.http import issue_token
-from passnum.seed import collectivites
+from passnum.core.database import connect
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites
 from schemas.messages import FundEnvelope, RegisterCollectivite
 from tests.integration.helpers import MARCH, private_broker
 

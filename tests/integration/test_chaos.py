@@ -38,15 +38,15 @@ from typing import Callable
 import psycopg
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import DecodeFailure, decode_event, unpack_outcome
-from passnum.database import connect
-from passnum.log import read_to_end
-from passnum.processes import WORKER_APPS, WorkerProcess
-from passnum.scenario import FACE_VALUE_CENTS, booklet_codes
-from passnum.seed import Partner, Venue, collectivites, venues
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import DecodeFailure, decode_event, unpack_outcome
+from passnum.core.database import connect
+from passnum.core.log import read_to_end
+from passnum.core.processes import WORKER_APPS, WorkerProcess
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import Partner, Venue, collectivites, venues
+from passnum.tools.scenario import FACE_VALUE_CENTS, booklet_codes
 from schemas.base import Command
 from schemas.messages import (
     BlockBooklet,
@@ -463,7 +463,7 @@ def audit(settings: Settings) -> dict[str, object]:
 
 def onboarding_commands(workload: Workload, partners: list[Partner],
                         venue_list: list[Venue]) -> list[Command]:
-    from passnum.scenario import accreditations, onboarding
+    from passnum.tools.scenario import accreditations, onboarding
 
     commands = [c for partner in partners
                 for c in onboarding(partner, INITIAL_BOOKLETS, MARCH, tag="chaos")]

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from passnum.broker import make_admin
-from passnum.settings import Settings
+from passnum.core.broker import make_admin
+from passnum.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,9 @@ def test_two_checks_started_together_both_pass(base_settings: Settings) -> None:
     # One prefix for both: they share the `conformance` scratch topic, as two workers do.
     settings = base_settings.with_overrides(topic_prefix=f"c{uuid.uuid4().hex[:10]}")
     environment = {**os.environ, **settings.as_environment()}
-    # Two processes, as two workers are: `python -m passnum.conformance` exits 1 when a
+    # Two processes, as two workers are: `python -m passnum.core.conformance` exits 1 when a
     # required property fails.
-    checks = [subprocess.Popen([sys.executable, "-m", "passnum.conformance"], env=environment,
+    checks = [subprocess.Popen([sys.executable, "-m", "passnum.core.conformance"], env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for _ in range(2)]
     outputs = [check.communicate(timeout=CHECK_TIMEOUT_SECONDS)[0] for check in checks]

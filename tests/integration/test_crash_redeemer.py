@@ -14,9 +14,9 @@ from collections import defaultdict
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import RedeemVoucher
 from services.auditor.replay import replay
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from passnum import database
-from passnum.settings import Settings
+from passnum.core import database
+from passnum.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -189,8 +189,8 @@ def test_misnamed_migrations_are_refused(tmp_path: Path) -> None:
 
 CHILD_RESOLVES = """
 import json, time
-from passnum import database
-from passnum.settings import Settings
+from passnum.core import database
+from passnum.core.settings import Settings
 started = time.monotonic()
 url = database.resolve_database(Settings.from_environment())
 with database.connect(url) as connection:

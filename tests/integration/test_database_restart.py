@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from passnum.broker import create_topics
-from passnum.client import LedgerClient
-from passnum.database import (
+from passnum.core.broker import create_topics
+from passnum.core.database import (
     apply_migrations,
     resolve_database,
     start_embedded_database,
     stop_embedded_database,
 )
-from passnum.processes import WorkerProcess
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
+from passnum.core.processes import WorkerProcess
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from services.auditor.replay import replay
 from tests.conftest import free_port
 from tests.integration.helpers import onboard, scalar, wait_for_rows

@@ -1,4 +1,4 @@
-"""The batch transaction (passnum.processing.decide_batch) on the real PostgreSQL, with a fake
+"""The batch transaction (passnum.core.processing.decide_batch) on the real PostgreSQL, with a fake
 handler that records what it is asked to decide: re-delivery, a duplicate inside a batch, a
 reused request id, dead letters, a command of another service, the digest that ties a
 position to its log, a poison record and the operator's skip."""
@@ -12,8 +12,10 @@ from typing import Sequence
 import psycopg
 import pytest
 
-from passnum.codec import encode, event_id_for, unpack_outcome
-from passnum.processing import (
+from passnum.core.codec import encode, unpack_outcome
+
+from passnum.ledger.identity import event_id_for
+from passnum.core.processing import (
     Decision,
     InputRecord,
     LogMismatch,

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from passnum.demo import _fresh_database, demo_database_name
+from passnum.tools.demo import _fresh_database, demo_database_name
 
 pytestmark = pytest.mark.integration
 

@@ -16,14 +16,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.http import issue_token
-from passnum.log import read_to_end
-from passnum.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
-from passnum.scenario import onboarding
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.log import read_to_end
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.edge.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import onboarding
 
 pytestmark = pytest.mark.integration
 

@@ -30,11 +30,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from passnum.client import LedgerClient
-from passnum.http import issue_token
-from passnum.scenario import accreditations, onboarding
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
+from passnum.core.settings import Settings
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import accreditations, onboarding
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from passnum.database import connect
+from passnum.core.database import connect
 from services.issuer import store
 from services.issuer.beneficiaries import beneficiary_reference
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import decode_event
-from passnum.database import connect
-from passnum.log import read_to_end
-from passnum.scenario import onboarding
-from passnum.seed import collectivites
-from passnum.topology import topology_for
+from passnum.core.codec import decode_event
+from passnum.core.database import connect
+from passnum.core.log import read_to_end
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites
+from passnum.tools.scenario import onboarding
 from schemas.messages import BlockBooklet
 from services.issuer import store
 from services.issuer.beneficiaries import beneficiary_reference
@@ -32,7 +32,7 @@ IDENTIFIER = "2 90 01 75 111 222 33"
 
 def run_cli(settings, csv_path: Path) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **settings.as_environment(), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "passnum.cli", "issuer", "bulk-distribute",
+    return subprocess.run([sys.executable, "-m", "passnum.tools.cli", "issuer", "bulk-distribute",
                            str(csv_path), "--timeout-seconds", "90"],
                           env=environment, capture_output=True, text=True, timeout=180)
 

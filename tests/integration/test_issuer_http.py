@@ -14,18 +14,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import decode_event
-from passnum.database import connect
-from passnum.http import issue_token
-from passnum.log import read_to_end
-from passnum.problems import problem
-from passnum.scenario import onboarding
-from passnum.seed import Partner, collectivites
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import decode_event
+from passnum.core.database import connect
+from passnum.core.log import read_to_end
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.edge.problems import problem
+from passnum.ledger.partners import Partner, collectivites
+from passnum.ledger.voucher_codes import parse_code
+from passnum.tools.scenario import onboarding
 from schemas.messages import FundEnvelope
-from passnum.voucher_codes import parse_code
 from services.issuer.beneficiaries import beneficiary_reference
 from tests.integration.helpers import MARCH
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import DecodeFailure, decode_event
-from passnum.log import read_to_end
-from passnum.seed import Partner, collectivites
-from passnum.topology import topology_for
+from passnum.core.codec import DecodeFailure, decode_event
+from passnum.core.log import read_to_end
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import Partner, collectivites
 from schemas.base import Command
 from schemas.messages import FundEnvelope, OrderBooklets, RecordFundsReceived, RegisterCollectivite
 from tests.integration.helpers import MARCH, scalar

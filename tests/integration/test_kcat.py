@@ -13,13 +13,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from passnum.asyncapi import DOCUMENT_PATH
-from passnum.client import LedgerClient
-from passnum.log import read_to_end
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
-from passnum.topology import topology_for
-
+from passnum.core.log import read_to_end
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.asyncapi import DOCUMENT_PATH
 from tests.integration.helpers import onboard
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from passnum.broker import ManagedBroker, create_topics
-from passnum.client import LedgerClient
-from passnum.processes import WorkerProcess
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
+from passnum.core.broker import ManagedBroker, create_topics
+from passnum.core.processes import WorkerProcess
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import RedeemVoucher, RegisterCollectivite
 from services.auditor.replay import replay
 from tests.conftest import free_port

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from passnum.client import LedgerClient
-from passnum.codec import decode_command
-from passnum.log import read_to_end
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.topology import route_command, topology_for
+from passnum.core.codec import decode_command
+from passnum.core.log import read_to_end
+from passnum.core.topology import route_command, topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from schemas.base import Command
 from schemas.messages import (
     ISSUER_COMMANDS,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from passnum.broker import create_topics
-from passnum.client import LedgerClient
-from passnum.processes import WorkerProcess
-from passnum.seed import collectivites
-from passnum.worker import LOG_MISMATCH_EXIT_CODE
+from passnum.core.broker import create_topics
+from passnum.core.processes import WorkerProcess
+from passnum.core.worker import LOG_MISMATCH_EXIT_CODE
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites
 from schemas.messages import RegisterCollectivite
 from tests.integration.helpers import MARCH, private_broker, scalar
 

@@ -1,6 +1,6 @@
 """Migrations 0006 and 0007 convert, in SQL, outcomes and outbox rows recorded in the old
 row-per-event / array form into the packed form: the bytes must be exactly what
-`passnum.codec.pack_outcome` writes, or a retried request would get another answer."""
+`passnum.core.codec.pack_outcome` writes, or a retried request would get another answer."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from passnum import database
-from passnum.codec import pack_outcome, unpack_outcome
-from passnum.settings import Settings
+from passnum.core import database
+from passnum.core.codec import pack_outcome, unpack_outcome
+from passnum.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,15 +20,15 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from passnum.client import LedgerClient
-from passnum.codec import encode
-from passnum.database import connect
-from passnum.http import issue_token
-from passnum.log import make_producer
-from passnum.scenario import onboarding
-from passnum.seed import collectivites
-from passnum.settings import Settings
-from passnum.topology import route_command, topology_for
+from passnum.core.codec import encode
+from passnum.core.database import connect
+from passnum.core.log import make_producer
+from passnum.core.settings import Settings
+from passnum.core.topology import route_command, topology_for
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites
+from passnum.tools.scenario import onboarding
 from schemas.messages import FundEnvelope
 from tests.integration.helpers import MARCH
 
@@ -186,7 +186,7 @@ def check_a_hanging_batch_is_no_progress(ledger: Settings) -> None:
     """A batch that waits for a lock does not move the position's lag (its records were
     fetched) but makes no progress: unready after health_lag_stuck_seconds, ready once it
     is decided. Forty commands for one collectivité (one partition): a batch big enough to
-    be decided off the event loop (passnum.worker.INLINE_DECISION_MAX_RECORDS); a small one
+    be decided off the event loop (passnum.core.worker.INLINE_DECISION_MAX_RECORDS); a small one
     blocks the loop itself, and then /health/live stops answering."""
     siren = collectivites(1)[0].siren
     commands = [FundEnvelope(request_id=f"stuck-{number}", occurred_at=MARCH, siren=siren,
@@ -237,7 +237,7 @@ def check_status_screen(ledger: Settings) -> None:
 def passnum_command(*arguments: str, environment: dict[str, str]
                     ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    finished = subprocess.run([sys.executable, "-m", "passnum.cli", *arguments], cwd=ROOT,
+    finished = subprocess.run([sys.executable, "-m", "passnum.tools.cli", *arguments], cwd=ROOT,
                               env=environment, capture_output=True, text=True, timeout=120)
     return finished, time.monotonic() - started
 

@@ -15,16 +15,15 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from click.testing import Result
 from typer.testing import CliRunner
 
-from passnum.cli import app
-from passnum.database import connect
-from passnum.operator_client import OperatorClient, Reply
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
-from passnum.tokens import change_tokens
+from passnum.core.database import connect
+from passnum.core.settings import Settings
+from passnum.edge.operator_client import OperatorClient, Reply
+from passnum.edge.tokens import change_tokens
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.cli import app
 from tests.integration.helpers import wait_for_rows
 
 pytestmark = pytest.mark.integration
@@ -56,7 +55,7 @@ def passnum(settings: Settings, *arguments: str, token: str | None = None
     environment = {**os.environ, **settings.as_environment(), "PASSNUM_LOG_LEVEL": "WARNING"}
     if token is not None:
         environment["PASSNUM_OPERATOR_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "passnum.cli", *arguments], env=environment,
+    return subprocess.run([sys.executable, "-m", "passnum.tools.cli", *arguments], env=environment,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from passnum.codec import pack_outcome
-from passnum.database import connect
-from passnum.processing import SELECT_RECORDED_OUTCOMES, vacuum_outbox
-from passnum.settings import Settings
+from passnum.core.codec import pack_outcome
+from passnum.core.database import connect
+from passnum.core.processing import SELECT_RECORDED_OUTCOMES, vacuum_outbox
+from passnum.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

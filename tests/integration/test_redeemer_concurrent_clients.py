@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import decode_event
-from passnum.log import read_to_end
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.topology import topology_for
+from passnum.core.codec import decode_event
+from passnum.core.log import read_to_end
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import RedeemVoucher
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
 

@@ -17,11 +17,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.http import issue_token
-from passnum.scenario import accreditations, booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.voucher_codes import VoucherNumber, make_code, with_recomputed_check
+from passnum.edge.client import LedgerClient
+from passnum.edge.http import issue_token
+from passnum.ledger.partners import collectivites, venues
+from passnum.ledger.voucher_codes import VoucherNumber, make_code, with_recomputed_check
+from passnum.tools.scenario import accreditations, booklet_codes
 from schemas.messages import (
     BlockBooklet,
     ChangeProviderStatus,

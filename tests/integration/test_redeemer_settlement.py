@@ -19,12 +19,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.codec import decode_event
-from passnum.log import read_to_end
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.topology import topology_for
+from passnum.core.codec import decode_event
+from passnum.core.log import read_to_end
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.ledger.settlement_month import SettlementReplay
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import (
     BookletActivated,
     BookletIssued,
@@ -34,7 +35,6 @@ from schemas.messages import (
 )
 from services.redeemer.cli import wait_for_close
 from services.redeemer.handler import RedeemerHandler
-from services.redeemer.settlement import SettlementReplay
 from services.redeemer.store import ConcurrentSettlement
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
 
@@ -208,7 +208,7 @@ def _handler_on(settings) -> RedeemerHandler:
 
 def _seed_state(settings, handler: RedeemerHandler) -> tuple[str, list[str]]:
     """One activated booklet and one venue, written with the handler's own code paths."""
-    from passnum.scenario import accreditations
+    from passnum.tools.scenario import accreditations
 
     partner, venue = collectivites(1)[0], venues(1)[0]
     booklet_id = f"{partner.siren}-0000001"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from passnum.ledger.voucher import RedeemerView, Redemption
 from services.redeemer import store
-from services.redeemer.domain import Redemption, RedeemerView
 
 pytestmark = pytest.mark.integration
 

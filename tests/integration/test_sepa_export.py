@@ -15,11 +15,11 @@ import xmlschema
 from click.testing import Result
 from typer.testing import CliRunner
 
-from passnum.cli import app as cli_app
-from passnum.client import LedgerClient
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
-from passnum.settings import Settings
+from passnum.core.settings import Settings
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.cli import app as cli_app
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import CloseSettlementMonth, RedeemVoucher
 from services.redeemer.cli import wait_for_close
 from tests.integration.helpers import MARCH, onboard, wait_for_rows

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.log import read_to_end
-from passnum.seed import collectivites
-from passnum.topology import topology_for
+from passnum.core.log import read_to_end
+from passnum.core.topology import topology_for
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites
 from schemas.messages import RegisterCollectivite
 from services.auditor.replay import replay
 from tests.integration.helpers import MARCH, scalar

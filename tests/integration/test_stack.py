@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.seed import collectivites
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites
 from schemas.messages import RegisterCollectivite
 from services.auditor.replay import replay
 from tests.conftest import free_port

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from passnum.client import LedgerClient
-from passnum.database import connect
-from passnum.scenario import booklet_codes
-from passnum.seed import collectivites, venues
+from passnum.core.database import connect
+from passnum.edge.client import LedgerClient
+from passnum.ledger.partners import collectivites, venues
+from passnum.tools.scenario import booklet_codes
 from schemas.messages import RedeemVoucher
 from services.auditor.replay import replay, write_projection
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("consumer", ["batch", "stream"])
 def test_issue_redeem_once_and_audit(ledger, start_worker, consumer: str) -> None:
-    """Both input paths of passnum.worker: the default batch consumer and the faust stream
+    """Both input paths of passnum.core.worker: the default batch consumer and the faust stream
     kept to measure against."""
     start_worker("issuer", consumer=consumer)
     start_worker("redeemer", consumer=consumer)

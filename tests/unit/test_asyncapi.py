@@ -14,12 +14,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from passnum import processing
-from passnum.asyncapi import DOCUMENT_PATH, build_document, render
-from passnum.codec import GENESIS_HASH, DecodeFailure, next_link
-from passnum.head_signatures import sign_batch_heads, signer_for
-from passnum.settings import Settings
-from passnum.topology import route_command, topology_for
+from passnum.core import processing
+from passnum.core.codec import GENESIS_HASH, DecodeFailure, next_link
+from passnum.core.head_signatures import sign_batch_heads, signer_for
+from passnum.core.settings import Settings
+from passnum.core.topology import route_command, topology_for
+from passnum.ledger.envelope import Policy
+from passnum.tools.asyncapi import DOCUMENT_PATH, build_document, render
 from schemas.base import Command, Event, Message
 from schemas.export import JSON_DIRECTORY, message_type, schema_id
 from schemas.messages import (
@@ -31,7 +32,6 @@ from schemas.messages import (
     RedeemVoucher,
 )
 from services.auditor import publish
-from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
 from services.redeemer.handler import RedeemerHandler
 
@@ -39,7 +39,7 @@ from . import MORNING, SIRET, sample_messages
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 VALIDATOR = REPOSITORY / "tools" / "asyncapi" / "validate.js"
-STALE = "docs/asyncapi.json is stale: run `python -m passnum.asyncapi` and commit the result"
+STALE = "docs/asyncapi.json is stale: run `python -m passnum.tools.asyncapi` and commit the result"
 SETTINGS = Settings.from_environment({})
 TOPOLOGY = topology_for(SETTINGS)
 SAMPLES = sample_messages()

@@ -13,15 +13,15 @@ from html import unescape
 import pytest
 from babel.dates import format_date
 
-from passnum.codec import event_id_for
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.ledger.identity import event_id_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
 from schemas.messages import BookletBlocked, VoucherRedeemed
 from services.auditor.books import Finding
-from services.auditor.chained_log import ChainedRecord, in_read_order, sample_ledger
 from services.auditor.findings_fr import FRENCH
 from services.auditor.html_report import STATES, Formatter, national_totals, render
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ChainedRecord, in_read_order, sample_ledger
 
 SETTINGS = Settings()
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
@@ -180,7 +180,7 @@ def test_findings_are_explained_with_their_evidence() -> None:
 def test_a_language_the_report_does_not_speak_is_a_usage_error() -> None:
     from typer.testing import CliRunner
 
-    from passnum.cli import app
+    from passnum.tools.cli import app
 
     result = CliRunner().invoke(app, ["audit", "--lang", "de", "--no-database"])
     assert result.exit_code == 2 and "--lang must be one of fr, en" in result.output

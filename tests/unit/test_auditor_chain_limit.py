@@ -4,12 +4,11 @@ an allocation: the chain positions of all streams together are capped by the log
 
 from __future__ import annotations
 
-
-from passnum.codec import CHAIN_HEADER, GENESIS_HASH, next_link
-from passnum.settings import Settings
+from passnum.core.codec import CHAIN_HEADER, GENESIS_HASH, next_link
+from passnum.core.settings import Settings
 from services.auditor.chain import DEFAULT_SEQUENCE_LIMIT, NEW, ChainVerifier
-from services.auditor.chained_log import ChainedRecord, in_read_order, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ChainedRecord, in_read_order, sample_ledger
 
 VALUE = b'{"forged":true}'
 

@@ -21,13 +21,15 @@ from hashlib import sha256
 from hypothesis import given
 from hypothesis import strategies as st
 
-from passnum.codec import CHAIN_HEADER, event_id_for
+from passnum.core.codec import CHAIN_HEADER
+
+from passnum.ledger.identity import event_id_for
 from schemas.messages import BookletActivated, BookletBlocked, BookletIssued, VoucherRedeemed
 from services.auditor import compiled, wire
 from services.auditor.canonical import CanonicalDecoder
 from services.auditor.chain import ChainVerifier
-from services.auditor.chained_log import ReadMessage, in_read_order, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ReadMessage, in_read_order, sample_ledger
 from tests.unit.test_auditor_fast_path import (
     FAST,
     SETTINGS,
@@ -37,6 +39,7 @@ from tests.unit.test_auditor_fast_path import (
     chained,
     ledgers,
 )
+
 
 @st.composite
 def logs(draw: st.DrawFn) -> list:  # type: ignore[type-arg]

@@ -3,12 +3,12 @@
 - canonical decoding (`services.auditor.canonical`) against the general path (`json`, field
   checks, the codec): same books, same report, byte for byte, on logs that mix canonical
   bytes, other valid encodings of the same events, and invalid ones;
-- the books against the services' own `evolve`: which voucher each redemption event
+- the books against the ledger's `evolve`: which voucher each redemption event
   leaves redeemed, at which venue, by which event, and which booklets are activated or
-  blocked, are what folding the same events with `services.redeemer.domain.evolve` and
-  `services.issuer.domain.evolve_booklet` gives;
+  blocked, are what folding the same events with `passnum.ledger.voucher.evolve` and
+  `passnum.ledger.booklet.evolve_booklet` gives;
 - the envelope fold, which folds a run of activations as one event, against folding each
-  event with `services.issuer.domain.evolve`;
+  event with `passnum.ledger.envelope.evolve`;
 - the voucher sweep, which counts in C, against a per-voucher reference written here;
 - the settlement check with one index against the one built a sixteenth at a time.
 """
@@ -22,9 +22,11 @@ from datetime import date, datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from passnum.codec import encode, event_id_for
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import encode
+
+from passnum.ledger.identity import event_id_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
 from schemas.messages import (
     BookletActivated,
     BookletBlocked,
@@ -44,11 +46,12 @@ from schemas.messages import (
 )
 from services.auditor import invariants, settlement_checks, wire
 from services.auditor.canonical import CanonicalDecoder
-from services.auditor.chained_log import in_read_order, ChainedLogWriter, ChainedRecord
 from services.auditor.invariants import Judgement, VenueRules, venue_timelines
 from services.auditor.replay import Replayer, ReplayOptions
-from services.issuer import domain as issuer_domain
-from services.redeemer import domain as redeemer_domain
+from passnum.ledger import booklet as booklet_rules
+from passnum.ledger import envelope as envelope_rules
+from passnum.ledger import voucher as voucher_rules
+from tests.support.chained_log import ChainedLogWriter, ChainedRecord, in_read_order
 
 SETTINGS = Settings()
 TOPOLOGY = topology_for(SETTINGS)
@@ -279,7 +282,7 @@ def test_canonical_decoding_folds_exactly_like_the_general_path(events, encoding
 
 
 def test_a_canonical_event_refused_by_the_books_is_invalid_on_both_paths() -> None:
-    from services.auditor.chained_log import sample_ledger
+    from tests.support.chained_log import sample_ledger
 
     ledger = sample_ledger(TOPOLOGY)
     document = next(json.loads(r.value) for r in ledger.records
@@ -296,8 +299,8 @@ def test_a_canonical_event_refused_by_the_books_is_invalid_on_both_paths() -> No
 
 
 def test_booklet_copy_lines_are_the_rows() -> None:
-    from services.auditor.chained_log import sample_ledger
     from services.auditor.projections import booklet_lines, booklet_rows
+    from tests.support.chained_log import sample_ledger
 
     books = replay(sample_ledger(TOPOLOGY).records, canonical=True).books
     books.framings[0] = replace(books.framings[0], order_id="tab\there\\and\nline")
@@ -338,12 +341,12 @@ def test_the_books_agree_with_the_services_evolve(events) -> None:  # type: igno
     replayer = replay(chained(events, ["canonical"]), canonical=True)
     replayer.judge()  # resolves vouchers with several facts, as the end of a replay does
     books = replayer.books
-    view = redeemer_domain.empty_view()
-    booklets: dict[str, issuer_domain.Booklet | None] = {}
+    view = voucher_rules.RedeemerView({}, {}, {})
+    booklets: dict[str, booklet_rules.Booklet | None] = {}
     for event in events:
-        redeemer_domain.evolve(view, event)
+        voucher_rules.evolve(view, event)
         if hasattr(event, "booklet_id") and event.type.startswith("booklet_"):
-            booklets[event.booklet_id] = issuer_domain.evolve_booklet(
+            booklets[event.booklet_id] = booklet_rules.evolve_booklet(
                 booklets.get(event.booklet_id), event)
     expected = {}
     for voucher_id, redemption in view.redemptions.items():
@@ -394,10 +397,10 @@ def test_activation_runs_fold_like_each_activation(steps) -> None:  # type: igno
                                           valid_from=date(2026, 1, 1),
                                           valid_until=date(2026, 12, 31),
                                           grace_until=date(2027, 1, 31)))
-    expected = issuer_domain.Envelope(siren)
+    expected = envelope_rules.Envelope(siren)
     for event in events:
-        expected = issuer_domain.evolve(expected, event)
-    folded = issuer_domain.Envelope(siren)
+        expected = envelope_rules.evolve(expected, event)
+    folded = envelope_rules.Envelope(siren)
     index = 0
     while index < len(events):
         end = index + 1
@@ -406,9 +409,9 @@ def test_activation_runs_fold_like_each_activation(steps) -> None:  # type: igno
                 end += 1
             run = [("s", n, None, e.activated_cents, int(e.booklet_id[-7:]))
                    for n, e in enumerate(events[index:end])]
-            folded = issuer_domain.evolve(folded, invariants._activation_run(siren, run))
+            folded = envelope_rules.evolve(folded, invariants._activation_run(siren, run))
         else:
-            folded = issuer_domain.evolve(folded, events[index])
+            folded = envelope_rules.evolve(folded, events[index])
         index = end
     assert folded == expected
 
@@ -514,7 +517,7 @@ def test_settlement_with_one_index_agrees_with_sixteen_slices(events) -> None:  
 
 
 def test_a_statement_listing_a_redemption_twice_is_found_by_both(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from services.auditor.chained_log import sample_ledger
+    from tests.support.chained_log import sample_ledger
 
     ledger = sample_ledger(TOPOLOGY)
     records = ledger.records

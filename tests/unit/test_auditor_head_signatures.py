@@ -1,4 +1,4 @@
-"""Chain heads signed with the processors' key (passnum/head_signatures.py), judged by the
+"""Chain heads signed with the processors' key (passnum/core/head_signatures.py), judged by the
 replay on in-memory records: a signed ledger is sound; a new well-chained stream, events
 appended after the last signed head and a head signed with another key are each named by
 their event. Without keys the heads are not judged (logs written without workers)."""
@@ -11,19 +11,15 @@ from dataclasses import replace
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from passnum.codec import (
-    CHAIN_HEADER,
-    SIGNATURE_HEADER,
-    encode,
-    event_id_for,
-    signed_head_message,
-)
-from passnum.head_signatures import sign_batch_heads, split_link
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import CHAIN_HEADER, SIGNATURE_HEADER, encode, signed_head_message
+
+from passnum.ledger.identity import event_id_for
+from passnum.core.head_signatures import sign_batch_heads, split_link
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
 from schemas.messages import FundsReceived
-from services.auditor.chained_log import ChainedRecord, in_read_order, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ChainedRecord, in_read_order, sample_ledger
 
 SETTINGS = Settings()
 TOPOLOGY = topology_for(SETTINGS)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from services.auditor import parallel
 from services.auditor.chain import ChainVerifier
-from services.auditor.chained_log import ChainedLogWriter, ChainedRecord
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ChainedLogWriter, ChainedRecord
 
 from .test_auditor_fast_path import FAST, SETTINGS, TOPOLOGY, ledgers
 
@@ -104,7 +104,7 @@ def test_the_merged_parts_report_what_one_process_reports(events, workers) -> No
 
 
 def test_a_sound_keyed_log_is_split() -> None:
-    from services.auditor.chained_log import sample_ledger
+    from tests.support.chained_log import sample_ledger
 
     records = sample_ledger(TOPOLOGY).records
     merged = in_parts(records, 2)
@@ -113,7 +113,7 @@ def test_a_sound_keyed_log_is_split() -> None:
 
 
 def test_a_booklet_fact_in_another_partition_refuses_the_split() -> None:
-    from services.auditor.chained_log import sample_ledger
+    from tests.support.chained_log import sample_ledger
 
     ledger = sample_ledger(TOPOLOGY)
     redemption = next(r for r in ledger.records if b'"voucher_redeemed"' in r.value)

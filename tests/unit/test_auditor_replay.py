@@ -11,9 +11,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from passnum.codec import CHAIN_HEADER, encode, event_id_for, next_link
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import CHAIN_HEADER, encode, next_link
+
+from passnum.ledger.identity import event_id_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
 from schemas.messages import (
     BookletActivated,
     BookletBlocked,
@@ -25,8 +27,8 @@ from schemas.messages import (
     VoucherRedeemed,
 )
 from services.auditor import wire
-from services.auditor.chained_log import in_read_order, ChainedRecord, sample_ledger
 from services.auditor.replay import Replayer, ReplayOptions
+from tests.support.chained_log import ChainedRecord, in_read_order, sample_ledger
 
 SETTINGS = Settings()
 TOPOLOGY = topology_for(SETTINGS)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from passnum.codec import encode
+from passnum.core.codec import GENESIS_HASH, encode, next_link
 from schemas import messages
 from services.auditor import wire
 from services.auditor.chain import DUPLICATE, NEW, REJECTED, ChainVerifier
-from passnum.codec import next_link, GENESIS_HASH
 
 CLASSES = {"voucher_redeemed": messages.VoucherRedeemed,
            "booklet_issued": messages.BookletIssued,

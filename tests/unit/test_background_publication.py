@@ -1,4 +1,4 @@
-"""Publication off the batch path (passnum.worker.BatchRunner): batches are published in the
+"""Publication off the batch path (passnum.core.worker.BatchRunner): batches are published in the
 order they were decided even when an earlier one is slower to acknowledge, at most
 PUBLICATIONS_IN_FLIGHT_MAX wait, and `drain` leaves nothing in flight. The broker is
 replaced by a recorder that acknowledges after a chosen delay: the code under test is the
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from passnum.processing import OutboxEvent, OutboxRow
-from passnum.settings import Settings
-from passnum.worker import PUBLICATIONS_IN_FLIGHT_MAX, BatchRunner
+from passnum.core.processing import OutboxEvent, OutboxRow
+from passnum.core.settings import Settings
+from passnum.core.worker import PUBLICATIONS_IN_FLIGHT_MAX, BatchRunner
 
 
 class RecordingPublisher:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from passnum.settings import Settings
-from passnum.voucher_codes import parse_code
+from passnum.core.settings import Settings
+from passnum.ledger.voucher_codes import parse_code
 from services.issuer.print_api import (
     PrintRefused,
     Selection,

@@ -15,17 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from passnum import codec
-from passnum.codec import (
-    DecodeFailure,
-    decode_command,
-    decode_event,
-    decode_message,
-    encode,
-    event_id_for,
-    request_fingerprint,
-)
-from passnum.voucher_codes import (
+from passnum.core import codec
+from passnum.core.codec import DecodeFailure, decode_command, decode_event, decode_message, encode, request_fingerprint
+from passnum.ledger.identity import event_id_for
+from passnum.ledger.voucher_codes import (
     ALPHABET,
     CHECK_ALPHABET,
     VoucherNumber,

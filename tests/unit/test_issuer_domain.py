@@ -16,7 +16,9 @@ from typing import Iterable
 
 import pytest
 
-from passnum.codec import event_id_for
+from passnum.ledger.identity import event_id_for
+from passnum.ledger.booklet import Booklet
+from passnum.ledger.envelope import REJECTION_PRECEDENCE, Envelope, Policy
 from schemas.base import CENTS_MAX, Command, Event
 from schemas.messages import (
     BlockBooklet,
@@ -36,8 +38,9 @@ from schemas.messages import (
     RedeemVoucher,
     RegisterCollectivite,
 )
+from passnum.ledger import booklet as booklet_rules
+from passnum.ledger import envelope as envelope_rules
 from services.issuer import domain
-from services.issuer.domain import REJECTION_PRECEDENCE, Booklet, Envelope, Policy
 
 from . import BENEFICIARY, INVALID_SIREN, MORNING, OTHER_SIREN, SIREN
 
@@ -60,10 +63,10 @@ def given(events: Iterable[Event], siren: str = SIREN) -> State:
     booklets: dict[str, Booklet] = {}
     for event in events:
         if getattr(event, "siren", siren) == siren:
-            envelope = domain.evolve(envelope, event)
+            envelope = envelope_rules.evolve(envelope, event)
         booklet_id = getattr(event, "booklet_id", None)
         if booklet_id:
-            updated = domain.evolve_booklet(booklets.get(booklet_id), event)
+            updated = booklet_rules.evolve_booklet(booklets.get(booklet_id), event)
             if updated is not None:
                 booklets[booklet_id] = updated
     return State(envelope, booklets)
@@ -644,9 +647,9 @@ def test_evolve_ignores_events_that_do_not_change_the_envelope() -> None:
 def test_evolve_booklet_needs_the_issue_event_first() -> None:
     events = history(register(), fund(1_000_000), receive(10_000), order(1))
     activation = next(e for e in events if isinstance(e, BookletActivated))
-    assert domain.evolve_booklet(None, activation) is None
+    assert booklet_rules.evolve_booklet(None, activation) is None
     issued = next(e for e in events if isinstance(e, BookletIssued))
-    booklet = domain.evolve_booklet(domain.evolve_booklet(None, issued), activation)
+    booklet = booklet_rules.evolve_booklet(booklet_rules.evolve_booklet(None, issued), activation)
     assert booklet == Booklet(booklet_id(1), SIREN, 1, f"{SIREN}-order-00001", 10, 1000,
                               activated=True)
 

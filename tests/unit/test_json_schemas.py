@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from passnum.codec import DecodeFailure, decode_message, encode
+from passnum.core.codec import DecodeFailure, decode_message, encode
 from schemas.base import Command, Message
 from schemas.export import JSON_DIRECTORY, export_json_schemas, message_type, rendered_files
 from schemas.messages import MESSAGE_TYPES

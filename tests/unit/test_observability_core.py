@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from passnum.health import LagTracker
-from passnum.logging_setup import RepeatFilter, logging_config
-from passnum.metrics import WorkerMetrics, exposition
-from passnum.settings import Settings
+from passnum.core.health import LagTracker
+from passnum.core.logging_setup import RepeatFilter, logging_config
+from passnum.core.metrics import WorkerMetrics, exposition
+from passnum.core.settings import Settings
 
 
 class Clock:
@@ -67,7 +67,7 @@ def test_repeated_broker_errors_are_let_through_once_a_window(captured) -> None:
     # never held back.
     logging.getLogger("aiokafka.consumer").info("fetching")
     for number in range(3):
-        logging.getLogger("passnum.worker").warning("batch %s failed", number)
+        logging.getLogger("passnum.core.worker").warning("batch %s failed", number)
     assert [r["message"] for r in records(buffer)[2:]] == [
         f"batch {number} failed" for number in range(3)]
 
@@ -134,7 +134,7 @@ def test_the_auditor_follower_serves_its_metrics_and_is_unready_when_unsound() -
     import urllib.error
     import urllib.request
 
-    from passnum.metrics import AuditMetrics
+    from passnum.core.metrics import AuditMetrics
     from services.auditor.follow import Health, serve_health
     from tests.conftest import free_port
 
@@ -177,7 +177,7 @@ def test_liveness_reports_how_late_the_event_loop_is() -> None:
     import asyncio
     import time
 
-    from passnum.health import WorkerHealth
+    from passnum.core.health import WorkerHealth
 
     async def blocked_loop() -> float:
         health = WorkerHealth("unit", "issuer", Settings(), WorkerMetrics("unit"))

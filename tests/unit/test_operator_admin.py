@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from passnum.http import Outcome, Tenant, TokenCache
-from passnum.operator_api import answer_for_outcome, keyset_query
-from passnum.operator_client import Reply, cents_from_euros, key_from
-from passnum.tokens import identifier_refusal
-from passnum.web_api import ApiError, ApiLimits
+from passnum.edge.http import Outcome, Tenant, TokenCache
+from passnum.edge.operator_api import answer_for_outcome, keyset_query
+from passnum.edge.operator_client import Reply, cents_from_euros, key_from
+from passnum.edge.tokens import identifier_refusal
+from passnum.edge.web_api import ApiError, ApiLimits
 from schemas.messages import CollectiviteRegistered, IssuerCommandRejected
 from services.issuer import openapi as issuer_openapi
 from services.issuer.operator_api import ROUTES as ISSUER_ROUTES

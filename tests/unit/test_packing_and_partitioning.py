@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from passnum.codec import (
+from passnum.core.codec import (
     _legacy_request_fingerprint,
     fingerprint_matches,
     pack_outcome,
     request_fingerprint,
     unpack_outcome,
 )
-from passnum.publisher import partition_for_key
+from passnum.core.publisher import partition_for_key
 from schemas.messages import RedeemVoucher
 
 EVENT = st.tuples(st.text(min_size=1, max_size=40), st.none() | st.binary(max_size=50),

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from passnum import operator_api, problems
-from passnum.web_api import Answer, ApiError, key_reused_answer
+from passnum.edge import operator_api, problems
+from passnum.edge.web_api import Answer, ApiError, key_reused_answer
 from services.issuer import api as issuer_api
 from services.issuer.openapi import openapi_document as issuer_document
 from services.redeemer import api as redeemer_api

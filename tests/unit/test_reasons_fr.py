@@ -1,5 +1,5 @@
 """Every reason code the redeemer can record has a plain French and English explanation
-(passnum/reasons_fr.py).
+(passnum/edge/reasons_fr.py).
 
 The codes are read from the redeemer's source rather than copied here, so that a code
 added to a decider without an explanation fails this test: the `*_PRECEDENCE` tuples, every
@@ -13,8 +13,12 @@ import inspect
 import typing
 from types import ModuleType
 
-from passnum import reasons_fr, voucher_codes
-from services.redeemer import api, domain, settlement
+from passnum.edge import reasons_fr
+from passnum.ledger import settlement_month as settlement
+from passnum.ledger import venue, voucher
+from services.redeemer import domain
+from passnum.ledger import voucher_codes
+from services.redeemer import api
 
 
 def _strings(node: ast.AST | None) -> set[str]:
@@ -52,14 +56,15 @@ def code_outcomes() -> set[str]:
 
 
 def redeemer_reason_codes() -> set[str]:
-    return (reason_codes_in(domain) | reason_codes_in(settlement) | code_outcomes()
+    return (reason_codes_in(voucher) | reason_codes_in(venue) | reason_codes_in(domain)
+            | reason_codes_in(settlement) | code_outcomes()
             | set(api.REJECTION_STATUS))
 
 
 def test_the_introspection_finds_the_codes_it_must() -> None:
     codes = redeemer_reason_codes()
     # Known members of each source: if the reading of the source broke, this says so.
-    assert set(domain.REDEMPTION_PRECEDENCE) <= codes
+    assert set(voucher.REDEMPTION_PRECEDENCE) <= codes
     assert set(settlement.CLOSE_PRECEDENCE) <= codes
     assert {"cancellation_too_late", "invalid_iban", "provider_revoked", "not_supported",
             "mistyped_code"} <= codes
@@ -67,7 +72,7 @@ def test_the_introspection_finds_the_codes_it_must() -> None:
 
 def test_every_code_the_redeemer_can_record_is_explained() -> None:
     missing = sorted(redeemer_reason_codes() - set(reasons_fr.REASONS))
-    assert not missing, f"add these to passnum/reasons_fr.py: {missing}"
+    assert not missing, f"add these to passnum/edge/reasons_fr.py: {missing}"
 
 
 def test_each_explanation_is_a_french_and_an_english_sentence() -> None:

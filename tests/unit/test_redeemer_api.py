@@ -8,10 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from passnum.codec import event_id_for
-from passnum.http import Outcome
-from passnum.openapi import render
-from passnum.web_api import parse_body
+from passnum.ledger.identity import event_id_for
+from passnum.edge.http import Outcome
+from passnum.edge.openapi import render
+from passnum.edge.web_api import parse_body
+from passnum.ledger.voucher import REDEMPTION_PRECEDENCE
 from schemas.messages import (
     RedeemerCommandRejected,
     RedemptionCancelled,
@@ -20,7 +21,6 @@ from schemas.messages import (
     VoucherRedeemed,
 )
 from services.redeemer import api, openapi
-from services.redeemer.domain import REDEMPTION_PRECEDENCE
 
 from . import BOOKLET_ID, MORNING, SIREN, SIRET, VOUCHER_ID
 

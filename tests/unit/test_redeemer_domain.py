@@ -2,7 +2,7 @@
 
 `given(events)` folds issuer facts (issued, activated, blocked) and redeemer facts
 (accreditations, status changes, redemptions) into a view with the redeemer's own `evolve`.
-Codes are made with `passnum.voucher_codes.make_code` and a test key, as the printer would.
+Codes are made with `passnum.ledger.voucher_codes.make_code` and a test key, as the printer would.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Iterable
 
 import pytest
 
-from passnum.codec import event_id_for
-from passnum.voucher_codes import VoucherNumber, make_code
+from passnum.ledger.identity import event_id_for
+from passnum.ledger.voucher import REDEMPTION_PRECEDENCE, RedeemerView
+from passnum.ledger.voucher_codes import VoucherNumber, make_code
 from schemas.base import Command, Event
 from schemas.messages import (
     AccreditProvider,
@@ -35,8 +36,9 @@ from schemas.messages import (
     VoucherChecked,
     VoucherRedeemed,
 )
+from passnum.ledger import booklet as booklet_rules
+from passnum.ledger import voucher as voucher_rules
 from services.redeemer import domain
-from services.redeemer.domain import REDEMPTION_PRECEDENCE, RedeemerView
 
 from . import (
     IBAN,
@@ -62,7 +64,7 @@ _request_numbers = itertools.count(1)
 def given(events: Iterable[Event]) -> RedeemerView:
     view = domain.empty_view()
     for event in events:
-        domain.evolve(view, event)
+        voucher_rules.evolve(view, event)
     return view
 
 
@@ -380,7 +382,7 @@ def test_a_position_beyond_the_booklet_size_is_unknown() -> None:
 ])
 def test_perimeter_by_department_and_commune(perimeter: tuple[str, ...], address_code: str,
                                              inside: bool) -> None:
-    assert domain.in_perimeter(perimeter, address_code) is inside
+    assert booklet_rules.in_perimeter(perimeter, address_code) is inside
     history = [issued(perimeter=perimeter), activated(), accredited(address_code=address_code)]
     events = when(given(history), redeem())
     if inside:
@@ -402,7 +404,7 @@ def test_check_says_valid_and_changes_nothing() -> None:
     assert events == [VoucherChecked(
         event_id=event_id_for("redeemer", command.request_id, 0), request_id=command.request_id,
         occurred_at=MORNING, siret=SIRET, voucher_id=voucher_id(), valid=True, reason=None)]
-    domain.evolve(view, events[0])
+    voucher_rules.evolve(view, events[0])
     assert view == before
     assert isinstance(when(view, redeem())[0], VoucherRedeemed), "a check consumes nothing"
 
@@ -419,7 +421,7 @@ def test_checking_many_times_never_changes_the_outcome_of_a_redemption() -> None
     view = given(open_for_business())
     for _ in range(3):
         for event in when(view, check()):
-            domain.evolve(view, event)
+            voucher_rules.evolve(view, event)
     assert view.redemptions == {}
     assert isinstance(when(view, redeem())[0], VoucherRedeemed)
 
@@ -600,7 +602,7 @@ def test_every_command_yields_exactly_one_event_with_a_deterministic_id(command:
 
 
 def test_a_command_this_decider_does_not_handle_is_not_supported() -> None:
-    # Closing a month is the settlement aggregate's decision (services.redeemer.settlement).
+    # Closing a month is the settlement aggregate's decision (passnum.ledger.settlement_month).
     command = CloseSettlementMonth(request_id=request_id(), occurred_at=MORNING, month="2024-03")
     events = when(domain.empty_view(), command)
     assert refusal(events) == "not_supported"
@@ -615,7 +617,7 @@ def test_issuer_facts_are_monotonic_against_duplicates_and_late_copies() -> None
     view = given([first_issue, activated(), blocked(), issued(perimeter=("13",))])
     facts = view.booklets[booklet_id()]
     assert (facts.activated, facts.blocked, facts.perimeter) == (True, True, ("75",))
-    assert domain.evolve_booklet(None, activated()) is None
+    assert booklet_rules.evolve_booklet_facts(None, activated()) is None
 
 
 def test_a_redemption_folded_twice_keeps_the_first() -> None:

@@ -10,10 +10,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from passnum.ledger.time import FRANCE
 from schemas.messages import CancelRedemption
-from services.redeemer import domain
+from passnum.ledger import voucher as domain
 from services.redeemer.offline_scans import parse_scans, scan_commands, scan_request_id
-from services.redeemer.settlement import SETTLEMENT_TIME_ZONE
 from services.redeemer.statements import (
     Debtor,
     StatementLine,
@@ -88,7 +88,7 @@ def test_scan_lines_with_and_without_instants() -> None:
     assert scans[0].scanned_at is None
     # Written without offset: the venue's clock, in France (UTC+1 in early March).
     assert scans[1].scanned_at == datetime(2026, 3, 3, 9, 15, tzinfo=timezone.utc)
-    assert scans[1].scanned_at.tzinfo == SETTLEMENT_TIME_ZONE
+    assert scans[1].scanned_at.tzinfo == FRANCE
     # Outside the years a command may name, or with a control character: a line error,
     # never a command that cannot be built.
     assert [(e.line_number, e.reason) for e in errors] == [

@@ -8,7 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from passnum.codec import event_id_for
+from passnum.ledger.identity import event_id_for
+from passnum.ledger import settlement_month as settlement
+from passnum.ledger.settlement_month import (
+    FRANCE,
+    STATEMENT_MAX_REDEMPTIONS,
+    SettlementBook,
+    SettlementReplay,
+    UnsettledRedemption,
+    decide_close_month,
+)
 from schemas.messages import (
     CloseSettlementMonth,
     RedeemerCommandRejected,
@@ -17,19 +26,10 @@ from schemas.messages import (
     SettlementStatementIssued,
     VoucherRedeemed,
 )
-from services.redeemer import settlement
-from services.redeemer.settlement import (
-    SETTLEMENT_TIME_ZONE,
-    STATEMENT_MAX_REDEMPTIONS,
-    SettlementBook,
-    SettlementReplay,
-    UnsettledRedemption,
-    decide_close_month,
-)
 
 from . import OTHER_SIRET, SIREN, SIRET, THIRD_SIRET
 
-APRIL_FIRST = datetime(2026, 4, 1, 9, 0, tzinfo=SETTLEMENT_TIME_ZONE)
+APRIL_FIRST = datetime(2026, 4, 1, 9, 0, tzinfo=FRANCE)
 _numbers = itertools.count(1)
 
 
@@ -155,7 +155,7 @@ def test_closing_a_month_enters_the_book() -> None:
 
 
 def test_calendar_in_france() -> None:
-    assert settlement.month_end("2026-12") == datetime(2027, 1, 1, tzinfo=SETTLEMENT_TIME_ZONE)
+    assert settlement.month_end("2026-12") == datetime(2027, 1, 1, tzinfo=FRANCE)
     assert settlement.month_start("2026-03").utcoffset() == timedelta(hours=1)
     assert settlement.month_end("2026-03").utcoffset() == timedelta(hours=2)
     assert settlement.month_of(datetime(2026, 3, 31, 22, 30, tzinfo=timezone.utc)) == "2026-04"

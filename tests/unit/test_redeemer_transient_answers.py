@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from passnum.codec import event_id_for
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.ledger.identity import event_id_for
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.ledger import settlement_month as settlement
 from schemas.messages import CheckVoucher, CloseSettlementMonth, VoucherChecked
-from services.redeemer import settlement
 from services.redeemer.handler import RedeemerHandler
 
 from . import MORNING, SIRET

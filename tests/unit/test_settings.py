@@ -1,5 +1,5 @@
 """Settings are checked at start-up: a bad value or an unknown `PASSNUM_` variable stops the
-program with one line naming the variable (passnum/settings.py)."""
+program with one line naming the variable (passnum/core/settings.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from passnum.settings import Settings, SettingsError
+from passnum.core.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_variables_read_elsewhere_are_not_refused() -> None:
 
 def _passnum(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PASSNUM_")}
-    return subprocess.run([sys.executable, "-m", "passnum.cli", *arguments], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "passnum.tools.cli", *arguments], cwd=ROOT,
                           env={**clean, **environment}, capture_output=True, text=True,
                           timeout=60)
 

@@ -1,15 +1,15 @@
-"""Transactions bounded by expected events: passnum.processing.split_by_weight."""
+"""Transactions bounded by expected events: passnum.core.processing.split_by_weight."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from passnum.codec import encode
-from passnum.processing import InputRecord, split_by_weight
-from passnum.settings import Settings
-from passnum.topology import topology_for
+from passnum.core.codec import encode
+from passnum.core.processing import InputRecord, split_by_weight
+from passnum.core.settings import Settings
+from passnum.core.topology import topology_for
+from passnum.ledger.envelope import Policy
 from schemas.messages import OrderBooklets, RecordFundsReceived
-from services.issuer.domain import Policy
 from services.issuer.handler import IssuerHandler
 
 AT = datetime(2026, 3, 1, tzinfo=timezone.utc)

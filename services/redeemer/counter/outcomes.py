@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from passnum.http import Outcome
+from passnum.edge.http import Outcome
 from schemas.messages import (
     RedeemerCommandRejected,
     RedemptionCancelled,

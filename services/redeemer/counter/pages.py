@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import jinja2
 
-from services.redeemer import domain
+from passnum.ledger.time import same_local_day
 from services.redeemer.counter import texts
 from services.redeemer.counter.outcomes import Result
 from services.redeemer.counter.sessions import CounterSession
@@ -95,7 +95,7 @@ def redemption_rows(rows: Sequence[RedemptionRow], now: datetime, language: str
     shown = []
     for row in rows:
         cancellable = (row.settlement_month is None
-                       and domain.same_local_day(row.redeemed_at.isoformat(), now))
+                       and same_local_day(row.redeemed_at, now))
         statement = (texts.text("on_statement", language,
                                 month=texts.month_text(row.settlement_month, language))
                      if row.settlement_month else "")

@@ -33,8 +33,9 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from pydantic import ValidationError
 
-from passnum.http import authenticate, token_digest
-from passnum.web_api import ApiError, read_body
+from passnum.edge.http import authenticate, token_digest
+from passnum.edge.web_api import ApiError, read_body
+from passnum.ledger.settlement_month import month_end, month_of, month_start
 from schemas.messages import CancelRedemption, CheckVoucher, RedeemVoucher
 from services.redeemer import queries
 from services.redeemer.api import RedeemerApi
@@ -61,7 +62,6 @@ from services.redeemer.counter.statements import (
     statement_csv,
     vouchers_csv,
 )
-from services.redeemer.settlement import month_end, month_of, month_start
 
 logger = logging.getLogger(__name__)
 

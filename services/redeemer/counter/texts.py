@@ -1,7 +1,7 @@
 """What the counter page says, in French first and in English, and how it writes numbers,
 amounts and dates: with babel's CLDR data for each locale, never formatted by hand.
 
-Refusals are explained by `passnum.reasons_fr`, shared with every other surface.
+Refusals are explained by `passnum.edge.reasons_fr`, shared with every other surface.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from babel import Locale
 from babel.dates import format_skeleton, format_time
 from babel.numbers import format_currency, format_decimal
 
-from passnum.reasons_fr import explain
-from services.redeemer.settlement import SETTLEMENT_TIME_ZONE
+from passnum.edge.reasons_fr import explain
+from passnum.ledger.time import FRANCE
 
 LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 
@@ -159,10 +159,10 @@ def count_text(count: int, language: str) -> str:
 
 def when_text(instant: datetime, language: str) -> str:
     """An instant as a venue in France reads it: its date and time in Europe/Paris."""
-    local = instant.astimezone(SETTLEMENT_TIME_ZONE)
+    local = instant.astimezone(FRANCE)
     return text("when", language,
                 date=format_skeleton("yMMMd", local, locale=_locale(language)),
-                time=format_time(local, "short", tzinfo=SETTLEMENT_TIME_ZONE,
+                time=format_time(local, "short", tzinfo=FRANCE,
                                      locale=_locale(language)))
 
 

@@ -5,7 +5,7 @@
 // is checked at once; it is redeemed only when the venue presses "Encaisser".
 "use strict";
 
-// The 21 symbols of a printed code (passnum/voucher_codes.py), with or without dashes,
+// The 21 symbols of a printed code (passnum/ledger/voucher_codes.py), with or without dashes,
 // wherever they stand in what the QR code holds.
 const CODE = /[0-9A-Z]{4}-?[0-9A-Z]{4}-?[0-9A-Z]{4}-?[0-9A-Z]{4}-?[0-9A-Z]{4}-?[0-9A-Z*~$=]/i;
 
