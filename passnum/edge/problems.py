@@ -46,7 +46,7 @@ TITLES: dict[str, str] = {
     "already_accredited": "Structure déjà habilitée",
     "unknown_provider": "Structure inconnue",
     "provider_revoked": "Habilitation de la structure révoquée",
-    # The issuer's recorded refusals (services/issuer/domain.py).
+    # The issuer's recorded refusals (passnum/ledger/envelope.py, booklet.py).
     "invalid_siren": "SIREN invalide",
     "already_registered": "Collectivité déjà enregistrée",
     "unknown_collectivite": "Collectivité inconnue",
@@ -58,7 +58,7 @@ TITLES: dict[str, str] = {
     "unknown_booklet": "Carnet introuvable",
     "booklet_blocked": "Carnet bloqué",
     "already_handed_out": "Carnet déjà remis",
-    # The redeemer's recorded refusals (services/redeemer/domain.py).
+    # The redeemer's recorded refusals (passnum/ledger/voucher.py, venue.py).
     "malformed_code": "Code de chèque mal formé",
     "mistyped_code": "Code de chèque mal saisi",
     "forged_code": "Code de chèque falsifié",

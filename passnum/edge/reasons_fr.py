@@ -1,8 +1,8 @@
 """Every reason code the redeemer can record, explained to a person at a counter: in plain
 French first, in English second.
 
-The codes are the ledger's (`services/redeemer/domain.py`, `passnum/ledger/settlement_month.py`,
-`passnum/ledger/voucher_codes.py`) plus the two answers of the command gateway that a page can show
+The codes are the ledger's (`passnum/ledger/voucher.py`, `venue.py`, `settlement_month.py`,
+`voucher_codes.py`) plus the two answers of the command gateway that a page can show
 (`request_id_reused`, `outcome_pending`). tests/unit/test_reasons_fr.py reads the
 redeemer's source and fails when a code it can record has no explanation here.
 

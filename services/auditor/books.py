@@ -2,8 +2,8 @@
 compact columns keyed by integer indexes, and the fold of one event into them.
 
 No Kafka, no database. No second copy of any state machine: the envelopes are folded with
-`services.issuer.domain.evolve` and the venues' accreditation with
-`services.redeemer.domain.evolve` (in `services.auditor.invariants`, at the end, in the
+`passnum.ledger.envelope.evolve` and the venues' accreditation with
+`passnum.ledger.voucher.evolve` (in `services.auditor.invariants`, at the end, in the
 order explained there). What is kept here per voucher is not a state machine but the
 recorded facts the invariants judge: when and where it was redeemed, by which event.
 

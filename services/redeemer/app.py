@@ -1,6 +1,6 @@
 """Composition root of the redeemer worker: `faust -A services.redeemer.app worker`.
 
-Where a voucher is redeemed: `services.redeemer.domain.decide_redeem`. Why it cannot be
+Where a voucher is redeemed: `passnum.ledger.voucher.decide_redeem`. Why it cannot be
 redeemed twice: see the docstring of that module and docs/processing.md. Settlement:
 `passnum.ledger.settlement_month`. The venues' HTTP API (services/redeemer/web.py) is mounted
 on the worker's web server. Nothing connects at import: connections open when the app starts.
