@@ -23,7 +23,6 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import repeat
 from operator import add, itemgetter, mul
-from zoneinfo import ZoneInfo
 
 from schemas.base import Event
 from schemas.messages import BookletActivated, FundsReceived
@@ -39,10 +38,9 @@ from services.auditor.books import (
 )
 from passnum.ledger import booklet as booklet_rules
 from passnum.ledger import envelope as envelope_rules
+from passnum.ledger import settlement_month
 from passnum.ledger import time as ledger_time
 from passnum.ledger import voucher as voucher_rules
-
-FRANCE = ZoneInfo("Europe/Paris")
 
 
 def placeholder(fingerprint: int) -> str:
@@ -318,8 +316,8 @@ def _voucher_id(books: Books, voucher: int) -> str:
 @lru_cache(maxsize=65_536)
 def paris_month(hour_since_epoch: int) -> str:
     """Settlement months are French calendar months (passnum.ledger.settlement_month)."""
-    moment = datetime.fromtimestamp((hour_since_epoch * 3600), tz=timezone.utc)
-    return moment.astimezone(FRANCE).strftime("%Y-%m")
+    return settlement_month.month_of(
+        datetime.fromtimestamp(hour_since_epoch * 3600, tz=timezone.utc))
 
 
 def month_of_second(seconds: int) -> str:
@@ -432,8 +430,7 @@ def _next_month(month: str) -> str:
 
 
 def _month_start_second(month: str) -> int:
-    start = datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=FRANCE)
-    return int(start.timestamp()) - SECONDS_EPOCH + 1
+    return int(settlement_month.month_start(month).timestamp()) - SECONDS_EPOCH + 1
 
 
 def _activation_second(key: int) -> int:
