@@ -135,7 +135,7 @@ def run_once(settings: Settings, options: ReplayOptions, outputs: Outputs) -> in
     if outputs.json_output:
         typer.echo(report.to_json())
     else:
-        print_summary(report)
+        print_summary(report, language=outputs.language)
         rate = replayer.records_read / seconds if seconds else 0.0
         typer.echo(f"replayed {replayer.records_read} records in {seconds:.1f} s "
                    f"({rate:,.0f} records/s)")

@@ -21,6 +21,7 @@ from services.auditor.books import Finding
 from services.auditor.findings_fr import FRENCH
 from services.auditor.html_report import STATES, Formatter, national_totals, render
 from services.auditor.replay import Replayer, ReplayOptions
+from services.auditor.summary import print_summary
 from tests.support.chained_log import ChainedRecord, in_read_order, sample_ledger
 
 SETTINGS = Settings()
@@ -227,3 +228,22 @@ def test_a_report_scoped_to_one_collectivite_says_whose_vouchers_the_venues_coun
     assert list(scoped.totals) == [siren]
     assert f"Périmètre\xa0: la collectivité {scoped.totals[siren].name} ({siren})" in unescape(page)
     assert f"ne comptent que les chèques de la collectivité {siren}" in unescape(page)
+
+
+def test_the_terminal_summary_speaks_french_with_the_same_figures(sound) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    print_summary(sound, console)
+    printed = console.export_text()
+    formatter = Formatter("fr")
+    assert "SAIN — Chaque règle vérifiée est respectée." in printed
+    assert "En circulation" in printed and "Utilisés" in printed
+    for siren, totals in sound.totals.items():
+        row = next(line for line in printed.splitlines() if siren in line)
+        assert formatter.euros(totals.received_cents) in row  # e.g. "200,00 €", French
+        assert (f"{totals.redeemed_vouchers} / {formatter.euros(totals.redeemed_cents)}"
+                in row)
+    english = Console(record=True, width=400)
+    print_summary(sound, english, language="en")
+    assert "SOUND — Every rule checked holds." in english.export_text()
