@@ -65,16 +65,24 @@ def evolve_booklet(booklet: Booklet | None, event: Event) -> Booklet | None:
     return booklet
 
 
+def booklet_refusal(envelope: Envelope, booklet: Booklet | None, siren: str) -> str | None:
+    """Why a collectivité may not act on this booklet (distribute or block it), or None."""
+    if not envelope.registered:
+        return "unknown_collectivite"
+    if booklet is None or booklet.siren != siren:
+        return "unknown_booklet"
+    if booklet.status == "blocked":
+        return "booklet_blocked"
+    return None
+
+
 def decide_distribute(envelope: Envelope, booklet: Booklet | None,
                       command: DistributeBooklet) -> list[Event]:
-    if not envelope.registered:
-        return issuer_rejection(command, command.siren, "unknown_collectivite")
-    if booklet is None or booklet.siren != command.siren:
-        return issuer_rejection(command, command.siren, "unknown_booklet")
-    if booklet.status == "blocked":
-        return issuer_rejection(command, command.siren, "booklet_blocked")
-    if booklet.status == "handed_out":
-        return issuer_rejection(command, command.siren, "already_handed_out")
+    reason = booklet_refusal(envelope, booklet, command.siren)
+    if reason is None and booklet is not None and booklet.status == "handed_out":
+        reason = "already_handed_out"
+    if reason is not None:
+        return issuer_rejection(command, command.siren, reason)
     builder = IssuerEvents(command)
     builder.add(BookletDistributed, siren=command.siren, booklet_id=command.booklet_id,
                 distributor=command.distributor,
@@ -83,12 +91,9 @@ def decide_distribute(envelope: Envelope, booklet: Booklet | None,
 
 
 def decide_block(envelope: Envelope, booklet: Booklet | None, command: BlockBooklet) -> list[Event]:
-    if not envelope.registered:
-        return issuer_rejection(command, command.siren, "unknown_collectivite")
-    if booklet is None or booklet.siren != command.siren:
-        return issuer_rejection(command, command.siren, "unknown_booklet")
-    if booklet.status == "blocked":
-        return issuer_rejection(command, command.siren, "booklet_blocked")
+    reason = booklet_refusal(envelope, booklet, command.siren)
+    if reason is not None:
+        return issuer_rejection(command, command.siren, reason)
     builder = IssuerEvents(command)
     builder.add(BookletBlocked, siren=command.siren, booklet_id=command.booklet_id,
                 reason=command.reason)
