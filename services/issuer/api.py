@@ -11,6 +11,11 @@ Tenancy: a bearer token names one collectivité (table `api_tokens`), and the SI
 command and query comes from the token, never from the request. A booklet of another
 collectivité answers 404 exactly like a booklet that does not exist.
 
+Money is not the collectivité's to declare: a payment received (`RecordFundsReceived`, which
+activates booklets) is recorded by the platform's operator, who sees the bank account
+(`services/issuer/operator_api.py`). A collectivité that could record its own payments could
+put vouchers in circulation without paying for them.
+
 Personal data: a beneficiary identifier is turned into a pseudonymous reference here, at
 the edge (services/issuer/beneficiaries.py), and is never logged, stored or echoed.
 
@@ -45,16 +50,14 @@ from passnum.edge.web_api import (
     namespaced_request_id,
 )
 from passnum.ledger.voucher_codes import VoucherNumber, make_code
-from schemas.base import Cents, Command, LedgerDate, PositiveCents
+from schemas.base import Command, LedgerDate, PositiveCents
 from schemas.messages import (
     BlockBooklet,
     CommandName,
     DistributeBooklet,
     IssuerCommandRejected,
     OrderBooklets,
-    PaymentReference,
     Perimeter,
-    RecordFundsReceived,
     TargetGroup,
 )
 from services.issuer import queries
@@ -112,14 +115,6 @@ class OrderRequest(RequestBody):
     # The command's bounds (schemas.base), so that the edge refuses what the log would.
     valid_from: LedgerDate | None = None
     valid_until: LedgerDate | None = None
-
-
-class FundsReceivedRequest(RequestBody):
-    """The collectivité's payment order was received: it activates booklets, oldest first."""
-
-    face_value_cents: PositiveCents
-    fees_cents: Cents = 0
-    payment_reference: PaymentReference
 
 
 class DistributeRequest(RequestBody):
@@ -181,9 +176,6 @@ _WRITE_ERRORS = (400, 401, 403, 409, 413, 422, 503, 504)
 ROUTES: tuple[Route, ...] = (
     Route("post", "/v1/orders", "createOrder", "Order booklets", 201, CommandResponse,
           OrderRequest, _WRITE_ERRORS, idempotency="required"),
-    Route("post", "/v1/funds-received", "recordFundsReceived",
-          "Record funds received (activates booklets, oldest first)", 201, CommandResponse,
-          FundsReceivedRequest, _WRITE_ERRORS, idempotency="required"),
     Route("post", "/v1/booklets/{booklet_id}/distribution", "distributeBooklet",
           "Distribute a booklet", 200, CommandResponse, DistributeRequest,
           (*_WRITE_ERRORS, 404), idempotency="required"),
@@ -280,7 +272,6 @@ class IssuerApi(TenantApi):
 
     def handlers(self) -> dict[str, RequestHandler]:
         return {"createOrder": self.create_order,
-                "recordFundsReceived": self.record_funds_received,
                 "distributeBooklet": self.distribute, "blockBooklet": self.block,
                 "listBooklets": self.list_booklets, "getBooklet": self.get_booklet}
 
@@ -305,15 +296,6 @@ class IssuerApi(TenantApi):
                 valid_from=body.valid_from, valid_until=body.valid_until)
 
         return await self.submit(request, tenant, "createOrder", build)
-
-    async def record_funds_received(self, request: Any, tenant: Tenant) -> Answer:
-        async def build(request_id: str, at: datetime, body: FundsReceivedRequest) -> Command:
-            return RecordFundsReceived(
-                request_id=request_id, occurred_at=at, siren=tenant.identifier,
-                face_value_cents=body.face_value_cents, fees_cents=body.fees_cents,
-                payment_reference=body.payment_reference)
-
-        return await self.submit(request, tenant, "recordFundsReceived", build)
 
     async def distribute(self, request: Any, tenant: Tenant) -> Answer:
         booklet_id = request.match_info["booklet_id"]

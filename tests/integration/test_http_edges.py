@@ -57,7 +57,8 @@ class Edge:
 
 
 def issuer_edge(ledger: Settings, start_worker: Any) -> tuple[Edge, str]:
-    """The issuer worker and a registered collectivité with an envelope and booklets."""
+    """The issuer worker and a registered collectivité with an envelope and booklets; its
+    token. (`operator_edge` gives the same server with an operator's token.)"""
     start_worker("issuer")
     partner = collectivites(1)[0]
     commands = onboarding(partner, 2, datetime.now(timezone.utc), funded_booklets=1, tag="edge")
@@ -71,6 +72,11 @@ def issuer_edge(ledger: Settings, start_worker: Any) -> tuple[Edge, str]:
     with psycopg.connect(ledger.database_url) as connection:
         token = issue_token(connection, "collectivite", partner.siren)
     return Edge(ledger.web_port_issuer, token), partner.siren
+
+
+def operator_edge(ledger: Settings) -> Edge:
+    with psycopg.connect(ledger.database_url) as connection:
+        return Edge(ledger.web_port_issuer, issue_token(connection, "operator", "edges"))
 
 
 def redeemer_edge(ledger: Settings, start_worker: Any) -> Edge:
@@ -99,18 +105,21 @@ def test_the_issuer_edge_refuses_what_the_log_cannot_hold_and_goes_on_deciding(
         ledger: Settings, start_worker: Any) -> None:
     issuer, siren = issuer_edge(ledger, start_worker)
     refused_before_the_log = order_dates_outside_the_years(issuer)
-    refused_before_the_log += coerced_types(issuer)
+    operator = operator_edge(ledger)
+    funds_received = f"/v1/operator/collectivites/{siren}/funds-received"
+    refused_before_the_log += coerced_types(issuer, operator, funds_received)
     refused_before_the_log += bodies_not_in_utf8(issuer)
 
-    # Two payments of 60 M€: the second would take the running total past 10^10 cents.
+    # Two payments of 60 M€ recorded by the operator: the second would take the running
+    # total past 10^10 cents.
     payment = {"face_value_cents": 6_000_000_000, "payment_reference": "OP-BIG"}
-    first = issuer.call("POST", "/v1/funds-received", key="big-1", body=payment)
+    first = operator.call("POST", funds_received, key="big-1", body=payment)
     assert first[0] == 201, first
-    assert_problem(issuer.call("POST", "/v1/funds-received", key="big-2", body=payment), 409,
+    assert_problem(operator.call("POST", funds_received, key="big-2", body=payment), 409,
                    "total_exceeds_limit")
     # ... and the issuer goes on deciding.
-    after = issuer.call("POST", "/v1/funds-received", key="small",
-                        body={"face_value_cents": 1000, "payment_reference": "OP-SMALL"})
+    after = operator.call("POST", funds_received, key="small",
+                          body={"face_value_cents": 1000, "payment_reference": "OP-SMALL"})
     assert after[0] == 201 and after[2]["events"][0]["total_received_cents"] == \
         first[2]["events"][0]["total_received_cents"] + 1000, after
     # An order valid until the last day of the years is decided (the envelope holds only
@@ -120,8 +129,10 @@ def test_the_issuer_edge_refuses_what_the_log_cannot_hold_and_goes_on_deciding(
                    409, "over_envelope")
 
     sent = command_request_ids(ledger)
-    assert {f"http:{siren}:big-2", f"http:{siren}:near"} <= sent  # decided through the log
-    assert not {f"http:{siren}:{key}" for key in refused_before_the_log} & sent
+    # decided through the log
+    assert {"http:operator:edges:big-2", f"http:{siren}:near"} <= sent
+    assert not {f"http:{tenant}:{key}" for key in refused_before_the_log
+                for tenant in (siren, "operator:edges")} & sent
 
 
 def order_dates_outside_the_years(issuer: Edge) -> list[str]:
@@ -138,18 +149,19 @@ def order_dates_outside_the_years(issuer: Edge) -> list[str]:
     return keys
 
 
-def coerced_types(issuer: Edge) -> list[str]:
+def coerced_types(issuer: Edge, operator: Edge, funds_received: str) -> list[str]:
     """What the document calls an integer is taken as a JSON integer only."""
-    coerced = [("/v1/orders", {"booklet_count": "3"}),
-               ("/v1/orders", {"booklet_count": True}),
-               ("/v1/orders", {"booklet_count": 1.0}),
-               ("/v1/funds-received", {"face_value_cents": 1000, "fees_cents": False,
-                                       "payment_reference": "OP"}),
-               ("/v1/funds-received", {"face_value_cents": "1000", "payment_reference": "OP"})]
+    coerced = [(issuer, "/v1/orders", {"booklet_count": "3"}),
+               (issuer, "/v1/orders", {"booklet_count": True}),
+               (issuer, "/v1/orders", {"booklet_count": 1.0}),
+               (operator, funds_received, {"face_value_cents": 1000, "fees_cents": False,
+                                           "payment_reference": "OP"}),
+               (operator, funds_received, {"face_value_cents": "1000",
+                                           "payment_reference": "OP"})]
     keys = []
-    for number, (path, body) in enumerate(coerced):
+    for number, (edge, path, body) in enumerate(coerced):
         keys.append(f"typed-{number}")
-        assert_problem(issuer.call("POST", path, key=keys[-1], body=body), 422, "invalid_body")
+        assert_problem(edge.call("POST", path, key=keys[-1], body=body), 422, "invalid_body")
     return keys
 
 

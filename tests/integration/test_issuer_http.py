@@ -97,8 +97,6 @@ def test_tokens_and_tenant_isolation(ledger, start_worker) -> None:
     a_booklet, b_booklet = world.booklet(world.partner, 1), world.booklet(world.other, 1)
     routes = [("GET", "/v1/booklets", None), ("GET", f"/v1/booklets/{a_booklet}", None),
               ("POST", "/v1/orders", {"booklet_count": 1}),
-              ("POST", "/v1/funds-received", {"face_value_cents": 1000,
-                                              "payment_reference": "x"}),
               ("POST", f"/v1/booklets/{a_booklet}/distribution", {"distributor": "Mairie"}),
               ("POST", f"/v1/booklets/{a_booklet}/block", {"reason": "lost"})]
     with connect(ledger.database_url) as connection:
@@ -130,31 +128,51 @@ def test_tokens_and_tenant_isolation(ledger, start_worker) -> None:
     assert (status, theirs["status"], theirs["distributor"]) == (200, "issued", None)
 
     # The same Idempotency-Key chosen by two tenants names two different requests.
-    for token in (world.token, world.other_token):
-        status, answer = world.call("POST", "/v1/funds-received", token=token, key="same",
-                                    body={"face_value_cents": 10_000, "payment_reference": "OP"})
-        assert status == 201 and answer["events"][0]["type"] == "funds_received"
+    for token, partner in ((world.token, world.partner), (world.other_token, world.other)):
+        status, answer = world.call(
+            "POST", f"/v1/booklets/{world.booklet(partner, 3)}/distribution", token=token,
+            key="same", body={"distributor": "Mairie"})
+        assert status == 200 and answer["events"][0]["type"] == "booklet_distributed"
+
+
+def test_a_collectivite_cannot_record_its_own_payment(ledger, start_worker) -> None:
+    """Funds received activate booklets: only the operator, who sees the bank account,
+    records them. The collectivité's API has no such route, and nothing reaches the log."""
+    world = make_world(ledger, start_worker)
+    before = issuer_events(ledger)
+    request = urllib.request.Request(
+        world.base_url + "/v1/funds-received", method="POST",
+        data=json.dumps({"face_value_cents": 1_000_000, "payment_reference": "x"}).encode(),
+        headers={"Authorization": f"Bearer {world.token}", "Idempotency-Key": "self-paid",
+                 "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS)
+    assert refused.value.code == 404
+    status, page = world.call("GET", "/v1/booklets", token=world.token)
+    assert [b["activated"] for b in page["booklets"]] == [True, True, False]
+    assert issuer_events(ledger) == before
 
 
 def test_idempotency_and_error_mapping(ledger, start_worker) -> None:
     world = make_world(ledger, start_worker)
-    funds = {"face_value_cents": 10_000, "fees_cents": 400, "payment_reference": "OP-2"}
-    first = world.call("POST", "/v1/funds-received", token=world.token, key="pay-2", body=funds)
-    again = world.call("POST", "/v1/funds-received", token=world.token, key="pay-2", body=funds)
-    assert first[0] == 201 and first == again  # same events, same event ids
-    assert [e["type"] for e in first[1]["events"]] == ["funds_received", "booklet_activated"]
-    changed = world.call("POST", "/v1/funds-received", token=world.token, key="pay-2",
-                         body={**funds, "face_value_cents": 99_000})
+    third = f"/v1/booklets/{world.booklet(world.partner, 3)}/distribution"
+    handing = {"distributor": "Mairie de Lille"}
+    first = world.call("POST", third, token=world.token, key="hand-3", body=handing)
+    again = world.call("POST", third, token=world.token, key="hand-3", body=handing)
+    assert first[0] == 200 and first == again  # same events, same event ids
+    assert [e["type"] for e in first[1]["events"]] == ["booklet_distributed"]
+    changed = world.call("POST", third, token=world.token, key="hand-3",
+                         body={"distributor": "CAF du Nord"})
     assert changed == (409, problem("request_id_reused", "this Idempotency-Key was already "
                                     "used for a different request", 409))
-    received = [e for e in issuer_events(ledger) if e.type == "funds_received"
-                and e.request_id == f"http:{world.partner.siren}:pay-2"]
-    assert len({e.event_id for e in received}) == 1
+    distributed = [e for e in issuer_events(ledger) if e.type == "booklet_distributed"
+                   and e.request_id == f"http:{world.partner.siren}:hand-3"]
+    assert len({e.event_id for e in distributed}) == 1
 
-    assert world.call("POST", "/v1/funds-received", token=world.token, body=funds)[1] == \
+    assert world.call("POST", third, token=world.token, body=handing)[1] == \
         problem("idempotency_key_required", "every POST needs an Idempotency-Key header", 400)
-    assert world.call("POST", "/v1/funds-received", token=world.token, key="bad key!",
-                      body=funds)[0] == 400
+    assert world.call("POST", third, token=world.token, key="bad key!",
+                      body=handing)[0] == 400
     expectations = [
         ("/v1/orders", {"booklet_count": 0}, 422, "invalid_body"),
         ("/v1/orders", {"booklet_count": 1, "colour": "red"}, 422, "invalid_body"),
