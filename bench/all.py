@@ -10,7 +10,9 @@ The baselines:
   duplicate attempts (`plain_postgresql_attempts_per_second`); bench/redeemer_throughput.py
   also reports its own raw-client and naive baselines;
 - HTTP latency: the target itself (p99 under 25 ms at 1,000 requests/s);
-- audit replay: the fastest raw reader of the same log (bench/audit_replay.py).
+- audit replay: the fastest raw reader of the same log (bench/audit_replay.py);
+- with `--growth`, the audit's growth: the replay of a 4x log against the 1x log's, same
+  run (bench/audit_growth.py; the national run and its figures: docs/scale.md).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def run_json(arguments: list[str], timeout_seconds: float) -> dict[str, Any]:
     return found
 
 
-def measure(full: bool, database_url: str) -> dict[str, Any]:
+def measure(full: bool, database_url: str, growth: bool = False) -> dict[str, Any]:
     load_before = os.getloadavg()
     figures: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "full": full}
@@ -116,6 +118,9 @@ def measure(full: bool, database_url: str) -> dict[str, Any]:
     figures["latency"] = run_json(["bench/redeemer_latency.py", "--rate", "1000", "--seconds",
                                    "60" if full else "20"], 1800)
     figures["audit"] = run_json(["bench/audit_replay.py", *(["--full"] if full else [])], 3600)
+    if growth:
+        figures["growth"] = run_json(["bench/audit_growth.py", "--base",
+                                      "250000" if full else "100000"], 3600)
     figures["load_average_before"] = [round(value, 2) for value in load_before]
     figures["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     return figures
@@ -147,6 +152,18 @@ def table(figures: dict[str, Any]) -> str:
          f"{replay.get('memory', {}).get('bytes_per_voucher', 'n/a')} B state/voucher; "
          f"ratio target 0.7; sound: {replay.get('sound')}"),
     ]
+    if "growth" in figures:
+        growth = figures["growth"]
+        largest = growth["growth"]["ratios"]["4x"]
+        rows.append((
+            "Audit growth (time 4x log / 1x log)", largest["time_ratio"],
+            largest["events_ratio"], "events ratio of the two logs",
+            "<= 1.05x the events ratio; state/voucher within 5 %",
+            "state B/voucher by size " + str([row["state_bytes_per_voucher"]
+                                              for row in growth["rows"]])
+            + "; peak RSS added per voucher "
+            + str(growth["growth"]["marginal_peak_resident_bytes_per_voucher"])
+            + "; national run: docs/scale.md"))
     lines = [
         "# Performance",
         "",
@@ -172,11 +189,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the long versions")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--growth", action="store_true",
+                        help="also the audit's growth at 1x, 2x and 4x (bench/audit_growth.py)")
     arguments = parser.parse_args()
     sys.path.insert(0, str(REPOSITORY))
     from passnum.core.settings import Settings
 
-    figures = measure(arguments.full, Settings.from_environment().database_url)
+    figures = measure(arguments.full, Settings.from_environment().database_url,
+                      arguments.growth)
     arguments.output.write_text(table(figures))
     print(f"written: {arguments.output}")
     return 0
