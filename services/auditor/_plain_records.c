@@ -1,5 +1,5 @@
 /* The replay's hot loop, compiled: the chain link of every record whose link is plain,
-   and the whole fold of plain redemptions and activations.
+   and the whole fold of plain redemptions, activations and issues.
 
    `fold_records(..., records, start)` takes a partition's records from `start`. A record
    whose only header is a well-formed `passnum-chain` link that is new and holds (the hash
@@ -9,7 +9,10 @@
    moreover a *plain* fact, it is folded here: a canonical `voucher_redeemed` (the bytes
    `canonical.VOUCHER_REDEEMED` matches) of a voucher that is issued, active, not blocked,
    within its validity, redeemed for the first time at its face value; a canonical
-   `booklet_activated` of an issued booklet not activated yet, for its worth. Any other
+   `booklet_activated` of an issued booklet not activated yet, for its worth; a canonical
+   `booklet_issued` of a booklet not issued yet, under an order whose framing bytes the
+   canonical decoder has already matched and interned (the first booklet of each order goes
+   the Python way), when nothing has to grow or widen for it. Any other
    value is folded by `Replayer.fold_admitted`, the Python fold, called from here. At the
    first record whose link is not plain it stops and answers its index: the Python path
    (`Replayer.ingest_record`) takes that record, whatever it is, and calls this again after.
@@ -29,9 +32,11 @@
    where its headers are installed (setup.py), else Python's `hashlib.sha256` through the
    C API.
 
-   The books' columns are held only between Python folds: between two calls of
+   The books' columns are held only between Python folds and issues: between two calls of
    `fold_admitted` no Python code runs (only dict, attribute and hashlib calls on built-in
-   types), so no array is resized while this holds its address. */
+   types), so no array is resized while this holds its address; an issue lets the columns
+   go before it appends its booklet's row (`array.append`), and the next redemption or
+   activation takes them again. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,7 +57,8 @@ static PyObject *name_value, *name_headers, *name_digest, *name_hashes, *name_hi
     *name_cents_recorded, *name_voucher_redeemed, *name_booklet_activated, *name_name,
     *name_append, *name_voucher_count, *name_face_value_cents, *name_valid_from_day,
     *name_grace_until_day, *name_latest_micros, *name_event_count, *name_offset,
-    *name_pending_sequences, *name_pending_previous, *name_pending_places;
+    *name_pending_sequences, *name_pending_previous, *name_pending_places,
+    *name_booklet_issued, *name_voucher_total, *name_number, *name_redeemed_event;
 
 /* ------------------------------------------------------------------ the value's bytes */
 
@@ -106,9 +112,10 @@ static int text(Cursor *cursor, Py_ssize_t maximum, const char **start, Py_ssize
     return 1;
 }
 
-enum { REDEMPTION = 1, ACTIVATION = 2 };
+enum { REDEMPTION = 1, ACTIVATION = 2, ISSUE = 3 };
 
-/* A canonical `voucher_redeemed` or `booklet_activated`: where its fields are. */
+/* A canonical `voucher_redeemed`, `booklet_activated` or `booklet_issued`: where its
+   fields are. */
 typedef struct {
     int kind;
     const char *date; /* YYYY-MM-DD, 10 bytes */
@@ -118,6 +125,9 @@ typedef struct {
     const char *siret; /* 14 digits (a redemption's) */
     const char *siren; /* 9 digits */
     int64_t booklet_sequence, position, cents; /* face value, or the amount activated */
+    /* an issue's order id, and its bytes from the voucher count to the end (the framing) */
+    const char *order_id, *framing;
+    Py_ssize_t order_id_length, framing_length;
 } Fact;
 
 /* The instant of `canonical._HEAD` (groups 2 to 6) from `"occurred_at":"`. */
@@ -189,8 +199,29 @@ static int parse_activation(Cursor *cursor, Fact *fact)
            && LITERAL(cursor, "\",\"activated_cents\":") && cents(cursor, &fact->cents);
 }
 
+/* `canonical.BOOKLET_ISSUED` after its type, up to the voucher count: the rest (the
+   order's framing) is plain only if the canonical decoder already matched those very
+   bytes for this SIREN and order (`CanonicalDecoder.framings`, looked up in `plan_issue`).
+   An empty order id is left to the Python path. */
+static int parse_issue(Cursor *cursor, Fact *fact)
+{
+    int64_t ignored;
+    fact->siren = cursor->at;
+    if (!(digits(cursor, 9, &ignored) && LITERAL(cursor, "\",\"order_id\":\"")
+          && text(cursor, PY_SSIZE_T_MAX, &fact->order_id, &fact->order_id_length)
+          && LITERAL(cursor, "\",\"booklet_id\":\"") && literal(cursor, fact->siren, 9)
+          && LITERAL(cursor, "-") && digits(cursor, 7, &fact->booklet_sequence)
+          && LITERAL(cursor, "\",\"voucher_count\":")))
+        return 0;
+    fact->framing = cursor->at;
+    fact->framing_length = cursor->end - cursor->at;
+    cursor->at = cursor->end;
+    return 1;
+}
+
 /* Exactly the documents `canonical.VOUCHER_REDEEMED` or `BOOKLET_ACTIVATED` fully match,
-   with their groups; the kind in `fact->kind` (0: neither). */
+   with their groups, or the head of a `BOOKLET_ISSUED` (see `parse_issue`); the kind in
+   `fact->kind` (0: none of them). */
 static int parse_fact(const char *value, Py_ssize_t length, Fact *fact)
 {
     Cursor cursor = {value, value + length};
@@ -207,6 +238,8 @@ static int parse_fact(const char *value, Py_ssize_t length, Fact *fact)
         fact->kind = parse_redemption(&cursor, fact) ? REDEMPTION : 0;
     else if (LITERAL(&cursor, "booklet_activated\",\"siren\":\""))
         fact->kind = parse_activation(&cursor, fact) ? ACTIVATION : 0;
+    else if (LITERAL(&cursor, "booklet_issued\",\"siren\":\""))
+        return fact->kind = parse_issue(&cursor, fact) ? ISSUE : 0; /* its end: the framing */
     if (!(fact->kind && LITERAL(&cursor, "}") && cursor.at == cursor.end))
         fact->kind = 0;
     return fact->kind;
@@ -367,6 +400,7 @@ static void set_item(Py_buffer *column, Py_ssize_t index, uint64_t number)
     switch (column->format[0]) {
     case 'H': *(uint16_t *)at = (uint16_t)number; break;
     case 'I': *(uint32_t *)at = (uint32_t)number; break;
+    case 'i': *(int32_t *)at = (int32_t)number; break;
     default: *(uint64_t *)at = number; /* 'Q' */
     }
 }
@@ -424,15 +458,17 @@ typedef struct {
     PyObject *by_raw_name, *heads, *sha256, *days, *months, *venues, *books;
     PyObject *fold_admitted; /* `Replayer.fold_admitted` bound to the partition */
     PyObject *topic_numbers, *topic; /* `ChainVerifier.topic_numbers`, the records' topic */
+    PyObject *framing_keys; /* `CanonicalDecoder.framings`: (siren, order id, tail) -> index */
     int64_t partition;
     uint64_t key, genesis;
     int loaded; /* the books' columns and registries, held between Python folds */
+    int columns_held; /* the columns' buffers: let go before an issue grows them */
     Py_buffer columns[COLUMN_COUNT];
     PyObject *registries[REGISTRY_COUNT];
     PyObject *collectivites, *framings, *blocked_keys, *contested, *stream_index,
         *counts_by_type; /* borrowed from `registries` */
     /* `Books.note_event` for the facts folded here, written back when the books are let go */
-    Py_ssize_t redemptions_noted, activations_noted;
+    Py_ssize_t redemptions_noted, activations_noted, issues_noted;
     int64_t latest_micros, last_micros;
     Recorded recorded[RECORDED_SLOTS];
     int recorded_count;
@@ -471,6 +507,19 @@ static int load_books(Call *call)
     call->contested = registries[CONTESTED];
     call->stream_index = registries[STREAM_INDEX];
     call->counts_by_type = registries[COUNTS_BY_TYPE];
+    call->latest_micros = integer_attribute(call->books, name_latest_micros, &failed);
+    if (failed)
+        return -1;
+    call->loaded = 1;
+    return 1;
+}
+
+/* The columns' buffers, for a redemption or an activation (the books loaded). 1: held;
+   0: a column is not as this module knows it (then as `load_books` answering 0); -1. */
+static int hold_columns(Call *call)
+{
+    if (call->columns_held)
+        return 1;
     for (int held = 0; held < COLUMN_COUNT; held++) {
         PyObject *column = PyObject_GetAttrString(call->books, column_names[held]);
         int viewed = column ? view_of(column, column_typecodes[held], &call->columns[held]) : -1;
@@ -480,13 +529,15 @@ static int load_books(Call *call)
             return viewed;
         }
     }
-    call->latest_micros = integer_attribute(call->books, name_latest_micros, &failed);
-    if (failed) {
-        release_columns(call, COLUMN_COUNT);
-        return -1;
-    }
-    call->loaded = 1;
+    call->columns_held = 1;
     return 1;
+}
+
+static void let_go_columns(Call *call)
+{
+    if (call->columns_held)
+        release_columns(call, COLUMN_COUNT);
+    call->columns_held = 0;
 }
 
 /* counts[name] += count */
@@ -555,7 +606,7 @@ static int record_redemption(Call *call, PyObject *collectivite, int64_t cents)
    fingerprints of activations are appended as they are folded); the books let go. */
 static int note_events(Call *call)
 {
-    Py_ssize_t noted = call->redemptions_noted + call->activations_noted;
+    Py_ssize_t noted = call->redemptions_noted + call->activations_noted + call->issues_noted;
     if (noted == 0)
         return 0;
     int failed = 0;
@@ -566,6 +617,7 @@ static int note_events(Call *call)
     int status = total == NULL || latest == NULL || current == NULL || write_recorded(call) < 0
         || add_count(call->counts_by_type, name_voucher_redeemed, call->redemptions_noted) < 0
         || add_count(call->counts_by_type, name_booklet_activated, call->activations_noted) < 0
+        || add_count(call->counts_by_type, name_booklet_issued, call->issues_noted) < 0
         || PyObject_SetAttrString(call->books, "event_count", total) < 0
         || PyObject_SetAttrString(call->books, "latest_micros", latest) < 0
         || PyObject_SetAttrString(call->books, "current_micros", current) < 0 ? -1 : 0;
@@ -579,12 +631,11 @@ static int note_events(Call *call)
 static int unload_books(Call *call)
 {
     int status = call->loaded == 1 ? note_events(call) : 0;
-    if (call->loaded == 1)
-        release_columns(call, COLUMN_COUNT);
+    let_go_columns(call);
     for (int index = 0; index < REGISTRY_COUNT; index++)
         Py_CLEAR(call->registries[index]);
     call->loaded = 0;
-    call->redemptions_noted = call->activations_noted = 0;
+    call->redemptions_noted = call->activations_noted = call->issues_noted = 0;
     call->framing_index = -1;
     return status;
 }
@@ -644,7 +695,8 @@ typedef struct {
     PyObject *month;       /* borrowed (from the decoder's months) */
     int64_t highest, micros, seconds, venue, stream_number;
     uint64_t current, event_fingerprint;
-    Py_ssize_t booklet, voucher;
+    Py_ssize_t booklet, voucher; /* an issue's: its first voucher */
+    Py_ssize_t framing, collectivite_number; /* an issue's */
     int waiting; /* its earlier end not read yet: the link waits (`ChainVerifier._link`) */
     uint64_t previous, place;
 } Plan;
@@ -794,6 +846,59 @@ static int plan_activation(Call *call, Plan *plan, Py_ssize_t booklet)
     return counted < 0 ? -1 : counted && plan->stream_number >= 0 && plan->stream_number <= fits;
 }
 
+/* owner.name as a Py_ssize_t (-1 with an error set, or when it is not an integer). */
+static Py_ssize_t size_attribute(PyObject *owner, PyObject *name, int length)
+{
+    PyObject *attribute = PyObject_GetAttr(owner, name);
+    if (attribute == NULL)
+        return -1;
+    Py_ssize_t size = length ? PyObject_Length(attribute) : PyLong_AsSsize_t(attribute);
+    Py_DECREF(attribute);
+    return size;
+}
+
+/* The issue is of a booklet not issued yet (its slot in the collectivité's table already
+   allocated), under an order whose framing the canonical decoder has matched for these
+   very bytes, within the 16-bit columns and the vouchers' allocated chunk
+   (`Books.fold_booklet_issued` without a finding, `_add_booklet` without growing or
+   widening anything). */
+static int plan_issue(Call *call, Plan *plan)
+{
+    const Fact *fact = &plan->fact;
+    PyObject *parts[3] = {PyBytes_FromStringAndSize(fact->siren, 9),
+                          PyBytes_FromStringAndSize(fact->order_id, fact->order_id_length),
+                          PyBytes_FromStringAndSize(fact->framing, fact->framing_length)};
+    PyObject *key = parts[0] && parts[1] && parts[2] ? PyTuple_New(3) : NULL;
+    for (int index = 0; index < 3; index++) {
+        if (key != NULL)
+            PyTuple_SET_ITEM(key, index, parts[index]);
+        else
+            Py_XDECREF(parts[index]);
+    }
+    PyObject *number = key ? PyDict_GetItemWithError(call->framing_keys, key) : NULL;
+    Py_XDECREF(key);
+    if (number == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t framing = PyLong_AsSsize_t(number);
+    if (framing == -1 && PyErr_Occurred())
+        return -1;
+    int framed = framing_of(call, framing);
+    if (framed <= 0)
+        return framed;
+    plan->framing = framing;
+    plan->collectivite_number = size_attribute(plan->collectivite, name_number, 0);
+    plan->voucher = size_attribute(call->books, name_voucher_total, 0);
+    Py_ssize_t capacity = size_attribute(call->books, name_redeemed_event, 1);
+    if (plan->collectivite_number < 0 || plan->voucher < 0 || capacity < 0)
+        return PyErr_Occurred() ? -1 : 0;
+    if (framing > 0xFFFF || plan->collectivite_number > 0xFFFF
+        || PyDict_GET_SIZE(call->stream_index) > 0xFFFF
+        || plan->voucher + call->voucher_count > capacity)
+        return 0;
+    /* the issue key must already be counted: the counts keep their first order */
+    return PyDict_Contains(call->counts_by_type, name_booklet_issued);
+}
+
 /* `wire.event_fingerprint` of a UUID event id, in C; 0 for any other id. */
 static uint64_t uuid_fingerprint(const char *event_id, Py_ssize_t length)
 {
@@ -838,11 +943,16 @@ static int plan_fact(Call *call, Plan *plan)
     if (viewed <= 0)
         return viewed;
     int64_t sequence = fact->booklet_sequence;
-    plan->booklet = 0 < sequence && sequence < length_of(&booklets)
-                    ? (Py_ssize_t)item(&booklets, sequence) - 1 : -1;
+    int in_table = 0 < sequence && sequence < length_of(&booklets);
+    plan->booklet = in_table ? (Py_ssize_t)item(&booklets, sequence) - 1 : -1;
     PyBuffer_Release(&booklets);
+    if (fact->kind == ISSUE) /* a new booklet, its place in the table already there */
+        return in_table && plan->booklet < 0 ? plan_issue(call, plan) : 0;
     if (plan->booklet < 0)
         return 0;
+    int held = hold_columns(call);
+    if (held <= 0)
+        return held;
     return fact->kind == REDEMPTION ? plan_voucher(call, plan, plan->booklet, day_number)
                                     : plan_activation(call, plan, plan->booklet);
 }
@@ -893,6 +1003,15 @@ static int append_to(PyObject *owner, PyObject *name, PyObject *number)
     PyObject *column = PyObject_GetAttr(owner, name);
     PyObject *appended = column ? PyObject_CallMethodOneArg(column, name_append, number) : NULL;
     Py_XDECREF(column);
+    Py_XDECREF(appended);
+    return appended == NULL ? -1 : 0;
+}
+
+static int append_unsigned_to(PyObject *column, uint64_t value)
+{
+    PyObject *number = PyLong_FromUnsignedLongLong(value);
+    PyObject *appended = number ? PyObject_CallMethodOneArg(column, name_append, number) : NULL;
+    Py_XDECREF(number);
     Py_XDECREF(appended);
     return appended == NULL ? -1 : 0;
 }
@@ -979,6 +1098,47 @@ static int commit_activation(Call *call, Plan *plan, PyObject *sequence)
     return 1;
 }
 
+/* The booklet columns `Books._add_booklet` appends to, in its order (interned at import). */
+#define BOOKLET_COLUMNS 8
+static const char *booklet_column_texts[BOOKLET_COLUMNS] = {
+    "booklet_collectivite", "booklet_sequence", "booklet_framing", "booklet_first_voucher",
+    "booklet_activated_key", "booklet_activation_stream", "booklet_activation_sequence",
+    "booklet_flags"};
+static PyObject *booklet_column_names[BOOKLET_COLUMNS];
+
+/* An issue's effects: noted (its event fingerprint kept), `fold_booklet_issued` (the
+   booklet numbered in its collectivité's table, its row appended, the vouchers counted),
+   the month's first sequence. The columns are let go first: the appends may move them. */
+static int commit_issue(Call *call, Plan *plan, PyObject *sequence)
+{
+    let_go_columns(call);
+    PyObject *bucket = PyList_GET_ITEM(call->registries[EVENT_FINGERPRINTS],
+                                       plan->event_fingerprint & 255);
+    if (append_unsigned_to(bucket, plan->event_fingerprint) < 0 || note_month(plan, sequence) < 0)
+        return -1;
+    call->issues_noted++;
+    note_instant(call, plan);
+    Py_ssize_t booklet = size_attribute(call->books, booklet_column_names[2], 1);
+    PyObject *table = booklet < 0 ? NULL : PyObject_GetAttr(plan->collectivite, name_booklets);
+    Py_buffer booklets;
+    int viewed = table ? view_of(table, "i", &booklets) : -1;
+    Py_XDECREF(table);
+    if (viewed <= 0) /* it was an 'i' array of this length a moment ago (`plan_fact`) */
+        return viewed < 0 ? -1 : (PyErr_SetString(PyExc_SystemError, "booklet table"), -1);
+    set_item(&booklets, (Py_ssize_t)plan->fact.booklet_sequence, (uint64_t)booklet + 1);
+    PyBuffer_Release(&booklets);
+    uint64_t row[BOOKLET_COLUMNS] = {
+        (uint64_t)plan->collectivite_number, (uint64_t)plan->fact.booklet_sequence,
+        (uint64_t)plan->framing, (uint64_t)plan->voucher, 0, 0, 0, 0};
+    for (int column = 0; column < BOOKLET_COLUMNS; column++)
+        if (append_unsigned(call->books, booklet_column_names[column], row[column]) < 0)
+            return -1;
+    PyObject *total = PyLong_FromSsize_t(plan->voucher + (Py_ssize_t)call->voucher_count);
+    int status = total == NULL ? -1 : PyObject_SetAttr(call->books, name_voucher_total, total);
+    Py_XDECREF(total);
+    return status < 0 ? -1 : 1;
+}
+
 /* Any other value whose link is new and holds: the link admitted here, the value folded
    by `fold_admitted` (Python). The books are let go first: that fold may grow them. */
 static int fold_in_python(Call *call, PyObject *record, Plan *plan, PyObject *sequence)
@@ -1024,6 +1184,7 @@ static int fold_record(Call *call, PyObject *record)
     if (status > 0)
         status = kind == REDEMPTION ? commit_redemption(call, &plan, sequence)
                  : kind == ACTIVATION ? commit_activation(call, &plan, sequence)
+                 : kind == ISSUE ? commit_issue(call, &plan, sequence)
                  : fold_in_python(call, record, &plan, sequence);
     Py_XDECREF(sequence);
     Py_XDECREF(plan.hashes);
@@ -1036,15 +1197,16 @@ static int fold_record(Call *call, PyObject *record)
 
 static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t count)
 {
-    if (count != 15) { /* the state first, so that callers can bind it with `partial` */
+    if (count != 16) { /* the state first, so that callers can bind it with `partial` */
         PyErr_SetString(PyExc_TypeError, "fold_records(by_raw_name, heads, key, genesis, "
-                        "sha256, books, days, months, venues, fold_admitted, topic_numbers, "
-                        "topic, partition, records, start)");
+                        "sha256, books, days, months, venues, framings, fold_admitted, "
+                        "topic_numbers, topic, partition, records, start)");
         return -1;
     }
     PyObject **dictionaries[] = {&call->by_raw_name, &call->heads, NULL, NULL, NULL, NULL,
-                                 &call->days, &call->months, &call->venues};
-    for (int index = 0; index < 9; index++) {
+                                 &call->days, &call->months, &call->venues,
+                                 &call->framing_keys};
+    for (int index = 0; index < 10; index++) {
         if (dictionaries[index] == NULL)
             continue;
         *dictionaries[index] = arguments[index];
@@ -1057,12 +1219,12 @@ static int parse_arguments(Call *call, PyObject *const *arguments, Py_ssize_t co
     call->genesis = PyLong_AsUnsignedLongLong(arguments[3]);
     call->sha256 = arguments[4];
     call->books = arguments[5];
-    call->fold_admitted = arguments[9];
-    call->topic_numbers = arguments[10];
-    call->topic = arguments[11];
-    call->partition = PyLong_AsLongLong(arguments[12]);
+    call->fold_admitted = arguments[10];
+    call->topic_numbers = arguments[11];
+    call->topic = arguments[12];
+    call->partition = PyLong_AsLongLong(arguments[13]);
     call->framing_index = -1;
-    if (!PyDict_Check(call->topic_numbers) || !PyList_Check(arguments[13])) {
+    if (!PyDict_Check(call->topic_numbers) || !PyList_Check(arguments[14])) {
         PyErr_SetString(PyExc_TypeError, "fold_records: topic numbers and records");
         return -1;
     }
@@ -1075,8 +1237,8 @@ static PyObject *fold_records(PyObject *module, PyObject *const *arguments, Py_s
     (void)module;
     if (parse_arguments(&call, arguments, count) < 0)
         return NULL;
-    PyObject *records = arguments[13];
-    Py_ssize_t index = PyLong_AsSsize_t(arguments[14]);
+    PyObject *records = arguments[14];
+    Py_ssize_t index = PyLong_AsSsize_t(arguments[15]);
     if (index == -1 && PyErr_Occurred())
         return NULL;
     int status = 1;
@@ -1152,17 +1314,24 @@ PyMODINIT_FUNC PyInit__plain_records(void)
                           &name_append, &name_voucher_count, &name_face_value_cents,
                           &name_valid_from_day, &name_grace_until_day, &name_latest_micros,
                           &name_event_count, &name_offset, &name_pending_sequences,
-                          &name_pending_previous, &name_pending_places};
+                          &name_pending_previous, &name_pending_places, &name_booklet_issued,
+                          &name_voucher_total, &name_number, &name_redeemed_event};
     const char *texts[] = {"value", "headers", "digest", "hashes", "highest", "head_raw",
                            "month_firsts", "booklets", "redeemed_vouchers_recorded",
                            "redeemed_cents_recorded", "voucher_redeemed", "booklet_activated",
                            "name", "append", "voucher_count", "face_value_cents",
                            "valid_from_day", "grace_until_day", "latest_micros",
                            "event_count", "offset", "pending_sequences", "pending_previous",
-                           "pending_places"};
+                           "pending_places", "booklet_issued", "voucher_total", "number",
+                           "redeemed_event"};
     for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
         *names[index] = PyUnicode_InternFromString(texts[index]);
         if (*names[index] == NULL)
+            return NULL;
+    }
+    for (int column = 0; column < BOOKLET_COLUMNS; column++) {
+        booklet_column_names[column] = PyUnicode_InternFromString(booklet_column_texts[column]);
+        if (booklet_column_names[column] == NULL)
             return NULL;
     }
     return PyModule_Create(&module_definition);

@@ -273,6 +273,25 @@ class Books:
             return True
         return False
 
+    def trim(self) -> None:
+        """The voucher columns cut to `voucher_total` and each collectivité's sequence table
+        to its last issued booklet, at the end of a read: they grow by chunks (a read of
+        a few booklets would otherwise reallocate them each time), and the unused tail of
+        the last chunk is freed rather than held until the next read fills it."""
+        total = self.voucher_total
+        if len(self.redeemed_event) > total:
+            # (a slice is allocated exactly)
+            self.redeemed_second = self.redeemed_second[:total]
+            self.redeemed_venue = self.redeemed_venue[:total]
+            self.redeemed_event = self.redeemed_event[:total]
+        for collectivite in self.collectivites.values():
+            table = collectivite.booklets
+            used = len(table)
+            while used and not table[used - 1]:
+                used -= 1
+            if used < len(table):
+                collectivite.booklets = table[:used]
+
     def memory_bytes(self) -> dict[str, int]:
         def size(column: array) -> int:
             return column.buffer_info()[1] * column.itemsize

@@ -336,6 +336,16 @@ class ChainVerifier:
         return {name: (chain.highest, chain.head_hash)
                 for name, chain in sorted(self.streams.items())}
 
+    def trim(self) -> None:
+        """Each stream's fingerprints cut to its highest sequence (the growth's unused tail
+        freed), at the end of a read: what is held between reads is what the chain holds.
+        Every sequence admitted is at most `highest`, so nothing read is lost."""
+        for chain in self.streams.values():
+            hashes = chain.hashes
+            if len(hashes) > chain.highest:
+                chain.hashes = hashes[:chain.highest]  # (a slice is allocated exactly)
+                self.slots -= len(hashes) - chain.highest
+
     def memory_bytes(self) -> int:
         return sum(column.buffer_info()[1] * column.itemsize
                    for chain in self.streams.values()

@@ -80,8 +80,9 @@ class Replayer:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     records_read: int = 0
     invalid_count: int = 0
-    # Plain redemptions folded by the compiled module (`services.auditor.compiled`) when it
-    # is built; False: every record by the Python path, the reference it is tested against.
+    # Plain redemptions, activations and issues folded by the compiled module
+    # (`services.auditor.compiled`) when it is built; False: every record by the Python
+    # path, the reference it is tested against.
     compiled: bool = True
 
     def __post_init__(self) -> None:
@@ -120,6 +121,8 @@ class Replayer:
                 if progress is not None:
                     progress(len(records))
             self.next_offsets.update(ends)
+        self.books.trim()
+        self.chains.trim()
         return self.records_read - before
 
     def _read_in_parts(self) -> bool:
@@ -158,7 +161,8 @@ class Replayer:
     def ingest_batch(self, topic: str, partition: int, records: list) -> None:
         """One partition's records in offset order: each has offset, value and headers.
         The compiled module, when it is there, admits every plain chain link and folds the
-        plain redemptions (other values through `fold_admitted`); it stops at a record
+        plain redemptions, activations and issues (other values through `fold_admitted`);
+        it stops at a record
         whose link is not plain, which `ingest_record` takes (the reference path)."""
         heads = self.chains.heads_in(topic, partition)
         signed_topic = topic == self.topology.auditor_events.name
@@ -185,7 +189,8 @@ class Replayer:
         chains, decoder = self.chains, self.canonical
         return partial(compiled.fold_records, chains.by_raw_name, heads, chains.key,
                        chains.genesis, sha256, self.books, decoder.days, decoder.months,
-                       decoder.venues, partial(self.fold_admitted, topic, partition),
+                       decoder.venues, decoder.framings, partial(self.fold_admitted, topic,
+                                                                 partition),
                        chains.topic_numbers, topic, partition)
 
     def ingest_record(self, topic: str, partition: int, record: object,

@@ -1,4 +1,4 @@
-"""The compiled fold of plain redemptions (`services/auditor/_plain_records.c`) against the
+"""The compiled fold of plain records (`services/auditor/_plain_records.c`) against the
 Python path it replaces, on random logs, clean and tampered (Hypothesis).
 
 Equal means: the same books (every column, counter, finding and contested voucher), the
@@ -157,9 +157,19 @@ def chain_state(replayer: Replayer) -> dict:
             "duplicates": chains.duplicates, "slots": chains.slots}
 
 
+def collectivite_state(replayer: Replayer) -> dict:
+    """Each collectivité's table of booklet sequences (the C fold numbers issued booklets
+    in it) and its recorded redemptions."""
+    return {siren: (collectivite.number, collectivite.booklets.tolist(),
+                    collectivite.redeemed_vouchers_recorded,
+                    collectivite.redeemed_cents_recorded)
+            for siren, collectivite in replayer.books.collectivites.items()}
+
+
 def assert_same(messages: list, key: int, warm: bool) -> None:
     fast, reference = replay(messages, True, key, warm), replay(messages, False, key, warm)
     assert book_columns(fast) == book_columns(reference)
+    assert collectivite_state(fast) == collectivite_state(reference)
     assert chain_state(fast) == chain_state(reference)
     assert fast.records_read == reference.records_read
     assert fast.invalid_count == reference.invalid_count
@@ -172,9 +182,11 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
     messages = in_read_order(sample_ledger(TOPOLOGY).records, Replayer(SETTINGS).topics_in_order())
     redemptions = sum(b'"type":"voucher_redeemed"' in m.value for m in messages)
     activations = sum(b'"type":"booklet_activated"' in m.value for m in messages)
-    in_python: dict[str, list] = {"records": [], "redemptions": [], "activations": []}
+    issues = sum(b'"type":"booklet_issued"' in m.value for m in messages)
+    in_python: dict[str, list] = {"records": [], "redemptions": [], "activations": [],
+                                  "issues": []}
     ingest_record, redeemed = Replayer.ingest_record, CanonicalDecoder._redeemed
-    activated = CanonicalDecoder._activated
+    activated, issued = CanonicalDecoder._activated, CanonicalDecoder._issued
 
     def counting_records(self, topic, partition, record, heads, signed_topic):  # type: ignore[no-untyped-def]
         in_python["records"].append(record)
@@ -190,7 +202,12 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
 
     monkeypatch.setattr(Replayer, "ingest_record", counting_records)
     monkeypatch.setattr(CanonicalDecoder, "_redeemed", counting_redemptions)
+    def counting_issues(self, match, value):  # type: ignore[no-untyped-def]
+        in_python["issues"].append(match)
+        return issued(self, match, value)
+
     monkeypatch.setattr(CanonicalDecoder, "_activated", counting_activations)
+    monkeypatch.setattr(CanonicalDecoder, "_issued", counting_issues)
     replayer = replay(messages, True, key=12345)
     # In Python: the first record read of each of the 4 streams (the Python path creates
     # the chain; issuer/...3#4, read first, waits for #3 and numbers its topic for the
@@ -202,6 +219,9 @@ def test_the_compiled_fold_is_built_and_folds_the_plain_records(monkeypatch) -> 
     assert len(in_python["records"]) == 4
     assert redemptions == 4 and len(in_python["redemptions"]) == 1
     assert activations == 4 and len(in_python["activations"]) <= 2
+    # The first booklet of each order interns its framing in Python; the others are
+    # folded in C when their link is admitted there.
+    assert issues == 6 and len(in_python["issues"]) == 2
     monkeypatch.undo()
     assert_same(messages, 12345, warm=False)  # two issuer streams: activation streams 0 and 1
     assert replayer.books.counts_by_type["voucher_redeemed"] == redemptions
