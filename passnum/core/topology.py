@@ -89,12 +89,15 @@ def route_command(topology: Topology, command: object) -> tuple[str, bytes]:
     from passnum.ledger.voucher_codes import routing_booklet_id
     from schemas.messages import ISSUER_COMMANDS, CancelRedemption, CheckVoucher, RedeemVoucher
 
-    if isinstance(command, ISSUER_COMMANDS):
-        return topology.issuer_commands.name, siren_key(command.siren)
+    # Scans first: they are nearly every command, and each isinstance against a pydantic
+    # model class goes through ABCMeta (the issuer's dozen classes cost 1.5 % of the
+    # redeemer worker's CPU at 1,000 requests/s when tested first). The classes are disjoint.
     if isinstance(command, (RedeemVoucher, CheckVoucher)):
         booklet_id = routing_booklet_id(command.code)
         key = booklet_key(booklet_id) if booklet_id else command.code.encode()
         return topology.redeemer_commands.name, key
+    if isinstance(command, ISSUER_COMMANDS):
+        return topology.issuer_commands.name, siren_key(command.siren)
     if isinstance(command, CancelRedemption):
         return topology.redeemer_commands.name, booklet_key(command.voucher_id.rsplit("-", 1)[0])
     siret = getattr(command, "siret", None)
