@@ -145,6 +145,11 @@ FRENCH: dict[str, Explanation] = {
         "Annulation sans utilisation",
         "Une annulation porte sur une utilisation qui n'existe pas ou qui a été faite par une "
         "autre structure."),
+    "cancellation_too_late": Explanation(
+        "Annulation tardive",
+        "Une utilisation a été annulée un autre jour que celui où elle a été faite (en heure "
+        "de France) : une structure ne peut annuler que le jour même ; "
+        "l'utilisation reste due."),
     # Settlement of the venues
     "statement_lists_unknown_redemption": Explanation(
         "Relevé avec une utilisation inconnue",
@@ -280,6 +285,9 @@ ENGLISH: dict[str, Explanation] = {
     "cancellation_of_unknown_redemption": Explanation(
         "Cancellation without redemption", "A cancellation names a redemption that does not "
         "exist or was made by another venue."),
+    "cancellation_too_late": Explanation(
+        "Late cancellation", "A redemption was cancelled on another day than the day it was "
+        "made (in France): a venue may cancel on the same day only; the redemption stands."),
     "statement_lists_unknown_redemption": Explanation(
         "Statement lists an unknown redemption", "A venue's payment statement lists a "
         "redemption that is not in the log."),

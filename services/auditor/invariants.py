@@ -287,7 +287,15 @@ def resolve_contested(books: Books, findings: list[Finding]) -> None:
                     standing = fact
             elif standing is not None and standing.fingerprint == fact.cancels and (
                     standing.venue == fact.venue):
-                standing = None
+                # The ledger's rule (`voucher.decide_cancel`): the same day in France only;
+                # a later cancellation is void, the redemption stands.
+                if ledger_time.same_local_day(_instant(standing.key // 4),
+                                              _instant(fact.key // 4)):
+                    standing = None
+                else:
+                    findings.append(Finding("cancellation_too_late",
+                                            _voucher_id(books, voucher), (fact.event_id,),
+                                            siren))
             else:
                 findings.append(Finding("cancellation_of_unknown_redemption",
                                         _voucher_id(books, voucher), (fact.event_id,), siren))
