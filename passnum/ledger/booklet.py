@@ -21,6 +21,7 @@ from passnum.ledger.envelope import (
     add_activations,
     evolve,
     issuer_rejection,
+    replaced,
 )
 from passnum.ledger.identity import booklet_sequence
 from schemas.base import Event
@@ -55,7 +56,7 @@ def evolve_booklet(booklet: Booklet | None, event: Event) -> Booklet | None:
     if booklet is None:
         return None
     if isinstance(event, BookletActivated):
-        return replace(booklet, activated=True)
+        return replaced(booklet, activated=True)
     if isinstance(event, BookletDistributed):
         status = "handed_out" if event.beneficiary_reference else "distributed"
         return replace(booklet, status=status, distributor=event.distributor,

@@ -17,9 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Sequence
 
-from passnum.ledger.identity import booklet_id_for, booklet_sequence, event_id_for
+from passnum.ledger.identity import (
+    booklet_id_for,
+    booklet_sequence,
+    event_id_for,
+    event_ids_for,
+)
 from schemas.base import CENTS_MAX, Event
 from schemas.messages import (
     BookletActivated,
@@ -128,8 +133,8 @@ def evolve(envelope: Envelope, event: Event) -> Envelope:
     if isinstance(event, BookletActivated):
         sequence = booklet_sequence(event.booklet_id)
         return _advance_cursor(
-            replace(envelope, activated_cents=envelope.activated_cents + event.activated_cents,
-                    activation_cursor=max(envelope.activation_cursor, sequence + 1))
+            replaced(envelope, activated_cents=envelope.activated_cents + event.activated_cents,
+                     activation_cursor=max(envelope.activation_cursor, sequence + 1))
         )
     if isinstance(event, BookletBlocked):
         sequence = booklet_sequence(event.booklet_id)
@@ -137,6 +142,18 @@ def evolve(envelope: Envelope, event: Event) -> Envelope:
             blocked = envelope.blocked_inactive | {sequence}
             return _advance_cursor(replace(envelope, blocked_inactive=blocked))
     return envelope
+
+
+def replaced(instance: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` for the ledger's frozen dataclasses, which have no
+    `__post_init__` and no field left out of `__init__`: the same value, without a call to
+    `__init__` through keyword arguments (a fifth of the cost; an order of 1,000 booklets
+    folds 1,000 activations into its envelope and 1,000 into its booklets)."""
+    copy = object.__new__(instance.__class__)
+    values = copy.__dict__
+    values.update(instance.__dict__)
+    values.update(changes)
+    return copy
 
 
 def _advance_cursor(envelope: Envelope) -> Envelope:
@@ -167,6 +184,48 @@ class IssuerEvents:
             occurred_at=command.occurred_at,  # type: ignore[attr-defined]
             **fields,
         ))
+
+    def add_booklet_events(self, event_class: type[Event], siren: str,
+                           sequences: Sequence[int], **fields: Any) -> None:
+        """One event of `event_class` per booklet sequence (increasing), all with the same
+        `fields`. The first is validated like any event; the others are copies of it that
+        differ only in their event id and booklet id, valid by construction: the SIREN was
+        validated in the first, the sequences lie within 1..MAXIMUM_BOOKLET_SEQUENCE
+        (checked here on the first and the last), and `event_id_for` always gives a UUID.
+        Validating each of them cost three times the copy (an order issues 1,000)."""
+        if not sequences:
+            return
+        assert 1 <= sequences[0] <= sequences[-1] <= MAXIMUM_BOOKLET_SEQUENCE, (
+            sequences[0], sequences[-1])
+        command = self.command
+        request_id: str = command.request_id  # type: ignore[attr-defined]
+        event_ids = event_ids_for(ORIGIN, request_id, len(self.events), len(sequences))
+        fields = {"siren": siren, "booklet_id": booklet_id_for(siren, sequences[0]), **fields}
+        first = event_class(event_id=event_ids[0], request_id=request_id,
+                            occurred_at=command.occurred_at,  # type: ignore[attr-defined]
+                            **fields)
+        append = self.events.append
+        append(first)
+        for event_id, sequence in zip(event_ids[1:], sequences[1:]):
+            append(_copy_event(first, event_id, booklet_id_for(siren, sequence)))
+
+
+_set_attribute = object.__setattr__
+
+
+def _copy_event(template: Event, event_id: str, booklet_id: str) -> Event:
+    """`template` with another event id and booklet id, without validation: what
+    `template.model_copy(update=...)` gives, at a third of its cost. Equal to the event
+    validated from the same fields (tests/unit/test_issuer_domain.py holds it so)."""
+    copy = template.__class__.__new__(template.__class__)
+    values = template.__dict__.copy()
+    values["event_id"] = event_id
+    values["booklet_id"] = booklet_id
+    _set_attribute(copy, "__dict__", values)
+    _set_attribute(copy, "__pydantic_fields_set__", template.__pydantic_fields_set__)
+    _set_attribute(copy, "__pydantic_extra__", None)
+    _set_attribute(copy, "__pydantic_private__", None)
+    return copy
 
 
 def issuer_rejection(command: object, siren: str, reason: str, detail: str = "") -> list[Event]:
@@ -203,9 +262,16 @@ def activations_covered(envelope: Envelope) -> list[tuple[int, int]]:
 
 
 def add_activations(builder: IssuerEvents, envelope: Envelope) -> None:
-    for sequence, value in activations_covered(envelope):
-        builder.add(BookletActivated, siren=envelope.siren,
-                    booklet_id=booklet_id_for(envelope.siren, sequence), activated_cents=value)
+    covered = activations_covered(envelope)
+    start = 0
+    while start < len(covered):  # runs of one booklet value: booklets of one order
+        value, end = covered[start][1], start + 1
+        while end < len(covered) and covered[end][1] == value:
+            end += 1
+        builder.add_booklet_events(BookletActivated, envelope.siren,
+                                   [sequence for sequence, _ in covered[start:end]],
+                                   activated_cents=value)
+        start = end
 
 
 # ------------------------------------------------------------------------------ deciders
@@ -285,10 +351,9 @@ def decide_order(envelope: Envelope, command: OrderBooklets, policy: Policy) -> 
                 booklet_count=command.booklet_count,
                 vouchers_per_booklet=vouchers_per_booklet, **framing)
     ordered = evolve(envelope, builder.events[-1])
-    for sequence in range(envelope.next_sequence, ordered.next_sequence):
-        builder.add(BookletIssued, siren=command.siren, order_id=order_id,
-                    booklet_id=booklet_id_for(command.siren, sequence),
-                    voucher_count=vouchers_per_booklet, **framing)
+    builder.add_booklet_events(BookletIssued, command.siren,
+                               range(envelope.next_sequence, ordered.next_sequence),
+                               order_id=order_id, voucher_count=vouchers_per_booklet, **framing)
     add_activations(builder, ordered)
     return builder.events
 

@@ -17,12 +17,32 @@ def event_id_for(origin: str, request_id: str, index: int) -> str:
     re-published event is recognisably the same fact. Equal to
     `uuid.uuid5(_EVENT_ID_NAMESPACE, name)`, computed without building UUID objects (this
     runs for every decided event)."""
-    name = f"{origin}\x1f{request_id}\x1f{index}".encode()
-    digest = bytearray(hashlib.sha1(_EVENT_ID_NAMESPACE.bytes + name).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return _uuid5_text(hashlib.sha1(
+        _NAMESPACE_BYTES + f"{origin}\x1f{request_id}\x1f{index}".encode()).hexdigest())
+
+
+def event_ids_for(origin: str, request_id: str, first_index: int, count: int) -> list[str]:
+    """`event_id_for(origin, request_id, index)` for `count` consecutive indexes: the
+    digest of the common prefix is computed once and copied (an order of 1,000 booklets
+    names 2,000 events)."""
+    prefix = hashlib.sha1(_NAMESPACE_BYTES + f"{origin}\x1f{request_id}\x1f".encode())
+    identifiers = []
+    for index in range(first_index, first_index + count):
+        digest = prefix.copy()
+        digest.update(str(index).encode())
+        identifiers.append(_uuid5_text(digest.hexdigest()))
+    return identifiers
+
+
+_NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
+# The variant nibble of RFC 4122 (10xx) for each hexadecimal digit of the digest there.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+
+
+def _uuid5_text(hexdigest: str) -> str:
+    """The UUID text of a SHA-1 digest: its first 16 bytes, version 5, RFC 4122 variant."""
+    return (f"{hexdigest[:8]}-{hexdigest[8:12]}-5{hexdigest[13:16]}-"
+            f"{_VARIANT_DIGIT[hexdigest[16]]}{hexdigest[17:20]}-{hexdigest[20:32]}")
 
 
 def booklet_id_for(siren: str, sequence: int) -> str:

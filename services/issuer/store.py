@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict
+from operator import attrgetter
 from typing import Iterable
 
 import psycopg
@@ -64,10 +65,11 @@ def insert_new_booklets(connection: psycopg.Connection, booklets: Iterable[Bookl
     """Booklets issued by this batch, in one COPY: no conflict is possible (their ids come
     from the envelope's sequence, which this same transaction advanced), and COPY costs
     about a third of an upsert of the same rows."""
+    row_of = attrgetter(*_BOOKLET_COLUMNS)
     with connection.cursor().copy(
             f"COPY issuer_booklets ({', '.join(_BOOKLET_COLUMNS)}) FROM STDIN") as copy:
         for booklet in booklets:
-            copy.write_row(tuple(getattr(booklet, column) for column in _BOOKLET_COLUMNS))
+            copy.write_row(row_of(booklet))
 
 
 def save_booklets(connection: psycopg.Connection, booklets: Iterable[Booklet]) -> None:
