@@ -12,7 +12,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -36,7 +36,10 @@ class DecodeFailure:
 
 
 def encode(message: Message) -> bytes:
-    return message.model_dump_json().encode()
+    """The message's JSON: the bytes of `message.model_dump_json().encode()`, written by
+    pydantic's serializer straight to bytes (half the cost of going through a str; this
+    runs for every decided event)."""
+    return message.__pydantic_serializer__.to_json(message)  # type: ignore[no-any-return]
 
 
 def _upcast(document: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +167,23 @@ def next_link(stream: str, sequence: int, previous_hash: str, value: bytes) -> C
     return ChainLink(stream, sequence, previous_hash, chain_hash(previous_hash, value))
 
 
+def chain_headers(stream: str, sequence: int, previous_hash: str,
+                  values: Iterable[bytes]) -> tuple[list[bytes], str]:
+    """The headers of consecutive events of `stream` after link (`sequence`,
+    `previous_hash`), each `next_link(...).to_header()` of its value, and the last hash: the
+    same bytes without a `ChainLink` per event (a batch of issuance links 40,000)."""
+    sha256 = hashlib.sha256
+    prefix = f"{stream}|"
+    headers: list[bytes] = []
+    append = headers.append
+    for value in values:
+        sequence += 1
+        digest = sha256(previous_hash.encode() + value).hexdigest()
+        append(f"{prefix}{sequence}|{previous_hash}|{digest}".encode())
+        previous_hash = digest
+    return headers, previous_hash
+
+
 # The last event of each stream in a batch also carries `passnum-head-signature`: an Ed25519
 # signature, in hex, over `signed_head_message(chain header)`, made with the processors' key
 # (passnum.core.head_signatures). The chain alone proves order and integrity to anyone who can
@@ -195,27 +215,20 @@ _LENGTH = struct.Struct(">i")
 OutcomeEvent = tuple[str, "bytes | None", bytes, "bytes | None"]
 
 
-def pack_outcome(events: list[tuple[str, bytes | None, bytes, bytes | None]]) -> bytes:
+def pack_outcome(events: Sequence[tuple[str, bytes | None, bytes, bytes | None]]) -> bytes:
     pack = _LENGTH.pack
     none = pack(-1)
+    names: dict[str, bytes] = {}  # a topic's length and name, packed once
     parts = [pack(len(events))]
-    append = parts.append
-    for topic, key, payload, link in events:  # inlined: this runs for every decided event
-        name = topic.encode()
-        append(pack(len(name)))
-        append(name)
-        if key is None:
-            append(none)
-        else:
-            append(pack(len(key)))
-            append(key)
-        append(pack(len(payload)))
-        append(payload)
-        if link is None:
-            append(none)
-        else:
-            append(pack(len(link)))
-            append(link)
+    extend = parts.extend
+    for topic, key, payload, link in events:  # this runs for every decided event, twice
+        name = names.get(topic)
+        if name is None:
+            encoded = topic.encode()
+            name = names[topic] = pack(len(encoded)) + encoded
+        # One `extend` of five parts rather than up to eight `append`s: a third of the cost.
+        extend((name, none if key is None else pack(len(key)) + key,
+                pack(len(payload)), payload, none if link is None else pack(len(link)) + link))
     return b"".join(parts)
 
 

@@ -65,6 +65,25 @@ def test_every_message_type_survives_the_round_trip(message: Message) -> None:
     assert specific == message
 
 
+@pytest.mark.parametrize("message", SAMPLES, ids=_sample_id)
+def test_encode_writes_the_bytes_of_pydantics_own_json(message: Message) -> None:
+    # `encode` calls the serializer directly: it must stay byte for byte the model's JSON
+    # (the hash chain links these bytes, and every release must write the same ones).
+    assert encode(message) == message.model_dump_json().encode()
+
+
+@pytest.mark.parametrize("values", [[], [b"{}"], [b"one", b"", b"three" * 50, b"one"]])
+def test_chain_headers_are_the_links_made_one_by_one(values: list[bytes]) -> None:
+    headers, last_hash = codec.chain_headers("issuer/t/3", 41, "ab" * 32, values)
+
+    expected, previous_hash = [], "ab" * 32
+    for offset, value in enumerate(values):
+        link = codec.next_link("issuer/t/3", 42 + offset, previous_hash, value)
+        expected.append(link.to_header())
+        previous_hash = link.hash
+    assert headers == expected and last_hash == previous_hash
+
+
 def test_the_wire_format_is_plain_json_with_the_discriminator() -> None:
     document = _document(SAMPLES[0])
     assert document["type"] == "register_collectivite"

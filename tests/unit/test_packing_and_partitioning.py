@@ -28,6 +28,21 @@ def test_an_outcome_unpacks_to_what_was_packed(events: list) -> None:
     assert unpack_outcome(pack_outcome(events)) == events
 
 
+@given(st.lists(EVENT, max_size=20))
+def test_an_outcome_is_packed_in_the_documented_layout(events: list) -> None:
+    # A 4-byte big-endian count, then per event topic, key, payload and chain link, each a
+    # 4-byte big-endian length (-1 for none) and its bytes: the layout migration 0006 wrote
+    # in SQL and the recorded outcomes keep.
+    def field(value: bytes | None) -> bytes:
+        return (-1).to_bytes(4, "big", signed=True) if value is None else (
+            len(value).to_bytes(4, "big") + value)
+
+    expected = len(events).to_bytes(4, "big") + b"".join(
+        field(topic.encode()) + field(key) + field(payload) + field(link)
+        for topic, key, payload, link in events)
+    assert pack_outcome(events) == expected
+
+
 def test_a_truncated_outcome_is_refused() -> None:
     packed = pack_outcome([("t", b"k", b"payload", b"link")])
     with pytest.raises(Exception):
