@@ -1,6 +1,6 @@
 """The national run: a year of the programme at national size, through the real workers.
 
-    .venv/bin/python bench/national.py --scale 0.02     # about 5 minutes on 2 cores
+    .venv/bin/python bench/national.py --scale 0.04     # about 10 minutes on 2 cores
     .venv/bin/python bench/national.py --scale 1.0      # 87 collectivités, 2 million booklets
 
 At `--scale 1.0`: 87 collectivités, 2,000,000 booklets of 10 vouchers (20 million vouchers),
@@ -12,7 +12,7 @@ collectivités, venues and months stay.
 On fresh topics and a fresh database on the broker at PASSNUM_BOOTSTRAP_SERVERS:
 1. Issuance, through the real issuer worker (bench/issuer_bulk.py's commands and clock):
    the partners registered and funded, then orders of `--booklets-per-order` booklets,
-   each followed by its payment; timed from the first command produced to the last
+   each followed by its payment, in batches of `--issuer-batch-commands`; timed from the first command produced to the last
    booklet issued and activated, while the redeemer workers learn the booklets from the
    issuer's events (also timed: until the redeemer's table holds every activated booklet).
 2. Redemptions, through `--workers` real redeemer worker processes, month after month:
@@ -196,9 +196,12 @@ def broker_resident_megabytes() -> float | None:
     return None
 
 
-def start_workers(settings: Settings, run_directory: Path, redeemers: int
-                  ) -> tuple[WorkerProcess, list[WorkerProcess]]:
-    issuer = WorkerProcess("issuer", settings, run_directory / "logs" / "issuer").start()
+def start_workers(settings: Settings, run_directory: Path, redeemers: int,
+                  issuer_batch_commands: int) -> tuple[WorkerProcess, list[WorkerProcess]]:
+    issuer_settings = (settings.with_overrides(batch_max_commands=issuer_batch_commands)
+                       if issuer_batch_commands else settings)
+    issuer = WorkerProcess("issuer", issuer_settings,
+                           run_directory / "logs" / "issuer").start()
     redeemer_workers = [WorkerProcess("redeemer", settings if index == 0 else
                                       settings.with_overrides(web_port_redeemer=free_port()),
                                       run_directory / "logs" / f"redeemer-{index}").start()
@@ -427,7 +430,8 @@ def markdown_section(result: dict[str, Any]) -> str:
         f"(state {estimate['audit_state_mb']:,} MB) |",
         "",
         f"Checks: {result['checks']}. Log: {sum(result['log_records'].values()):,} records "
-        f"({result['log_records']}); broker RSS {result['broker_rss_mb_before']} MB before, "
+        f"({result['log_records']}); broker RSS (the whole broker, shared with whatever else "
+        f"uses it meanwhile) {result['broker_rss_mb_before']} MB before, "
         f"{result['broker_rss_mb_after']} MB after (estimate at scale 1.0: "
         f"{estimate['broker_log_memory_mb']:,} MB more for about "
         f"{estimate['log_records']:,} records).",
@@ -440,41 +444,21 @@ def markdown_section(result: dict[str, Any]) -> str:
 
 def national_run(arguments: argparse.Namespace) -> dict[str, Any]:
     booklets = max(NATIONAL_COLLECTIVITES, round(NATIONAL_BOOKLETS * arguments.scale))
-    partners = national_partners()
-    orders = plan_orders(partners, booklets, arguments.booklets_per_order)
-    venue_list = venues(arguments.venues)
     run_directory = Path(tempfile.mkdtemp(prefix="passnum-national-"))
     base = Settings.from_environment()
     result: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "scale": arguments.scale, "collectivites": len(partners), "booklets": booklets,
-        "vouchers": booklets * VOUCHERS_PER_BOOKLET, "venues": len(venue_list),
+        "scale": arguments.scale, "collectivites": NATIONAL_COLLECTIVITES,
+        "booklets": booklets, "vouchers": booklets * VOUCHERS_PER_BOOKLET,
+        "venues": arguments.venues, "issuer_batch_max_commands": arguments.issuer_batch_commands,
         "redeemer_workers": arguments.workers, "load_average_before": load_average()}
     with ManagedBroker(base.with_overrides(run_directory=str(run_directory))):
         result["broker_rss_mb_before"] = broker_resident_megabytes()
         settings = isolated_settings(base, run_directory, web_port_issuer=free_port())
-        tag = settings.topic_prefix
-        print(f"topics {tag}, database {settings.database_url}, logs {run_directory}",
-              file=sys.stderr, flush=True)
-        issuer, redeemers = start_workers(settings, run_directory, arguments.workers)
-        workers = [issuer, *redeemers]
+        print(f"topics {settings.topic_prefix}, database {settings.database_url}, "
+              f"logs {run_directory}", file=sys.stderr, flush=True)
         try:
-            onboard(settings, partners, orders, venue_list, tag)
-            result["issuance"] = issue(settings, issuer, redeemers[0], partners, orders,
-                                       booklets, tag)
-            print(f"issuance: {result['issuance']}", file=sys.stderr, flush=True)
-            issuer.stop()  # the redeemer needs only what the issuer published
-            result["redemption"], result["settlement"] = year_of_redemptions(
-                settings, redeemers, booklets_by_partner(orders), venue_list, arguments.chunk,
-                tag)
-            result["checks"] = ledger_checks(settings, result["redemption"]["first_scans"])
-        finally:
-            for worker in workers:
-                worker.stop()
-        result["log_records"] = log_records(settings)
-        result["broker_rss_mb_after"] = broker_resident_megabytes()
-        try:
-            result["audit"] = full_audit(settings)
+            measure_ledger(arguments, settings, run_directory, result)
         finally:
             if not arguments.keep:
                 from audit_replay import _delete_topics
@@ -488,6 +472,34 @@ def national_run(arguments: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def measure_ledger(arguments: argparse.Namespace, settings: Settings, run_directory: Path,
+                   result: dict[str, Any]) -> None:
+    """The phases, on the ledger `settings` names; the figures into `result`."""
+    booklets, tag = result["booklets"], settings.topic_prefix
+    partners = national_partners()
+    orders = plan_orders(partners, booklets, arguments.booklets_per_order)
+    venue_list = venues(arguments.venues)
+    issuer, redeemers = start_workers(settings, run_directory, arguments.workers,
+                                      arguments.issuer_batch_commands)
+    workers = [issuer, *redeemers]
+    try:
+        onboard(settings, partners, orders, venue_list, tag)
+        result["issuance"] = issue(settings, issuer, redeemers[0], partners, orders,
+                                   booklets, tag)
+        print(f"issuance: {result['issuance']}", file=sys.stderr, flush=True)
+        issuer.stop()  # the redeemer needs only what the issuer published
+        result["redemption"], result["settlement"] = year_of_redemptions(
+            settings, redeemers, booklets_by_partner(orders), venue_list, arguments.chunk,
+            tag)
+        result["checks"] = ledger_checks(settings, result["redemption"]["first_scans"])
+    finally:
+        for worker in workers:
+            worker.stop()
+    result["log_records"] = log_records(settings)
+    result["broker_rss_mb_after"] = broker_resident_megabytes()
+    result["audit"] = full_audit(settings)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.02,
@@ -495,6 +507,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="redeemer worker processes")
     parser.add_argument("--venues", type=int, default=VENUE_COUNT)
     parser.add_argument("--booklets-per-order", type=int, default=1_000)
+    # The setting bounds a batch's commands, not its booklets: 20 commands are 10 orders and
+    # their payments, 10,000 booklets and 20,000 events (the issuer_bulk quick run's batch).
+    parser.add_argument("--issuer-batch-commands", type=int, default=20,
+                        help="the issuer worker's batch_max_commands (0: the setting's)")
     parser.add_argument("--chunk", type=int, default=100_000,
                         help="scans produced and timed at once (bounds this process's memory)")
     parser.add_argument("--keep", action="store_true",
