@@ -508,7 +508,8 @@ def main() -> int:
     parser.add_argument("--venues", type=int, default=VENUE_COUNT)
     parser.add_argument("--booklets-per-order", type=int, default=1_000)
     # The setting bounds a batch's commands, not its booklets: 20 commands are 10 orders and
-    # their payments, 10,000 booklets and 20,000 events (the issuer_bulk quick run's batch).
+    # their payments, 10,000 booklets and 20,000 events at any scale (the default of 1,000
+    # would put up to 500,000 booklets in one batch at scale 1.0).
     parser.add_argument("--issuer-batch-commands", type=int, default=20,
                         help="the issuer worker's batch_max_commands (0: the setting's)")
     parser.add_argument("--chunk", type=int, default=100_000,
