@@ -98,6 +98,11 @@ MUTATIONS = (
     Mutation("columns_redeemed_twice", "columns: a later redemption of a standing voucher is "
              "named", "services/auditor/invariants.py", "if standing is not None:",
              "if False:", AUDITOR_TESTS),
+    Mutation("columns_cancellation_day", "end judgement: a cancellation on another day than "
+             "its redemption is named", "services/auditor/invariants.py",
+             "if ledger_time.same_local_day(_instant(standing.key // 4),",
+             "if True or ledger_time.same_local_day(_instant(standing.key // 4),",
+             AUDITOR_TESTS),
     Mutation("columns_venue_status", "end judgement: a redemption at a venue not accredited at "
              "its instant is named", "services/auditor/invariants.py",
              'if timeline.status_at(key) != "accredited":', "if False:", AUDITOR_TESTS),
