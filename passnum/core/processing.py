@@ -27,14 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, NamedTuple, Protocol, Sequence
 
 import psycopg
 
 from passnum.core.codec import (
     DecodeFailure,
+    chain_headers,
     decode_command,
     decode_event,
     encode,
@@ -70,8 +72,11 @@ class Decision:
     final: bool = True
 
 
-@dataclass(frozen=True)
-class OutboxEvent:
+class OutboxEvent(NamedTuple):
+    """An event to publish. A named tuple rather than a frozen dataclass: a batch of
+    issuance holds 40,000 of them, and a tuple is built for a fraction of the cost; being
+    (topic, key, payload, chain link), it is also what `pack_outcome` packs."""
+
     topic: str
     key: bytes | None
     payload: bytes
@@ -199,6 +204,7 @@ class _BatchOutput:
     outbox: list[PendingRow] = field(default_factory=list)
     outcomes: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, print, packed
     not_final: set[str] = field(default_factory=set)  # request ids not to record
+    replayed: bool = False  # a retried request was answered from its recorded outcome
 
 
 _SELECT_POSITIONS = (
@@ -228,8 +234,18 @@ def _create_missing_positions(connection: psycopg.Connection, processor: str,
         connection.execute(_SELECT_POSITIONS, (processor, topics, numbers)).fetchall())
 
 
+def outcomes_notification(processor: str, replayed: bool) -> str:
+    """The payload of `NOTIFY passnum_outcomes`: which processor committed outcomes, in
+    which process, and whether the batch answered retried requests from their recorded
+    outcomes. The HTTP gateway in the committing process is handed the outcomes it decided
+    directly (passnum.core.worker), so it looks up only what another process decided, or
+    what was replayed (passnum.edge.http)."""
+    return f"{processor} {os.getpid()} {'replayed' if replayed else 'decided'}"
+
+
 def _save_positions(connection: psycopg.Connection, processor: str,
-                    positions: dict[tuple[str, int], _Position], notify: bool) -> None:
+                    positions: dict[tuple[str, int], _Position], notify: bool,
+                    replayed: bool = False) -> None:
     """Advance the positions; with `notify`, also wake the HTTP handlers waiting for an
     outcome, new or replayed (passnum.edge.http; delivered at COMMIT). One statement."""
     items = sorted(positions.items())
@@ -244,7 +260,7 @@ def _save_positions(connection: psycopg.Connection, processor: str,
         ([topic for (topic, _), _ in items], [number for (_, number), _ in items],
          [p.next_offset for _, p in items], [p.chain_sequence for _, p in items],
          [p.chain_hash for _, p in items], [p.last_record for _, p in items],
-         processor, notify, processor))
+         processor, notify, outcomes_notification(processor, replayed)))
 
 
 # The outcomes already recorded for some request ids. Written as a join with the list, not
@@ -279,15 +295,17 @@ def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
 def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
                      position: _Position, decision: Decision) -> Recorded:
     stream = f"{processor}/{record.topic}/{record.partition}"
-    events: list[tuple[str, bytes | None, bytes, bytes | None]] = []
-    for topic, key, event in decision.events:
-        payload = encode(event)
-        position.chain_sequence += 1
-        link = next_link(stream, position.chain_sequence, position.chain_hash, payload)
-        position.chain_hash = link.hash
-        header = link.to_header()
-        output.outbox.append((record.topic, record.partition, topic, key, payload, header))
-        events.append((topic, key, payload, header))
+    routed = decision.events
+    payloads = [encode(event) for _, _, event in routed]
+    headers, position.chain_hash = chain_headers(stream, position.chain_sequence,
+                                                 position.chain_hash, payloads)
+    position.chain_sequence += len(payloads)
+    events: list[tuple[str, bytes | None, bytes, bytes | None]] = [
+        (topic, key, payload, header)
+        for (topic, key, _), payload, header in zip(routed, payloads, headers)]
+    input_topic, input_partition = record.topic, record.partition
+    output.outbox.extend([(input_topic, input_partition, topic, key, payload, header)
+                          for topic, key, payload, header in events])
     fingerprint = request_fingerprint(decision.command)
     output.outcomes.append((decision.command.request_id, fingerprint, pack_outcome(events)))
     if not decision.final:
@@ -319,6 +337,8 @@ def _process_commands(connection: psycopg.Connection, handler: Handler,
             position = positions[(record.topic, record.partition)]
             recorded[command.request_id] = _record_decision(
                 output, handler.processor, record, position, next(decisions))
+        else:
+            output.replayed = True
         # Else a retried request: its outcome is recorded (the HTTP edge answers from it)
         # and its events are in the log or in the outbox already. Nothing is appended: the
         # log holds each decision once, so counting its records gives true totals.
@@ -336,15 +356,25 @@ def _process_events(connection: psycopg.Connection, handler: Handler,
     handler.apply_events(connection, events)
 
 
+def _final_outcomes(output: _BatchOutput) -> list[tuple[str, str, bytes]]:
+    return [outcome for outcome in output.outcomes if outcome[0] not in output.not_final]
+
+
 def _write_output(connection: psycopg.Connection, processor: str, output: _BatchOutput,
                   identifiers: Sequence[int]) -> list[OutboxRow]:
-    """Record the outcomes and append the outbox: one row per input partition, its events
-    packed, under `identifiers` (drawn at the start of the batch, one per input partition,
-    increasing: the publication order). Returns the rows with their ids, so that the worker
-    publishes them from memory."""
-    final = [outcome for outcome in output.outcomes if outcome[0] not in output.not_final]
+    """Record the outcomes and append the outbox (`_write_outbox`)."""
+    final = _final_outcomes(output)
     if final:
         _insert_outcomes(connection, processor, final)
+    return _write_outbox(connection, processor, output, identifiers)
+
+
+def _write_outbox(connection: psycopg.Connection, processor: str, output: _BatchOutput,
+                  identifiers: Sequence[int]) -> list[OutboxRow]:
+    """Append the outbox: one row per input partition, its events packed, under
+    `identifiers` (drawn at the start of the batch, one per input partition, increasing:
+    the publication order). Returns the rows with their ids, so that the worker publishes
+    them from memory."""
     by_partition: dict[tuple[str, int], list[OutboxEvent]] = defaultdict(list)
     for input_topic, input_partition, topic, key, payload, link in output.outbox:
         by_partition[(input_topic, input_partition)].append(
@@ -352,24 +382,42 @@ def _write_output(connection: psycopg.Connection, processor: str, output: _Batch
     groups = sorted(by_partition.items())
     assert len(groups) <= len(identifiers), "an outbox row without an id"
     if groups:
-        with connection.cursor().copy(
-                "COPY outbox (id, processor, input_topic, input_partition, events) FROM STDIN "
-                "(FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "text", "text", "int4", "bytea"])
-            for identifier, ((input_topic, input_partition), events) in zip(identifiers,
-                                                                           groups):
-                copy.write_row((identifier, processor, input_topic, input_partition,
-                                pack_outcome([(e.topic, e.key, e.payload, e.chain_link)
-                                              for e in events])))
+        # An INSERT of a handful of rows (one per input partition) rather than a COPY: it
+        # can go in the pipeline that also advances the positions and commits, where a COPY
+        # costs two round trips of its own (see `decide_batch`).
+        connection.execute(
+            "INSERT INTO outbox (id, processor, input_topic, input_partition, events) "
+            "SELECT i, %b, t, p, e FROM unnest(%b::int8[], %b::text[], %b::int4[], "
+            "%b::bytea[]) AS u(i, t, p, e)",
+            (processor, list(identifiers[:len(groups)]),
+             [input_topic for (input_topic, _), _ in groups],
+             [input_partition for (_, input_partition), _ in groups],
+             [pack_outcome(events) for _, events in groups]), binary=True)
     return [OutboxRow(identifier, events) for identifier, (_, events) in zip(identifiers, groups)]
+
+
+# Up to this many outcomes are recorded with one INSERT, which a pipeline can hold (the
+# interactive case: a batch of a few HTTP requests ends in one round trip); more, by COPY,
+# which costs two round trips but less CPU per row than psycopg's arrays.
+OUTCOMES_INSERT_MAX = 100
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str,
                      outcomes: list[tuple[str, str, bytes]]) -> None:
-    """One row per request, by COPY. The request ids were looked up at the start of this
-    batch; a client that reused one on another partition, decided by another worker in the
-    meantime, makes the COPY fail on the primary key: the whole batch rolls back and its
-    bounded retry finds the recorded outcome and answers with it. The first outcome stands."""
+    """One row per request, with no ON CONFLICT. The request ids were looked up at the start
+    of this batch; a client that reused one on another partition, decided by another worker
+    in the meantime, makes the insert fail on the primary key: the whole batch rolls back
+    and its bounded retry finds the recorded outcome and answers with it. The first outcome
+    stands."""
+    if len(outcomes) <= OUTCOMES_INSERT_MAX:
+        connection.execute(
+            "INSERT INTO request_outcomes (processor, request_id, fingerprint, outcome) "
+            "SELECT %b, r, f, o FROM unnest(%b::text[], %b::text[], %b::bytea[]) "
+            "AS u(r, f, o)",
+            (processor, [request_id for request_id, _, _ in outcomes],
+             [fingerprint for _, fingerprint, _ in outcomes],
+             [outcome for _, _, outcome in outcomes]), binary=True)
+        return
     with connection.cursor().copy(
             "COPY request_outcomes (processor, request_id, fingerprint, outcome) FROM STDIN "
             "(FORMAT BINARY)") as copy:
@@ -485,9 +533,18 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         if command_records:
             _process_commands(connection, handler, command_records, positions, recorded, output)
         sign_batch_heads(output.outbox, getattr(handler, "head_signer", None))
-        written = _write_output(connection, processor, output, identifiers)
+        # The writes that end the batch go in one pipeline with the commit: one round trip
+        # for a small batch (a COPY of many outcomes goes before it: a pipeline cannot hold
+        # one). 9 round trips a batch became 4.
+        final = _final_outcomes(output)
+        if len(final) > OUTCOMES_INSERT_MAX:
+            _insert_outcomes(connection, processor, final)
         with connection.pipeline():
-            _save_positions(connection, processor, positions, bool(command_records))
+            if 0 < len(final) <= OUTCOMES_INSERT_MAX:
+                _insert_outcomes(connection, processor, final)
+            written = _write_outbox(connection, processor, output, identifiers)
+            _save_positions(connection, processor, positions, bool(command_records),
+                            output.replayed)
             connection.commit()
     except BaseException:
         _roll_back(connection)
