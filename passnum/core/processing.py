@@ -400,6 +400,18 @@ def _write_outbox(connection: psycopg.Connection, processor: str, output: _Batch
 # interactive case: a batch of a few HTTP requests ends in one round trip); more, by COPY,
 # which costs two round trips but less CPU per row than psycopg's arrays.
 OUTCOMES_INSERT_MAX = 100
+# The writes that end a batch go in one pipeline with the commit only when they are small:
+# a pipeline holding statements of megabytes (an order of thousands of booklets: its
+# outcome and its outbox row) left the worker waiting in COMMIT while PostgreSQL waited
+# for the rest of a statement (`ClientRead`), for good: 2 issuances of 20,000 booklets out
+# of 6 stalled so. Larger batches write the same statements one after the other.
+PIPELINE_BYTES_MAX = 64 * 1024
+
+
+def written_bytes(final: Sequence[tuple[str, str, bytes]], output: _BatchOutput) -> int:
+    """What a batch's last statements carry: its outcomes and its events (before packing)."""
+    return (sum(len(outcome) for _, _, outcome in final)
+            + sum(len(payload) for _, _, _, _, payload, _ in output.outbox))
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str,
@@ -537,12 +549,17 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         # for a small batch (a COPY of many outcomes goes before it: a pipeline cannot hold
         # one). 9 round trips a batch became 4.
         final = _final_outcomes(output)
-        if len(final) > OUTCOMES_INSERT_MAX:
-            _insert_outcomes(connection, processor, final)
-        with connection.pipeline():
-            if 0 < len(final) <= OUTCOMES_INSERT_MAX:
-                _insert_outcomes(connection, processor, final)
-            written = _write_outbox(connection, processor, output, identifiers)
+        if len(final) <= OUTCOMES_INSERT_MAX and \
+                written_bytes(final, output) <= PIPELINE_BYTES_MAX:
+            with connection.pipeline():
+                if final:
+                    _insert_outcomes(connection, processor, final)
+                written = _write_outbox(connection, processor, output, identifiers)
+                _save_positions(connection, processor, positions, bool(command_records),
+                                output.replayed)
+                connection.commit()
+        else:
+            written = _write_output(connection, processor, output, identifiers)
             _save_positions(connection, processor, positions, bool(command_records),
                             output.replayed)
             connection.commit()
