@@ -137,7 +137,7 @@ def table(figures: dict[str, Any], number: int = 1) -> list[str]:
     phase = figures["redeemer"]["phases"][-1]
     plain = figures["plain_postgresql_attempts_per_second"]
     cpu = phase.get("cpu_microseconds_per_redemption", {})
-    cpu_total = sum(cpu.values()) if isinstance(cpu, dict) else cpu
+    cpu_total = round(sum(cpu.values()), 1) if isinstance(cpu, dict) else cpu
     replay = audit["replay"]
     rows = [
         ("Issuance (booklets/s)", issuer["booklets_per_second"],
