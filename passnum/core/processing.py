@@ -24,6 +24,7 @@ record, which `dead_letter_record` answers (passnum.core.worker, `_run_transacti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -361,9 +362,9 @@ def _final_outcomes(output: _BatchOutput) -> list[tuple[str, str, bytes]]:
 
 
 def _write_output(connection: psycopg.Connection, processor: str, output: _BatchOutput,
-                  identifiers: Sequence[int]) -> list[OutboxRow]:
-    """Record the outcomes and append the outbox (`_write_outbox`)."""
-    final = _final_outcomes(output)
+                  identifiers: Sequence[int], final: Sequence[tuple[str, str, bytes]]
+                  ) -> list[OutboxRow]:
+    """Record the `final` outcomes and append the outbox (`_write_outbox`)."""
     if final:
         _insert_outcomes(connection, processor, final)
     return _write_outbox(connection, processor, output, identifiers)
@@ -415,7 +416,7 @@ def written_bytes(final: Sequence[tuple[str, str, bytes]], output: _BatchOutput)
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str,
-                     outcomes: list[tuple[str, str, bytes]]) -> None:
+                     outcomes: Sequence[tuple[str, str, bytes]]) -> None:
     """One row per request, with no ON CONFLICT. The request ids were looked up at the start
     of this batch; a client that reused one on another partition, decided by another worker
     in the meantime, makes the insert fail on the primary key: the whole batch rolls back
@@ -545,21 +546,14 @@ def decide_batch(connection: psycopg.Connection, handler: Handler,
         if command_records:
             _process_commands(connection, handler, command_records, positions, recorded, output)
         sign_batch_heads(output.outbox, getattr(handler, "head_signer", None))
-        # The writes that end the batch go in one pipeline with the commit: one round trip
-        # for a small batch (a COPY of many outcomes goes before it: a pipeline cannot hold
-        # one). 9 round trips a batch became 4.
+        # The writes that end a small batch go in one pipeline with the commit: one round
+        # trip (a COPY of many outcomes cannot go in a pipeline, nor, safely, megabytes:
+        # `PIPELINE_BYTES_MAX`). 9 round trips a batch became 4.
         final = _final_outcomes(output)
-        if len(final) <= OUTCOMES_INSERT_MAX and \
-                written_bytes(final, output) <= PIPELINE_BYTES_MAX:
-            with connection.pipeline():
-                if final:
-                    _insert_outcomes(connection, processor, final)
-                written = _write_outbox(connection, processor, output, identifiers)
-                _save_positions(connection, processor, positions, bool(command_records),
-                                output.replayed)
-                connection.commit()
-        else:
-            written = _write_output(connection, processor, output, identifiers)
+        small = (len(final) <= OUTCOMES_INSERT_MAX
+                 and written_bytes(final, output) <= PIPELINE_BYTES_MAX)
+        with connection.pipeline() if small else contextlib.nullcontext():
+            written = _write_output(connection, processor, output, identifiers, final)
             _save_positions(connection, processor, positions, bool(command_records),
                             output.replayed)
             connection.commit()
@@ -658,7 +652,8 @@ def dead_letter_record(connection: psycopg.Connection, handler: Handler, record:
         identifiers = connection.execute(
             "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
         assert identifiers is not None
-        written = _write_output(connection, handler.processor, output, identifiers[0])
+        written = _write_output(connection, handler.processor, output, identifiers[0],
+                                _final_outcomes(output))
         _save_positions(connection, handler.processor, {partitions[0]: position}, False)
         connection.commit()
     except BaseException:
@@ -715,7 +710,8 @@ def skip_record(connection: psycopg.Connection, handler: Handler, record: InputR
         identifiers = connection.execute(
             "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
         assert identifiers is not None
-        written = _write_output(connection, handler.processor, output, identifiers[0])
+        written = _write_output(connection, handler.processor, output, identifiers[0],
+                                _final_outcomes(output))
         _save_positions(connection, handler.processor, {partition: position}, False)
         connection.commit()
     except BaseException:
