@@ -1,18 +1,29 @@
 """Signed monthly checkpoints: the auditor's word that the log's prefix up to a month is
 this one, in a form anyone with the public key can check later.
 
-Root hash of a month M: for every stream, in sorted name order, the line
-`stream|sequence|hash` of the last event of the chain prefix that M covers (the events
-before the stream's first event dated after M, see `chain.cut_before`), joined by "\\n",
-then SHA-256. `event_count` is the number of events those prefixes hold. The signature is
-Ed25519 over `passnum-checkpoint|M|root_hash|event_count`.
+The prefixes a checkpoint of month M covers, fixed when it is signed: for every stream, in
+sorted name order, the line `stream|sequence|hash` of the last event covered. A stream with
+an event dated after M is cut before its first such event (`chain.cut_before`); a quiet
+stream (nothing dated after M yet) is covered up to its current head. The root is SHA-256
+of the lines joined by "\\n", `event_count` the number of events they cover, the signature
+Ed25519 over `passnum-checkpoint|M|root_hash|event_count`, and the lines travel with it
+(`AuditCheckpointSigned.prefixes`), so that the signature binds each stream's sequence.
 
-Any change to any event inside a covered prefix changes its chain's hashes from there on,
-so it changes the root: a replay that recomputes another root for a signed month has found
-a rewritten history, even where the rewriter re-chained everything consistently.
-A checkpoint is stable once every stream has an event dated after M; the command refuses
-months that some stream has not moved past yet (unless told to), because events dated in
-M appended later to such a stream would extend its covered prefix.
+Verifying one: the lines hash to the signed root, and each listed stream has that hash at
+that sequence. Any change to an event inside a covered prefix changes its chain's hashes
+from there on: a replay that finds another hash has found a rewritten history, even where
+the rewriter re-chained everything consistently. What a stream receives later, whatever its
+date, comes after the covered sequence and changes nothing, so no stream holds a checkpoint
+back. A stream the lines do not list must have started after M (its first event dated after
+it): otherwise it was hidden from the checkpoint.
+
+The hash at a sequence is checked against the chain's keyed 32-bit fingerprint of it
+(`chain.py`), the comparison, at the same odds, by which every link of the chain is checked:
+no memory beyond what the chain holds, whatever sequence a checkpoint names.
+
+A checkpoint without lines (the older form) is verified by the date cut it was signed with:
+the root recomputed from the replayed chains must be the signed one. So is one over a month
+that covers no event: both checks then ask the same, that every stream starts after M.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -32,9 +44,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from passnum.ledger.identity import event_id_for
 from schemas.messages import AuditCheckpointSigned
 from services.auditor.books import Finding
-from services.auditor.chain import StreamChain, cut_before
+from services.auditor.chain import ChainVerifier, StreamChain, cut_before
 
 ORIGIN = "auditor"
+# Streams named in one checkpoint_mismatch finding: a rewrite can touch every stream, and
+# one finding per checkpoint (with a count of the others) keeps the report readable.
+PROBLEMS_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,11 @@ class MonthRoot:
     root_hash: str
     event_count: int
     lines: tuple[str, ...]
-    quiet_streams: tuple[str, ...]  # streams with no event dated after the month
+    quiet_streams: tuple[str, ...]  # no event dated after the month: covered to their head
+
+
+def root_of(lines: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def month_root(chains: dict[str, StreamChain], month: str) -> MonthRoot:
@@ -56,8 +75,7 @@ def month_root(chains: dict[str, StreamChain], month: str) -> MonthRoot:
         if sequence > 0:
             lines.append(f"{name}|{sequence}|{digest}")
             count += sequence
-    root = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    return MonthRoot(month, root, count, tuple(lines), tuple(quiet))
+    return MonthRoot(month, root_of(lines), count, tuple(lines), tuple(quiet))
 
 
 def signing_message(month: str, root_hash: str, event_count: int) -> bytes:
@@ -88,37 +106,99 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def sign(key: Ed25519PrivateKey, root: MonthRoot, at: datetime) -> AuditCheckpointSigned:
+    """The checkpoint of `root`, carrying its lines (a root without lines gives the older
+    form, verified by the date cut)."""
     signature = key.sign(signing_message(root.month, root.root_hash, root.event_count))
     request_id = f"checkpoint-{root.month}-{root.root_hash[:16]}"
     return AuditCheckpointSigned(
         event_id=event_id_for(ORIGIN, request_id, 0), request_id=request_id, occurred_at=at,
         month=root.month, root_hash=root.root_hash, event_count=root.event_count,
-        signature=signature.hex(), public_key=public_key_hex(key.public_key()))
+        signature=signature.hex(), public_key=public_key_hex(key.public_key()),
+        prefixes=root.lines)
 
 
-def verify(checkpoint: AuditCheckpointSigned, chains: dict[str, StreamChain],
+def verify(checkpoint: AuditCheckpointSigned, chains: ChainVerifier,
            trusted_keys: frozenset[str]) -> list[Finding]:
-    """Signature, key and root of one checkpoint against the replayed chains."""
+    """Signature, key and covered prefixes of one checkpoint against the replayed chains."""
+    if not signature_holds(checkpoint):
+        return [Finding("checkpoint_signature_invalid", checkpoint.month,
+                        (checkpoint.event_id,))]
     findings = []
+    if trusted_keys and checkpoint.public_key not in trusted_keys:
+        findings.append(Finding("checkpoint_untrusted_key",
+                                f"{checkpoint.month}: key {checkpoint.public_key[:16]}...",
+                                (checkpoint.event_id,)))
+    problems = (prefix_problems(checkpoint, chains) if checkpoint.prefixes
+                else date_cut_problems(checkpoint, chains.streams))
+    if problems:
+        named = "; ".join(problems[:PROBLEMS_NAMED])
+        if len(problems) > PROBLEMS_NAMED:
+            named += f"; and {len(problems) - PROBLEMS_NAMED} more"
+        findings.append(Finding("checkpoint_mismatch", f"{checkpoint.month}: {named}",
+                                (checkpoint.event_id,)))
+    return findings
+
+
+def signature_holds(checkpoint: AuditCheckpointSigned) -> bool:
+    """The lines, when carried, hash to the root, and the key signed that root."""
+    if checkpoint.prefixes and root_of(checkpoint.prefixes) != checkpoint.root_hash:
+        return False
     try:
         public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(checkpoint.public_key))
         public_key.verify(bytes.fromhex(checkpoint.signature), signing_message(
             checkpoint.month, checkpoint.root_hash, checkpoint.event_count))
     except (ValueError, InvalidSignature):
-        return [Finding("checkpoint_signature_invalid", checkpoint.month,
-                        (checkpoint.event_id,))]
-    if trusted_keys and checkpoint.public_key not in trusted_keys:
-        findings.append(Finding("checkpoint_untrusted_key",
-                                f"{checkpoint.month}: key {checkpoint.public_key[:16]}...",
-                                (checkpoint.event_id,)))
-    root = month_root(chains, checkpoint.month)
-    if (root.root_hash, root.event_count) != (checkpoint.root_hash, checkpoint.event_count):
-        findings.append(Finding(
-            "checkpoint_mismatch", f"{checkpoint.month}: signed root "
-            f"{checkpoint.root_hash[:16]}... over {checkpoint.event_count} events, the log "
-            f"gives {root.root_hash[:16]}... over {root.event_count}: history rewritten",
-            (checkpoint.event_id,)))
-    return findings
+        return False
+    return True
+
+
+def prefix_problems(checkpoint: AuditCheckpointSigned, chains: ChainVerifier) -> list[str]:
+    """What the replayed chains contradict in a checkpoint's lines, one text per stream."""
+    problems, listed, count = [], set(), 0
+    for line in checkpoint.prefixes:
+        name, sequence_text, digest = line.rsplit("|", 2)
+        listed.add(name)
+        count += int(sequence_text)
+        problem = prefix_problem(chains, name, int(sequence_text), digest)
+        if problem:
+            problems.append(problem)
+    if count != checkpoint.event_count:
+        problems.append(f"its lines cover {count} events, it signs {checkpoint.event_count}")
+    for name in sorted(chains.streams.keys() - listed):
+        # Absent from the lines is right only for a stream whose first event is dated
+        # after the month: the date cut of any other holds events the checkpoint covers.
+        covered, _ = cut_before(chains.streams[name], checkpoint.month)
+        if covered:
+            problems.append(f"{name} holds events up to {checkpoint.month} (#1 to "
+                            f"#{covered}) that the checkpoint does not list: hidden from it")
+    return problems
+
+
+def prefix_problem(chains: ChainVerifier, name: str, sequence: int, digest: str) -> str:
+    """Empty when the stream has the hash `digest` at `sequence` (by its fingerprint)."""
+    chain = chains.streams.get(name)
+    if chain is None or not chain.highest:
+        return f"{name} is not in the log (signed to #{sequence})"
+    if sequence > chain.highest:
+        return f"{name} ends at #{chain.highest}, signed to #{sequence}"
+    held = chain.hashes[sequence - 1]
+    if not held:
+        return f"{name}#{sequence} is missing from the log"
+    if held != chains.fingerprint(digest.encode()):
+        return (f"{name}#{sequence} is not the event signed (hash {digest[:16]}...): "
+                "history rewritten")
+    return ""
+
+
+def date_cut_problems(checkpoint: AuditCheckpointSigned, streams: dict[str, StreamChain]
+                      ) -> list[str]:
+    """A checkpoint without lines: the date cut of the replayed chains gives its root."""
+    root = month_root(streams, checkpoint.month)
+    if (root.root_hash, root.event_count) == (checkpoint.root_hash, checkpoint.event_count):
+        return []
+    return [f"signed root {checkpoint.root_hash[:16]}... over {checkpoint.event_count} "
+            f"events, the log gives {root.root_hash[:16]}... over {root.event_count}: "
+            "history rewritten"]
 
 
 # ------------------------------------------------------------------ in normal operation
@@ -126,21 +206,11 @@ def verify(checkpoint: AuditCheckpointSigned, chains: dict[str, StreamChain],
 
 def due_months(chains: dict[str, StreamChain], signed: set[str], current_month: str
                ) -> list[str]:
-    """The months to checkpoint now: before the current month, not signed yet, and moved
-    past by every stream (a stream with no event dated after the month could still receive
-    one dated in it, which would change the root). In order, stopping at the first month
-    that waits: a later month covers an earlier one's prefixes."""
+    """The months to checkpoint now: each month some event is dated in, before the current
+    month, that this key has not signed yet, in order. A quiet stream holds none back: it
+    is covered up to its head, and what it receives later comes after that."""
     months = sorted({month for chain in chains.values() for month in chain.month_firsts})
-    due = []
-    for month in months:
-        if month >= current_month:
-            break
-        if month in signed:
-            continue
-        if month_root(chains, month).quiet_streams:
-            break
-        due.append(month)
-    return due
+    return [month for month in months if month < current_month and month not in signed]
 
 
 def checkpoint_key_path(run_directory: str, configured: str) -> Path:

@@ -4,7 +4,7 @@
                   [--pdf FILE] [--lang fr|en] [--csv DIRECTORY] [--no-database]
                   [--trusted-key HEX ...]
     passnum audit keygen --key auditor.pem
-    passnum audit checkpoint --month 2026-03 --key auditor.pem [--allow-quiet-streams]
+    passnum audit checkpoint --month 2026-03 --key auditor.pem
     passnum audit year-end --year 2026 [--json]
 
 `passnum/tools/cli.py` mounts one command named `audit`, so the actions are its first argument.
@@ -15,6 +15,7 @@ Exit status: 0 when the books are sound, 1 when there are findings, 2 on a usage
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -47,8 +48,6 @@ def audit_command(
     trusted_key: list[str] = typer.Option([], help="trusted checkpoint public key (hex)"),
     month: Optional[str] = typer.Option(None, help="checkpoint: the month, YYYY-MM"),
     key: Optional[Path] = typer.Option(None, help="keygen/checkpoint: Ed25519 PEM file"),
-    allow_quiet_streams: bool = typer.Option(False, help="checkpoint a month that some "
-                                                          "stream has not moved past"),
     year: Optional[int] = typer.Option(None, help="year-end: the closed year"),
     progress: bool = typer.Option(True, help="progress bar on the terminal"),
     interval: float = typer.Option(5.0, help="--follow: seconds between two re-checks"),
@@ -68,7 +67,7 @@ def audit_command(
     # Within a few seconds, one line and exit 3 when no broker answers (passnum/tools/cli.py).
     require_broker(settings)
     if action == "checkpoint":
-        raise typer.Exit(code=_checkpoint(settings, options, month, key, allow_quiet_streams))
+        raise typer.Exit(code=_checkpoint(settings, options, month, key))
     if action == "year-end":
         raise typer.Exit(code=_year_end(settings, options, year, json_output))
     if follow:
@@ -162,24 +161,30 @@ def _keygen(key: Path | None) -> None:
     typer.echo(f"private key written to {key}; public key: {generate_key(key)}")
 
 
-def _checkpoint(settings: Settings, options: object, month: str | None, key: Path | None,
-                allow_quiet_streams: bool) -> int:
+def _checkpoint(settings: Settings, options: object, month: str | None,
+                key: Path | None) -> int:
+    """Sign the prefixes `month` covers now: streams with an event dated after it are cut
+    before it, quiet ones at their head (services/auditor/checkpoint.py)."""
     from services.auditor.checkpoint import load_private_key, month_root, sign
     from services.auditor.publish import publish_auditor_events
     from services.auditor.replay import Replayer
 
     if month is None or key is None:
         raise typer.BadParameter("checkpoint needs --month YYYY-MM and --key FILE")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+        raise typer.BadParameter(f"--month {month!r}: YYYY-MM")
+    if month >= now.strftime("%Y-%m"):
+        # A month not over yet: its checkpoint would cover only part of it.
+        typer.echo(f"refused: {month} is not over yet", err=True)
+        return 2
     replayer = Replayer(settings, options)  # type: ignore[arg-type]
     replayer.read()
     root = month_root(replayer.chains.streams, month)
-    if root.quiet_streams and not allow_quiet_streams:
-        typer.echo(f"refused: no event dated after {month} yet in {', '.join(root.quiet_streams)}"
-                   " (--allow-quiet-streams to sign anyway)", err=True)
-        return 2
-    event = sign(load_private_key(key), root, datetime.now(timezone.utc).replace(microsecond=0))
+    event = sign(load_private_key(key), root, now)
     publish_auditor_events(settings, [event])
-    typer.echo(f"checkpoint {month}: root {root.root_hash} over {root.event_count} events, "
+    typer.echo(f"checkpoint {month}: root {root.root_hash} over {root.event_count} events in "
+               f"{len(root.lines)} streams ({len(root.quiet_streams)} covered to their head), "
                f"event {event.event_id}")
     return 0
 

@@ -95,8 +95,9 @@ def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> 
 
 
 def _checkpoint_due_months(replayer: Replayer, settings: Settings) -> None:
-    """Monthly checkpoints in normal operation: each month every stream has moved past is
-    signed once and published (read back, and verified, by the next cycle)."""
+    """Monthly checkpoints in normal operation: each month before the current one is signed
+    once, over the prefixes it covers now, and published (read back, and verified, by the
+    next cycle)."""
     from datetime import datetime, timezone
 
     from services.auditor import checkpoint

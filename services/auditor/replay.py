@@ -334,8 +334,7 @@ class Replayer:
         check_balance(books, judgement)
         findings.extend(settlement.get())
         for signed in books.checkpoints:
-            findings.extend(checkpoint.verify(signed, self.chains.streams,
-                                              self.options.trusted_keys))
+            findings.extend(checkpoint.verify(signed, self.chains, self.options.trusted_keys))
         report = build_report(self, judgement, as_of_micros)
         if self.options.resolve_names and report.unresolved_names():
             report = report.with_names(resolve_names(self.settings, self.topics_in_order(),

@@ -107,6 +107,7 @@ def test_an_over_activation_is_named_and_the_cli_exits_non_zero(ledger) -> None:
 def test_a_signed_checkpoint_verifies_and_a_rewritten_history_does_not(ledger, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from datetime import datetime, timezone
 
+    from passnum.core.broker import create_topics
     from services.auditor.checkpoint import generate_key, load_private_key, month_root, sign
     from services.auditor.publish import publish_auditor_events
     from services.auditor.replay import Replayer
@@ -118,7 +119,9 @@ def test_a_signed_checkpoint_verifies_and_a_rewritten_history_does_not(ledger, t
     replayer.read()
     root = month_root(replayer.chains.streams, "2026-02")  # everything is dated March
     assert root.event_count == 0
+    # every stream is quiet after March: each is covered up to its head
     root = month_root(replayer.chains.streams, "2026-03")
+    assert len(root.quiet_streams) == len(root.lines) > 0
     event = sign(load_private_key(tmp_path / "auditor.pem"), root,
                  datetime(2026, 4, 1, tzinfo=timezone.utc))
     publish_auditor_events(ledger, [event])
@@ -126,13 +129,71 @@ def test_a_signed_checkpoint_verifies_and_a_rewritten_history_does_not(ledger, t
     report = replay(ledger, trusted)
     assert report.sound, report.findings
     assert [c["root_hash"] for c in report.checkpoints] == [root.root_hash]
-    # Someone appends a perfectly chained event dated in the signed month: the prefix the
-    # checkpoint covers changed, which is what a rewrite looks like.
+    # A perfectly chained event dated in the signed month, appended to a quiet stream: it
+    # comes after the prefix the checkpoint covers, which stays as signed.
     late = json.loads(sample.records[kinds(sample.records, "voucher_redeemed")[0]].value)
     extra = VoucherRedeemed(**{**late, "voucher_id": late["voucher_id"][:-2] + "09",
                                "request_id": "late", "event_id": event_id_for("redeemer", "late", 0)})
     write(ledger, sample.writer.redeemer(late["booklet_id"].encode(), [extra]))
     report = replay(ledger, trusted)
-    assert "checkpoint_mismatch" in {f.code for f in report.findings}
+    assert report.sound, report.findings
     untrusted = replay(ledger, ReplayOptions(trusted_keys=frozenset({"ab" * 32})))
     assert "checkpoint_untrusted_key" in {f.code for f in untrusted.findings}
+    # The same history rewritten on other topics (its streams keep their names): one
+    # redemption changed, every stream chained anew around it, the checkpoint copied over.
+    rewritten = ledger.with_overrides(topic_prefix=ledger.topic_prefix + "r")
+    create_topics(rewritten)
+    index = kinds(sample.records, "voucher_redeemed")[1]
+    changed = sample.records[index].value.replace(b'"request_id":"', b'"request_id":"x', 1)
+    write(rewritten, rechained(sample.records, index, changed, ledger.topic_prefix,
+                               rewritten.topic_prefix))
+    publish_auditor_events(rewritten, [event])
+    report = replay(rewritten, trusted)
+    stream = sample.records[index].headers[0][1].split(b"|")[0].decode()
+    named = [f for f in report.findings if f.code == "checkpoint_mismatch"]
+    assert len(named) == 1 and named[0].event_ids == (event.event_id,), report.findings
+    assert f"{stream}#" in named[0].detail and "history rewritten" in named[0].detail
+
+
+def rechained(records: list[ChainedRecord], index: int, value: bytes, prefix: str,
+              other_prefix: str) -> list[ChainedRecord]:
+    """`records` moved to the topics of `other_prefix`, record `index` holding `value`, every
+    stream chained anew around it under its own name: a rewrite no link gives away."""
+    from passnum.core.codec import CHAIN_HEADER, GENESIS_HASH, next_link
+
+    heads: dict[str, tuple[int, str]] = {}
+    out = []
+    for position, record in enumerate(records):
+        stream = record.headers[0][1].split(b"|")[0].decode()
+        sequence, previous = heads.get(stream, (0, GENESIS_HASH))
+        new_value = value if position == index else record.value
+        link = next_link(stream, sequence + 1, previous, new_value)
+        heads[stream] = (sequence + 1, link.hash)
+        out.append(ChainedRecord(record.topic.replace(prefix, other_prefix, 1),
+                                 record.partition, record.key, new_value,
+                                 ((CHAIN_HEADER, link.to_header()),)))
+    return out
+
+
+def test_the_checkpoint_command_signs_a_month_over_and_refuses_the_current_one(  # type: ignore[no-untyped-def]
+        ledger, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from services.auditor.checkpoint import generate_key
+
+    write(ledger, sample_ledger(topology_for(ledger)).records)  # dated March 2026: all quiet
+    public_key = generate_key(tmp_path / "auditor.pem")
+    environment = {**__import__("os").environ, **ledger.as_environment()}
+    command = [sys.executable, "-m", "passnum.tools.cli", "audit", "checkpoint", "--key",
+               str(tmp_path / "auditor.pem"), "--month"]
+    current = datetime.now(timezone.utc).strftime("%Y-%m")
+    refused = subprocess.run(command + [current], capture_output=True, text=True,
+                             env=environment, timeout=120)
+    assert refused.returncode == 2 and "not over yet" in refused.stderr, refused.stderr
+    signed = subprocess.run(command + ["2026-03"], capture_output=True, text=True,
+                            env=environment, timeout=120)
+    assert signed.returncode == 0, signed.stderr
+    assert "covered to their head" in signed.stdout
+    report = replay(ledger, ReplayOptions(trusted_keys=frozenset({public_key})))
+    assert report.sound, report.findings
+    assert [c["month"] for c in report.checkpoints] == ["2026-03"]
