@@ -253,6 +253,17 @@ class ProviderAccredited(Event):
     services: tuple[str, ...]
 
 
+class BookletBlockApplied(Event):
+    """The redeemer applies a block the issuer reported (`BookletBlocked`). Recorded in the
+    stream of the partition that decides the booklet's scans, just before the first scan
+    refused for it: the scans of that booklet after it in the stream were decided knowing
+    the block, those before it were not (the auditor judges them so)."""
+
+    type: Literal["booklet_block_applied"] = "booklet_block_applied"
+    siren: Siren
+    booklet_id: BookletId
+
+
 class ProviderStatusChanged(Event):
     type: Literal["provider_status_changed"] = "provider_status_changed"
     siret: Siret
@@ -335,12 +346,20 @@ class CreditNoteIssued(Event):
 
 
 class AuditCheckpointSigned(Event):
+    """The auditor's signature over the chain prefixes a month covers (root_hash: SHA-256 of
+    the `stream|sequence|hash` lines joined by newlines). `prefixes` carries those lines,
+    sorted by stream, so that a verifier checks each stream at its own sequence. Older
+    checkpoints carry none (the default keeps them valid as they are) and are verified by
+    the month's date cut (`services.auditor.checkpoint`)."""
+
     type: Literal["audit_checkpoint_signed"] = "audit_checkpoint_signed"
     month: Month
     root_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     event_count: int
     signature: str
     public_key: str
+    prefixes: tuple[Annotated[str, StringConstraints(
+        pattern=r"^[^|\n]+\|[1-9][0-9]*\|[0-9a-f]{64}$")], ...] = ()
 
 
 ISSUER_COMMANDS = (
@@ -373,6 +392,7 @@ ISSUER_EVENTS = (
 REDEEMER_EVENTS = (
     ProviderAccredited,
     ProviderStatusChanged,
+    BookletBlockApplied,
     VoucherChecked,
     VoucherRedeemed,
     RedemptionRejected,

@@ -71,6 +71,10 @@ class Decision:
     command: Command
     events: list[tuple[str, bytes, Event]]
     final: bool = True
+    # Facts the processor records in the same stream just before this decision's events,
+    # that are not its answer: published and chained, never part of the request's outcome
+    # (e.g. the redeemer applying a block the issuer reported: `BookletBlockApplied`).
+    preface: list[tuple[str, bytes, Event]] = field(default_factory=list)
 
 
 class OutboxEvent(NamedTuple):
@@ -296,17 +300,19 @@ def _dead_letter(output: _BatchOutput, handler: Handler, record: InputRecord,
 def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
                      position: _Position, decision: Decision) -> Recorded:
     stream = f"{processor}/{record.topic}/{record.partition}"
-    routed = decision.events
+    routed = [*decision.preface, *decision.events] if decision.preface else decision.events
     payloads = [encode(event) for _, _, event in routed]
     headers, position.chain_hash = chain_headers(stream, position.chain_sequence,
                                                  position.chain_hash, payloads)
     position.chain_sequence += len(payloads)
-    events: list[tuple[str, bytes | None, bytes, bytes | None]] = [
+    chained: list[tuple[str, bytes | None, bytes, bytes | None]] = [
         (topic, key, payload, header)
         for (topic, key, _), payload, header in zip(routed, payloads, headers)]
     input_topic, input_partition = record.topic, record.partition
     output.outbox.extend([(input_topic, input_partition, topic, key, payload, header)
-                          for topic, key, payload, header in events])
+                          for topic, key, payload, header in chained])
+    # The request's outcome is its own events: a preface is published, never answered.
+    events = chained[len(decision.preface):]
     fingerprint = request_fingerprint(decision.command)
     output.outcomes.append((decision.command.request_id, fingerprint, pack_outcome(events)))
     if not decision.final:

@@ -28,6 +28,7 @@ from schemas.base import Event
 from schemas.messages import (
     BlockBooklet,
     BookletActivated,
+    BookletBlockApplied,
     BookletBlocked,
     BookletDistributed,
     BookletIssued,
@@ -118,8 +119,11 @@ class BookletFacts:
     valid_until: date
     grace_until: date
     activated: bool = False
-    blocked: bool = False
+    blocked: bool = False  # reported by the issuer (`BookletBlocked`)
     activated_at: datetime | None = None  # the earliest activation (None: before it was kept)
+    # the redeemer applied the block in the stream that decides the booklet's scans
+    # (`BookletBlockApplied`, `passnum.ledger.voucher.block_to_apply`)
+    block_applied: bool = False
 
 
 def evolve_booklet_facts(booklet: BookletFacts | None, event: Event) -> BookletFacts | None:
@@ -140,6 +144,8 @@ def evolve_booklet_facts(booklet: BookletFacts | None, event: Event) -> BookletF
         return replace(booklet, activated=True, activated_at=earliest)
     if isinstance(event, BookletBlocked):
         return replace(booklet, blocked=True)
+    if isinstance(event, BookletBlockApplied):
+        return replace(booklet, block_applied=True)
     return booklet
 
 

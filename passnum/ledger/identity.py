@@ -57,7 +57,8 @@ def booklet_sequence(booklet_id: str) -> int:
 def decided_event(origin: str, command: Any, event_class: type[Event], index: int = 0,
                   **fields: Any) -> Event:
     """One event of a decision: its id derived from the command's request id and its place
-    in the decision, its instant the command's."""
+    in the decision, its instant the command's unless the rule gives another
+    (`occurred_at` in `fields`)."""
+    fields.setdefault("occurred_at", command.occurred_at)
     return event_class(event_id=event_id_for(origin, command.request_id, index),
-                       request_id=command.request_id, occurred_at=command.occurred_at,
-                       **fields)
+                       request_id=command.request_id, **fields)

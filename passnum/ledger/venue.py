@@ -2,7 +2,17 @@
 revocation, and since when it has been accredited without a break.
 
 A scan is judged against the venue as it stood at the scan's instant: accredited now, and
-accredited since before the scan (`accredited_at`). Revocation is final.
+accredited since before the scan (`accredited_since`). Revocation is final.
+
+When a status change takes effect (`effective_instant`): scans of one venue are decided on
+many partitions, its status changes on one, so a scan decided just before a suspension may
+be dated after the suspension's own date. A change therefore never takes effect before the
+venue's previous change, and a restriction never before a scan the venue already had
+accepted (the redeemer holds the scans of every other partition back while it decides the
+change: `services.redeemer.store.lock_venue_statuses`). So the dates in the log say what the
+redeemer decided: a scan accepted before the suspension is dated no later than it, and the
+auditor, judging each scan at its instant against the venue's changes in their order,
+reaches the redeemer's verdict.
 """
 
 from __future__ import annotations
@@ -33,18 +43,21 @@ class Provider:
     status: str  # accredited | suspended | revoked
     # since when the venue has been accredited without a break (None: not kept then)
     accredited_since: datetime | None = None
+    # when its status last changed (accreditation included; None: not kept then)
+    changed_at: datetime | None = None
 
 
 def evolve_venue(provider: Provider | None, event: Event) -> Provider | None:
     if isinstance(event, ProviderAccredited):
         return Provider(event.siret, event.name, event.iban, event.address_code, "accredited",
-                        event.occurred_at)
+                        event.occurred_at, event.occurred_at)
     if isinstance(event, ProviderStatusChanged) and provider is not None \
             and provider.status != "revoked":
         since = provider.accredited_since
         if event.status == "accredited" and provider.status != "accredited":
             since = event.occurred_at  # reinstated: scans before it are not covered
-        return replace(provider, status=event.status, accredited_since=since)
+        return replace(provider, status=event.status, accredited_since=since,
+                       changed_at=event.occurred_at)
     return provider
 
 
@@ -76,8 +89,27 @@ def decide_accredit(providers: Mapping[str, Provider], command: AccreditProvider
                           address_code=command.address_code, services=command.services)]
 
 
-def decide_provider_status(providers: Mapping[str, Provider],
-                           command: ChangeProviderStatus) -> list[Event]:
+RESTRICTING_STATUSES = frozenset({"suspended", "revoked"})
+
+
+def effective_instant(provider: Provider, command: ChangeProviderStatus,
+                      latest_scan_at: datetime | None) -> datetime:
+    """The command's date, moved later when needed: never before the venue's previous
+    change (the changes of one venue stay in the order they were decided) and, for a
+    suspension or a revocation, never before `latest_scan_at`, the latest scan the venue
+    had accepted when this change was decided (those scans stay valid)."""
+    instant = command.occurred_at
+    if provider.changed_at is not None:
+        instant = max(instant, provider.changed_at)
+    if command.status in RESTRICTING_STATUSES and latest_scan_at is not None:
+        instant = max(instant, latest_scan_at)
+    return instant
+
+
+def decide_provider_status(providers: Mapping[str, Provider], command: ChangeProviderStatus,
+                           latest_scan_at: datetime | None = None) -> list[Event]:
+    """`latest_scan_at`: the latest instant of a scan this venue had accepted when the change
+    is decided (None: none), which a restriction may not precede (`effective_instant`)."""
     provider = providers.get(command.siret)
     if provider is None:
         reason = "unknown_provider"
@@ -85,6 +117,7 @@ def decide_provider_status(providers: Mapping[str, Provider],
         reason = "provider_revoked"
     else:
         return [decided_event(ORIGIN, command, ProviderStatusChanged, siret=command.siret,
-                              status=command.status, reason=command.reason)]
+                              status=command.status, reason=command.reason,
+                              occurred_at=effective_instant(provider, command, latest_scan_at))]
     return [decided_event(ORIGIN, command, RedeemerCommandRejected, command_type=command.type,
                           reason=reason)]

@@ -18,12 +18,12 @@ disagree on a history the redeemer accepted.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, MutableMapping
 
 from passnum.ledger.booklet import BookletFacts, evolve_booklet_facts, in_perimeter
-from passnum.ledger.identity import decided_event
+from passnum.ledger.identity import decided_event, event_id_for
 from passnum.ledger.time import (
     DEFAULT_SCAN_CLOCK_TOLERANCE,
     same_local_day,
@@ -36,6 +36,7 @@ from passnum.ledger.voucher_codes import parse_code
 from schemas.base import Event
 from schemas.messages import (
     BookletActivated,
+    BookletBlockApplied,
     BookletBlocked,
     BookletIssued,
     CancelRedemption,
@@ -94,6 +95,10 @@ class RedeemerView:
     booklets: MutableMapping[str, BookletFacts]
     redemptions: MutableMapping[str, Redemption]
     providers: MutableMapping[str, Provider]
+    # The latest scan each venue had accepted (None: none), loaded for the venues whose
+    # status the batch changes: a restriction never takes effect before it
+    # (`passnum.ledger.venue.effective_instant`).
+    latest_scans: MutableMapping[str, datetime | None] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ evolve
@@ -101,7 +106,8 @@ class RedeemerView:
 
 def evolve(view: RedeemerView, event: Event) -> RedeemerView:
     """Fold one redeemer or issuer event into the view (used in a batch and by the auditor)."""
-    if isinstance(event, (BookletIssued, BookletActivated, BookletBlocked)):
+    if isinstance(event, (BookletIssued, BookletActivated, BookletBlocked,
+                          BookletBlockApplied)):
         updated = evolve_booklet_facts(view.booklets.get(event.booklet_id), event)
         if updated is not None:
             view.booklets[event.booklet_id] = updated
@@ -109,6 +115,10 @@ def evolve(view: RedeemerView, event: Event) -> RedeemerView:
         view.redemptions.setdefault(event.voucher_id, Redemption(
             event.voucher_id, event.booklet_id, event.siren, event.siret,
             event.face_value_cents, event.occurred_at.isoformat(), event.event_id))
+        if event.siret in view.latest_scans:
+            latest = view.latest_scans[event.siret]
+            view.latest_scans[event.siret] = event.occurred_at if latest is None else max(
+                latest, event.occurred_at)
     elif isinstance(event, RedemptionCancelled):
         view.redemptions.pop(event.voucher_id, None)
     elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):
@@ -161,6 +171,25 @@ def voucher_refusal(view: RedeemerView, code: str, siret: str, scanned_at: datet
 
 def _event(command: Any, event_class: type[Event], index: int = 0, **fields: Any) -> Event:
     return decided_event(ORIGIN, command, event_class, index, **fields)
+
+
+def block_to_apply(view: RedeemerView, command: RedeemVoucher, code_key: bytes,
+                   decided_at: datetime | None = None) -> Event | None:
+    """The block to record before deciding this redemption, if any: one the issuer
+    reported that this redeemer has not applied yet. Scans of one booklet are decided in
+    one stream; the block reaches the redeemer on another topic, at a moment the log of
+    that stream does not show. `BookletBlockApplied` shows it: scans of the booklet before
+    it in the stream were decided without the block, those after it with the block. The
+    auditor judges each one so, and reaches the redeemer's verdict."""
+    number = parse_code(code_key, command.code).number
+    booklet = view.booklets.get(number.booklet_id) if number is not None else None
+    if booklet is None or not booklet.blocked or booklet.block_applied:
+        return None
+    request_id = f"block-applied-{booklet.booklet_id}"
+    return BookletBlockApplied(event_id=event_id_for(ORIGIN, request_id, 0),
+                               request_id=request_id,
+                               occurred_at=decided_at or command.occurred_at,
+                               siren=booklet.siren, booklet_id=booklet.booklet_id)
 
 
 def decide_redeem(view: RedeemerView, command: RedeemVoucher, code_key: bytes,

@@ -35,6 +35,7 @@ from passnum.core.codec import DecodeFailure, decode_event
 from schemas.base import Event
 from schemas.messages import (
     AuditCheckpointSigned,
+    BookletBlockApplied,
     BookletBlocked,
     BookletDistributed,
     BookletsOrdered,
@@ -179,6 +180,9 @@ class Books:
     booklet_activation_sequence: array = field(default_factory=lambda: array("I"))
     booklet_flags: array = field(default_factory=lambda: array("B"))
     blocked_keys: dict[int, int] = field(default_factory=dict)
+    # booklets whose block the redeemer applied (`BookletBlockApplied`), as read: a
+    # redemption of one read after it, in the same stream, was decided knowing the block
+    applied_blocks: set[int] = field(default_factory=set)
     # voucher columns (capacity grows by chunks; `voucher_total` are in use)
     voucher_total: int = 0
     redeemed_second: array = field(default_factory=lambda: array("I"))
@@ -486,8 +490,9 @@ class Books:
         activated = self.booklet_activated_key[booklet]
         if not activated or activated > key:
             self.finding("redemption_of_inactive_voucher", voucher_id, (event_id,), siren)
-        blocked = self.blocked_keys.get(booklet)
-        if blocked is not None and blocked < key:
+        if booklet in self.applied_blocks:
+            # The block was in this stream before the redemption: the redeemer knew it (a
+            # block it had not applied yet was not known to it: `voucher.block_to_apply`).
             self.finding("redemption_of_blocked_voucher", voucher_id, (event_id,), siren)
         if not framing.valid_from_day <= day <= framing.grace_until_day:
             self.finding("redemption_outside_validity", f"{voucher_id} on "
@@ -545,6 +550,8 @@ class Books:
             self._apply_blocked(event, stream, sequence, micros)
         elif isinstance(event, BookletDistributed):
             self._apply_distributed(event)
+        elif isinstance(event, BookletBlockApplied):
+            self._apply_block_applied(event)
         elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):
             phase = PHASE_ENABLING if getattr(event, "status", "accredited") == "accredited" \
                 else PHASE_RESTRICTING
@@ -578,6 +585,20 @@ class Books:
         key = time_key(micros, PHASE_RESTRICTING)
         self.blocked_keys[booklet] = min(key, self.blocked_keys.get(booklet, key))
         self.collectivite(event.siren).envelope_events.append((stream, sequence, event))
+
+    def _apply_block_applied(self, event: BookletBlockApplied) -> None:
+        """The redeemer applies a block the issuer reported: the issuer's topic, read first
+        (or the same partition number of it, in a parallel read), holds the report."""
+        booklet = self._booklet_of(event.booklet_id)
+        if booklet < 0:
+            self.unknown_booklet()
+            self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
+                         event.siren)
+        elif booklet not in self.blocked_keys:
+            self.finding("block_applied_without_report", event.booklet_id, (event.event_id,),
+                         event.siren)
+        else:
+            self.applied_blocks.add(booklet)
 
     def _apply_distributed(self, event: BookletDistributed) -> None:
         booklet = self._booklet_of(event.booklet_id)

@@ -108,6 +108,10 @@ FRENCH: dict[str, Explanation] = {
     "block_of_unissued_booklet": Explanation(
         "Blocage d'un carnet inexistant",
         "Un carnet a été déclaré perdu ou volé alors qu'il n'a jamais été émis."),
+    "block_applied_without_report": Explanation(
+        "Blocage appliqué sans déclaration",
+        "Le service des chèques a bloqué un carnet que la collectivité n'a jamais déclaré "
+        "perdu ou volé."),
     "distribution_of_unissued_booklet": Explanation(
         "Remise d'un carnet inexistant",
         "Un carnet a été remis à un bénéficiaire alors qu'il n'a jamais été émis."),
@@ -124,7 +128,8 @@ FRENCH: dict[str, Explanation] = {
         "la collectivité ait payé."),
     "redemption_of_blocked_voucher": Explanation(
         "Chèque bloqué utilisé",
-        "Un chèque d'un carnet déclaré perdu ou volé a été encaissé après le blocage."),
+        "Un chèque d'un carnet déclaré perdu ou volé a été encaissé alors que le "
+        "service des chèques avait déjà appliqué le blocage."),
     "redemption_outside_validity": Explanation(
         "Chèque utilisé hors validité",
         "Un chèque a été encaissé en dehors de sa période de validité (tolérance de janvier "
@@ -256,6 +261,9 @@ ENGLISH: dict[str, Explanation] = {
     "block_of_unissued_booklet": Explanation(
         "Block of a booklet never issued", "A booklet reported lost or stolen was never "
         "issued."),
+    "block_applied_without_report": Explanation(
+        "Block applied without a report", "The redeemer blocked a booklet that its "
+        "collectivité never reported lost or stolen."),
     "distribution_of_unissued_booklet": Explanation(
         "Hand-out of a booklet never issued", "A booklet handed to a beneficiary was never "
         "issued."),
@@ -269,7 +277,7 @@ ENGLISH: dict[str, Explanation] = {
         "activated, that is before the collectivité paid."),
     "redemption_of_blocked_voucher": Explanation(
         "Blocked voucher redeemed", "A voucher of a booklet reported lost or stolen was "
-        "redeemed after the block."),
+        "redeemed after the redeemer had applied the block."),
     "redemption_outside_validity": Explanation(
         "Redeemed outside validity", "A voucher was redeemed outside its validity period "
         "(January tolerance included)."),

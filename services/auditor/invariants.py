@@ -202,15 +202,30 @@ def _activations_of(books: Books, siren: str) -> list[tuple[str, int, None, int,
 
 @dataclass(frozen=True)
 class VenueTimeline:
-    """(second key, status) of each change, in event-time order, and the address."""
+    """A venue's changes in the order the redeemer decided them (its stream): the second
+    key of each and the status after it, and the address. A change takes effect no earlier
+    than the one before it (`passnum.ledger.venue.effective_instant`), so the seconds never
+    go down; within one second a suspension may precede a reinstatement, whose key (phase
+    0) is then below the suspension's (phase 2): the keys are not in order (`in_order`
+    False), and a scan is judged against the changes keyed below its own, in their order
+    (of one second, the enabling ones: a tie is never counted against a venue)."""
 
     keys: tuple[int, ...]
     statuses: tuple[str, ...]
     address_code: str
+    events: tuple[Event, ...] = ()
+    in_order: bool = True
 
     def status_at(self, key: int) -> str:
-        index = bisect.bisect_left(self.keys, key) - 1
-        return self.statuses[index] if index >= 0 else "unknown"
+        if self.in_order:
+            index = bisect.bisect_left(self.keys, key) - 1
+            return self.statuses[index] if index >= 0 else "unknown"
+        view = voucher_rules.RedeemerView({}, {}, {})
+        for change_key, event in zip(self.keys, self.events):
+            if change_key < key:
+                voucher_rules.evolve(view, event)
+        provider = next(iter(view.providers.values()), None)
+        return provider.status if provider is not None else "unknown"
 
 
 def venue_timelines(books: Books) -> list[VenueTimeline]:
@@ -219,16 +234,20 @@ def venue_timelines(books: Books) -> list[VenueTimeline]:
         view = voucher_rules.RedeemerView({}, {}, {})
         keys: list[int] = []
         statuses: list[str] = []
-        for key, _, _, event in sorted(venue.events, key=lambda item: item[:3]):
+        events: list[Event] = []
+        for key, _, _, event in sorted(venue.events, key=lambda item: item[1:3]):
             voucher_rules.evolve(view, event)
             provider = view.providers.get(venue.siret)
             if provider is not None:
                 micros, phase = divmod(key, 4)
                 keys.append(second_key(micros // wire.MICROSECONDS - SECONDS_EPOCH + 1, phase))
                 statuses.append(provider.status)
+                events.append(event)
         provider = view.providers.get(venue.siret)
+        in_order = all(earlier <= later for earlier, later in zip(keys, keys[1:]))
         timelines.append(VenueTimeline(tuple(keys), tuple(statuses),
-                                       provider.address_code if provider else ""))
+                                       provider.address_code if provider else "",
+                                       tuple(events), in_order))
     return timelines
 
 
@@ -398,7 +417,8 @@ class VenueRules:
         """The second key after which the venue is accredited for good (None: it is not
         accredited at the end). A redemption keyed above it needs no per-voucher look."""
         timeline = self.timelines[venue]
-        if not timeline.statuses or timeline.statuses[-1] != "accredited":
+        if not timeline.statuses or timeline.statuses[-1] != "accredited" or \
+                not timeline.in_order:
             return None
         index = len(timeline.statuses) - 1
         while index > 0 and timeline.statuses[index - 1] == "accredited":

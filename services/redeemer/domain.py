@@ -14,6 +14,7 @@ from passnum.ledger.venue import decide_accredit, decide_provider_status
 from passnum.ledger.voucher import (
     ORIGIN,
     RedeemerView,
+    block_to_apply,
     decide_cancel,
     decide_check,
     decide_redeem,
@@ -45,10 +46,28 @@ def decide(view: RedeemerView, command: object, code_key: bytes,
     if isinstance(command, AccreditProvider):
         return decide_accredit(view.providers, command)
     if isinstance(command, ChangeProviderStatus):
-        return decide_provider_status(view.providers, command)
+        return decide_provider_status(view.providers, command,
+                                      view.latest_scans.get(command.siret))
     return [decided_event(ORIGIN, command, RedeemerCommandRejected,
                           command_type=getattr(command, "type", "unknown"),
                           reason="not_supported")]
+
+
+def preface(view: RedeemerView, command: object, code_key: bytes,
+            decided_at: datetime | None = None) -> list[Event]:
+    """Facts recorded in the stream before the command's decision: a block the issuer
+    reported, applied before the first redemption of the booklet that follows it
+    (`passnum.ledger.voucher.block_to_apply`)."""
+    if isinstance(command, RedeemVoucher):
+        applied = block_to_apply(view, command, code_key, decided_at)
+        if applied is not None:
+            return [applied]
+    return []
+
+
+def restricting_venues(commands: Sequence[object]) -> set[str]:
+    """The venues whose status a batch changes: their latest accepted scan is loaded."""
+    return {command.siret for command in commands if isinstance(command, ChangeProviderStatus)}
 
 
 def touched_by(commands: Sequence[object], code_key: bytes) -> tuple[set[str], set[str]]:

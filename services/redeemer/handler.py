@@ -20,7 +20,13 @@ from passnum.core.processing import Decision
 from passnum.core.topology import Topology, booklet_key, route_command, siret_key
 from passnum.ledger import settlement_month as settlement
 from schemas.base import Command, Event
-from schemas.messages import REDEEMER_COMMANDS, CheckVoucher, CloseSettlementMonth
+from schemas.messages import (
+    REDEEMER_COMMANDS,
+    BookletBlockApplied,
+    CheckVoucher,
+    CloseSettlementMonth,
+    RedeemVoucher,
+)
 from passnum.ledger.time import DEFAULT_SCAN_CLOCK_TOLERANCE
 from passnum.ledger.voucher import ORIGIN, RedeemerView, evolve
 from services.redeemer import domain, store
@@ -72,6 +78,12 @@ class RedeemerHandler:
 
     def decide_commands(self, connection: psycopg.Connection,
                         commands: Sequence[Command]) -> list[Decision]:
+        # Venue status changes and redemptions of other partitions, in one order
+        # (`store.lock_venue_statuses`); first, before the settlement's lock.
+        if domain.restricting_venues(commands):
+            store.lock_venue_statuses(connection, exclusive=True)
+        elif any(isinstance(command, RedeemVoucher) for command in commands):
+            store.lock_venue_statuses(connection, exclusive=False)
         decisions: list[Decision] = []
         run: list[Command] = []
         for command in commands:
@@ -91,13 +103,20 @@ class RedeemerHandler:
             return []
         sirets = {getattr(command, "siret", "") for command in commands}
         booklet_ids, voucher_ids = domain.touched_by(commands, self.code_key)
-        view = store.load_view(connection, booklet_ids, voucher_ids, sirets)
+        view = store.load_view(connection, booklet_ids, voucher_ids, sirets,
+                               domain.restricting_venues(commands))
         before = RedeemerView(dict(view.booklets), dict(view.redemptions),
                                      dict(view.providers))
         decisions = []
         touched_providers: set[str] = set()
+        applied_blocks: list[BookletBlockApplied] = []
         decided_at = datetime.now(timezone.utc)  # recorded with the outcome, never re-read
         for command in commands:
+            preface = domain.preface(view, command, self.code_key, decided_at)
+            for fact in preface:
+                evolve(view, fact)
+                if isinstance(fact, BookletBlockApplied):
+                    applied_blocks.append(fact)
             events = domain.decide(view, command, self.code_key, decided_at,
                                    self.scan_clock_tolerance)
             for event in events:
@@ -105,9 +124,11 @@ class RedeemerHandler:
                 if hasattr(event, "siret") and event.type.startswith("provider_"):
                     touched_providers.add(event.siret)  # type: ignore[attr-defined]
             decisions.append(self._decision(command, events, decided_at,
-                                            final=not isinstance(command, CheckVoucher)))
+                                            final=not isinstance(command, CheckVoucher),
+                                            preface=preface))
         store.save_view_changes(connection, before, dict(view.redemptions),
-                                [view.providers[siret] for siret in sorted(touched_providers)])
+                                [view.providers[siret] for siret in sorted(touched_providers)],
+                                applied_blocks)
         return decisions
 
     def _decide_close(self, connection: psycopg.Connection,
@@ -125,7 +146,7 @@ class RedeemerHandler:
         return self._decision(command, events, datetime.now(timezone.utc), final=not transient)
 
     def _decision(self, command: Command, events: list[Event], decided_at: datetime,
-                  final: bool) -> Decision:
+                  final: bool, preface: Sequence[Event] = ()) -> Decision:
         """A decision not final (a check: a question answered from the present state; a
         refusal time lifts) is not recorded as the request's outcome, so the same request
         id may be decided again: its events are then named by the request and the instant
@@ -134,4 +155,5 @@ class RedeemerHandler:
             salt = f"{command.request_id}@{decided_at.isoformat()}"
             events = [event.model_copy(update={"event_id": event_id_for(
                 ORIGIN, salt, index)}) for index, event in enumerate(events)]
-        return Decision(command, [self._route(command, event) for event in events], final)
+        return Decision(command, [self._route(command, event) for event in events], final,
+                        [self._route(command, fact) for fact in preface])

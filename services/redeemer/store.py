@@ -15,6 +15,7 @@ from passnum.ledger.voucher import RedeemerView, Redemption
 from schemas.base import Event
 from schemas.messages import (
     BookletActivated,
+    BookletBlockApplied,
     BookletBlocked,
     BookletIssued,
     SettlementMonthClosed,
@@ -63,23 +64,45 @@ def apply_issuer_events(connection: psycopg.Connection, events: Sequence[Event])
             (blocked,), binary=True)
 
 
+# Serialises venue status changes with the scans of every partition: a batch that
+# redeems holds it shared, a batch that changes a venue's status holds it alone. So when a
+# change is decided, every scan another partition accepted with the former status is
+# committed and seen (`latest_scans`), and no scan accepted after it read the former status.
+VENUE_STATUS_LOCK_KEY = int.from_bytes(b"venues", "big")
+
+
+def lock_venue_statuses(connection: psycopg.Connection, exclusive: bool) -> None:
+    """Held until the batch's transaction ends. Taken before any other lock of the
+    batch's decisions (the settlement's), so that two batches never wait for each other."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    connection.execute(f"SELECT {function}(%s)", (VENUE_STATUS_LOCK_KEY,))
+
+
 def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
-              voucher_ids: Iterable[str], sirets: Iterable[str]) -> RedeemerView:
-    """Three queries sent together (pipeline mode): one round trip, not three."""
+              voucher_ids: Iterable[str], sirets: Iterable[str],
+              restricted_sirets: Iterable[str] = ()) -> RedeemerView:
+    """The queries sent together (pipeline mode): one round trip. `restricted_sirets`: the
+    venues whose status the batch changes, whose latest accepted scan is loaded."""
     booklet_list = sorted(set(booklet_ids))
+    restricted = sorted(set(restricted_sirets))
     view = RedeemerView({}, {}, {})
     with connection.pipeline():
         booklets = connection.execute(
-            f"SELECT {', '.join(_BOOKLET_COLUMNS)} FROM redeemer_booklets "
-            "WHERE booklet_id = ANY(%b)", (booklet_list,), binary=True)
+            f"SELECT {', '.join(_BOOKLET_COLUMNS)}, blocked AND EXISTS (SELECT 1 FROM "
+            "redeemer_applied_blocks AS a WHERE a.booklet_id = b.booklet_id) "
+            "FROM redeemer_booklets AS b WHERE booklet_id = ANY(%b)", (booklet_list,),
+            binary=True)
         redemptions = connection.execute(
             "SELECT voucher_id, booklet_id, siren, siret, face_value_cents, redeemed_at, "
             "event_id, settlement_month FROM redemptions WHERE voucher_id = ANY(%b)",
             (sorted(set(voucher_ids)),), binary=True)
         providers = connection.execute(
-            "SELECT siret, name, iban, address_code, status, accredited_since FROM providers "
-            "WHERE siret = ANY(%b)",
+            "SELECT siret, name, iban, address_code, status, accredited_since, changed_at "
+            "FROM providers WHERE siret = ANY(%b)",
             (sorted(set(sirets)),), binary=True)
+        latest = connection.execute(
+            "SELECT s, (SELECT max(redeemed_at) FROM redemptions WHERE siret = s) "
+            "FROM unnest(%b::text[]) AS s", (restricted,), binary=True) if restricted else None
     for row in booklets.fetchall():
         facts = BookletFacts(*(*row[:4], tuple(row[4] if row[4] != [""] else ()), *row[5:]))
         view.booklets[facts.booklet_id] = facts
@@ -87,6 +110,8 @@ def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
         view.redemptions[row[0]] = Redemption(*(*row[:5], row[5].isoformat(), *row[6:]))
     for row in providers.fetchall():
         view.providers[row[0]] = Provider(*row)
+    if latest is not None:
+        view.latest_scans.update(latest.fetchall())
     return view
 
 
@@ -97,7 +122,8 @@ REDEMPTIONS_INSERT_MAX = 100
 
 def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                       after_redemptions: dict[str, Redemption],
-                      providers: Iterable[Provider]) -> None:
+                      providers: Iterable[Provider],
+                      applied_blocks: Sequence[BookletBlockApplied] = ()) -> None:
     # Compare the redemptions themselves, not only the voucher ids: a redemption cancelled
     # and a new one decided in the same batch must replace the row (delete, then insert).
     added = [r for voucher_id, r in after_redemptions.items()
@@ -134,15 +160,25 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                 copy.write_row((r.voucher_id, r.booklet_id, r.siren, r.siret,
                                 r.face_value_cents, datetime.fromisoformat(r.redeemed_at),
                                 r.event_id))
-    rows = [(p.siret, p.name, p.iban, p.address_code, p.status, p.accredited_since)
-            for p in providers]
+    rows = [(p.siret, p.name, p.iban, p.address_code, p.status, p.accredited_since,
+             p.changed_at) for p in providers]
     if rows:
         with connection.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO providers (siret, name, iban, address_code, status, "
-                "accredited_since) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (siret) DO "
-                "UPDATE SET status = excluded.status, "
-                "accredited_since = excluded.accredited_since", rows)
+                "accredited_since, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (siret) DO UPDATE SET status = excluded.status, "
+                "accredited_since = excluded.accredited_since, "
+                "changed_at = excluded.changed_at", rows)
+    if applied_blocks:
+        # No ON CONFLICT: a block is applied once (the booklet's scans are decided on one
+        # partition, which loaded it unapplied); a second application fails the batch.
+        connection.execute(
+            "INSERT INTO redeemer_applied_blocks (booklet_id, applied_at, event_id) "
+            "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[])",
+            ([event.booklet_id for event in applied_blocks],
+             [event.occurred_at for event in applied_blocks],
+             [event.event_id for event in applied_blocks]), binary=True)
 
 
 # ------------------------------------------------------------------------------ settlement

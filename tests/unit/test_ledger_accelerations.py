@@ -16,7 +16,8 @@ redemption only when it would raise no finding, and the end judgement
 
 Both must name the same findings, by (code, event ids). The histories contain redemptions
 outside the validity (before, after the grace period, at its edges in other UTC offsets),
-of unissued, inactive, not-yet-active and blocked booklets, at the wrong amount, by venues
+of unissued, inactive, not-yet-active and blocked booklets (a block applied before the scan
+or not yet, and applied without a report), at the wrong amount, by venues
 never accredited, not yet accredited, suspended or revoked, outside the booklet's
 perimeter, dated in the future, of a voucher redeemed before, cancellations of unknown
 redemptions, and redeem-cancel-redeem within one second; instants tie with the facts they
@@ -24,10 +25,12 @@ are judged against.
 
 What the reference takes from the auditor's documentation (docs/auditor.md, "Event time,
 and the tiebreak"), and nothing else:
-- which facts stood at an instant: an activation at the same instant as the scan stood, a
-  block at the same instant did not (a tie is never counted against a venue); the venue's
-  accreditation is judged to the second (per-voucher instants are kept to the second), so
-  its facts are taken with their instants truncated to the second;
+- which facts stood at an instant: an activation at the same instant as the scan stood; a
+  block stood if the redeemer had applied it (`BookletBlockApplied`) before the scan in the
+  booklet's stream, whatever the instants; the venue's accreditation is judged to the
+  second (per-voucher instants are kept to the second), so its facts are taken with their
+  instants truncated to the second, and of the scan's own second only the enabling ones
+  (a tie is never counted against a venue);
 - issuance is timeless (the redeemer keeps no issue instant: a scan before the issue is
   before the activation anyway);
 - which findings are reported for which redemption: the issuer's facts (issued, amount,
@@ -53,6 +56,7 @@ from passnum.ledger.venue import Provider
 from passnum.ledger.voucher_codes import VoucherNumber, make_code
 from schemas.messages import (
     BookletActivated,
+    BookletBlockApplied,
     BookletBlocked,
     BookletIssued,
     BookletsOrdered,
@@ -96,7 +100,8 @@ RULE_CODES = frozenset({
     "redemption_of_inactive_voucher", "redemption_of_blocked_voucher",
     "redemption_outside_validity", "redemption_by_unaccredited_venue",
     "redemption_outside_perimeter", "redemption_in_the_future", "voucher_redeemed_twice",
-    "cancellation_of_unknown_redemption", "cancellation_too_late"})
+    "cancellation_of_unknown_redemption", "cancellation_too_late",
+    "block_applied_without_report"})
 # The ledger's refusals, as the auditor names them.
 ISSUER_SIDE = {"booklet_not_activated": "redemption_of_inactive_voucher",
                "booklet_not_activated_at_scan_time": "redemption_of_inactive_voucher",
@@ -170,6 +175,10 @@ def histories(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
                 events.append(BookletActivated(
                     **ids("issuer"), occurred_at=activated_at, siren=siren,
                     booklet_id=f"{siren}-{sequence:07d}", activated_cents=size * face))
+    # Blocks the collectivité reports, applied by the redeemer at some point among the
+    # booklet's scans (or not yet), and, in some invalid histories, an application of a
+    # block never reported.
+    to_apply: list[str] = []
     for booklet_id in draw(st.lists(st.sampled_from(sorted(booklets)),
                                     max_size=0 if plain else 2, unique=True)):
         blocked_at = moment(-24, 120)
@@ -177,6 +186,11 @@ def histories(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
         events.append(BookletBlocked(**ids("issuer"), occurred_at=blocked_at,
                                      siren=booklets[booklet_id][0], booklet_id=booklet_id,
                                      reason="lost"))
+        to_apply.append(booklet_id)
+    if not plain and draw(st.integers(0, 5)) == 0:
+        unreported = draw(st.sampled_from(sorted(booklets)))
+        if unreported not in to_apply:
+            to_apply.append(unreported)
     for siret in list(VENUES)[:draw(st.integers(1, 3))]:
         # a venue's changes in increasing time, as one stream decides them
         changes = sorted(moment(-120, 150) for _ in range(draw(st.integers(1, 3))))
@@ -244,7 +258,14 @@ def histories(draw: st.DrawFn) -> list:  # type: ignore[type-arg]
 
     for _ in range(draw(st.integers(1, 20))):
         action = draw(st.sampled_from(["redeem", "redeem", "redeem", "redeem", "again",
-                                       "cancel", "cancel_unknown", "redo", "cancel_late"]))
+                                       "cancel", "cancel_unknown", "redo", "cancel_late",
+                                       "apply_block"]))
+        if action == "apply_block" and to_apply:
+            booklet_id = to_apply.pop(draw(st.integers(0, len(to_apply) - 1)))
+            events.append(BookletBlockApplied(**ids("redeemer"), occurred_at=moment(-24, 150),
+                                              siren=booklets[booklet_id][0],
+                                              booklet_id=booklet_id))
+            continue
         if action in ("again", "cancel", "redo", "cancel_late") and latest:
             redemption = latest[draw(st.sampled_from(sorted(latest)))]
             if action == "again":  # the same voucher, anywhere, any time
@@ -296,17 +317,22 @@ def truncated_to_the_second(event: ProviderAccredited | ProviderStatusChanged
     return event.model_copy(update={"occurred_at": event.occurred_at.replace(microsecond=0)})
 
 
-def standing_at(events: list, scanned_at: datetime) -> voucher_rules.RedeemerView:
+def standing_at(events: list, scanned_at: datetime, applied_blocks: set[str]
+                ) -> voucher_rules.RedeemerView:
     """The issuer's and the venues' facts as they stood at `scanned_at`, folded with the
     ledger's evolve: every issue and activation (the booklet keeps its earliest activation
-    instant, which the ledger judges a back-dated scan against), blocks strictly before
-    the instant, venue facts of an earlier second, or of the same second if enabling."""
+    instant, which the ledger judges a back-dated scan against), the blocks the redeemer
+    had applied before the scan in the booklet's stream (`applied_blocks`: in log order,
+    whatever their instants), venue facts of an earlier second, or of the same second if
+    enabling, in their order."""
     view = voucher_rules.RedeemerView({}, {}, {})
     scan_second = scanned_at.replace(microsecond=0)
     for event in events:
-        if isinstance(event, (BookletIssued, BookletActivated)) or (
-                isinstance(event, BookletBlocked) and event.occurred_at < scanned_at):
+        if isinstance(event, (BookletIssued, BookletActivated)):
             voucher_rules.evolve(view, event)
+            if event.booklet_id in applied_blocks:
+                view.booklets[event.booklet_id] = replace(view.booklets[event.booklet_id],
+                                                          blocked=True)
         elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):
             venue_fact = truncated_to_the_second(event)
             enabling = getattr(event, "status", "accredited") == "accredited"
@@ -368,15 +394,21 @@ def ledger_reasons(view: voucher_rules.RedeemerView, event: VoucherRedeemed
 def reference_findings(events: list, as_of: datetime = AS_OF) -> list[Finding]:
     """The findings the ledger's rules give, by code and event ids, events in log order."""
     facts = [e for e in events if isinstance(e, (BookletIssued, BookletActivated,
-                                                 BookletBlocked, ProviderAccredited,
-                                                 ProviderStatusChanged))]
+                                                 ProviderAccredited, ProviderStatusChanged))]
+    reported = {e.booklet_id for e in events if isinstance(e, BookletBlocked)}
+    applied: set[str] = set()
     redemptions: dict[str, voucher_rules.Redemption] = {}  # in log order, as decided
     # redemption event id -> the codes judged at the end, if it is the one that stands
     venue_and_future: dict[str, list[str]] = {}
     findings: list[Finding] = []
     for event in events:
-        if isinstance(event, VoucherRedeemed):
-            view = standing_at(facts, event.occurred_at)
+        if isinstance(event, BookletBlockApplied):
+            if event.booklet_id in reported:
+                applied.add(event.booklet_id)
+            else:
+                findings.append(("block_applied_without_report", (event.event_id,)))
+        elif isinstance(event, VoucherRedeemed):
+            view = standing_at(facts, event.occurred_at, applied)
             view.redemptions = redemptions
             reasons, same = ledger_reasons(view, event)
             if reasons == ["unknown_voucher"]:

@@ -1,0 +1,11 @@
+-- A restriction is judged in the order the redeemer decided it (docs/auditor.md, "One
+-- ledger, one judge"):
+-- - the blocks the redeemer applied (`BookletBlockApplied`): a booklet's scans decided after
+--   it are refused; `redeemer_booklets.blocked` stays the issuer's report;
+-- - when a venue's status last changed: a later change never takes effect before it.
+CREATE TABLE IF NOT EXISTS redeemer_applied_blocks (
+    booklet_id  text PRIMARY KEY,
+    applied_at  timestamptz NOT NULL,
+    event_id    text        NOT NULL
+);
+ALTER TABLE providers ADD COLUMN IF NOT EXISTS changed_at timestamptz;
