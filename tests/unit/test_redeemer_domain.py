@@ -636,3 +636,51 @@ def test_touched_by_names_the_booklets_and_vouchers_a_batch_touches() -> None:
         {booklet_id(1), booklet_id(2, OTHER_SIREN), booklet_id(3)},
         {voucher_id(sequence=1), voucher_id(sequence=2, siren=OTHER_SIREN),
          voucher_id(sequence=3)})
+
+
+# ------------------------------------------------------------------------------ races
+
+
+def test_a_suspension_never_takes_effect_before_a_scan_the_venue_had_accepted() -> None:
+    """Scans of a venue are decided on many partitions, its suspension on one: a scan
+    dated after the suspension's date may have been accepted first. The suspension then
+    takes effect at that scan's instant, so that the dates say what was decided."""
+    scan_at = MORNING + timedelta(seconds=3)
+    history = redeemed(open_for_business(), redeem(at=scan_at))
+    view = domain.empty_view()
+    view.latest_scans[SIRET] = None  # loaded for the venue whose status changes (none yet)
+    for event in history:  # the batch's redemptions are folded into it as decided
+        voucher_rules.evolve(view, event)
+    assert view.latest_scans[SIRET] == scan_at
+    suspension = when(view, set_status("suspended"))[0]
+    assert suspension.type == "provider_status_changed"
+    assert suspension.occurred_at == scan_at  # dated MORNING, moved to the scan
+    # Without an accepted scan after its date, it keeps its own date.
+    untouched = when(given(open_for_business()), set_status("suspended"))[0]
+    assert untouched.occurred_at == MORNING
+
+
+def test_a_venue_change_never_takes_effect_before_the_previous_one() -> None:
+    later = MORNING + timedelta(hours=2)
+    suspended = open_for_business(*when(given(open_for_business()), ChangeProviderStatus(
+        request_id=request_id(), occurred_at=later, siret=SIRET, status="suspended",
+        reason="test")))
+    reinstated = when(given(suspended), set_status("accredited"))[0]  # dated MORNING
+    assert reinstated.occurred_at == later
+    assert given(suspended + [reinstated]).providers[SIRET].accredited_since == later
+
+
+def test_a_reported_block_is_applied_before_the_first_redemption_after_it() -> None:
+    """The block reaches the redeemer on the issuer's topic; `BookletBlockApplied`, in the
+    booklet's stream, says from which scan on the redeemer knew it."""
+    view = given(open_for_business(blocked()))
+    command = redeem()
+    (applied,) = domain.preface(view, command, KEY, DECIDED_AT)
+    assert (applied.type, applied.booklet_id, applied.occurred_at) == (
+        "booklet_block_applied", booklet_id(), DECIDED_AT)
+    voucher_rules.evolve(view, applied)
+    assert refusal(when(view, command)) == "booklet_blocked"
+    assert domain.preface(view, redeem(code(position=2)), KEY, DECIDED_AT) == []  # once
+    # No block reported, or a check (it changes nothing): nothing to apply.
+    assert domain.preface(given(open_for_business()), redeem(), KEY, DECIDED_AT) == []
+    assert domain.preface(given(open_for_business(blocked())), check(), KEY, DECIDED_AT) == []
