@@ -44,6 +44,7 @@ INVARIANTS = "tests/unit/test_invariants_stateful.py"
 FAST_PATH = "tests/unit/test_auditor_fast_path.py"
 COMPILED_FOLD = "tests/unit/test_auditor_compiled_fold.py"
 PROJECTION = "tests/integration/test_booklet_facts_projection.py"
+RACES = "tests/integration/test_redeemer_restriction_races.py"
 LEDGER_TESTS = (ACCELERATIONS, REDEEMER_DOMAIN, ISSUER_DOMAIN)
 AUDITOR_TESTS = (ACCELERATIONS, FAST_PATH, COMPILED_FOLD)
 
@@ -92,9 +93,22 @@ MUTATIONS = (
              "services/auditor/books.py",
              "if not framing.valid_from_day <= day <= framing.grace_until_day:", "if False:",
              AUDITOR_TESTS),
-    Mutation("columns_blocked", "columns: a redemption of a blocked booklet is named",
-             "services/auditor/books.py", "if blocked is not None and blocked < key:",
+    Mutation("columns_blocked", "columns: a redemption after the block's application is "
+             "named", "services/auditor/books.py", "if booklet in self.applied_blocks:",
              "if False:", AUDITOR_TESTS),
+    Mutation("ledger_block_applied", "ledger: a reported block is applied before the "
+             "booklet's next redemption", "passnum/ledger/voucher.py",
+             "if booklet is None or not booklet.blocked or booklet.block_applied:",
+             "if True:", (REDEEMER_DOMAIN, RACES)),
+    Mutation("ledger_suspension_after_scans", "ledger: a suspension takes effect no earlier "
+             "than the scans the venue had accepted", "passnum/ledger/venue.py",
+             "if command.status in RESTRICTING_STATUSES and latest_scan_at is not None:",
+             "if False:", (REDEEMER_DOMAIN, RACES)),
+    Mutation("redeemer_venue_lock", "redeemer: a venue's status change waits for the scan "
+             "batches in flight", "services/redeemer/store.py",
+             'function = "pg_advisory_xact_lock" if exclusive else '
+             '"pg_advisory_xact_lock_shared"',
+             'return', (RACES,)),
     Mutation("columns_redeemed_twice", "columns: a later redemption of a standing voucher is "
              "named", "services/auditor/invariants.py", "if standing is not None:",
              "if False:", AUDITOR_TESTS),
