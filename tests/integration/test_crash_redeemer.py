@@ -17,7 +17,7 @@ import pytest
 from passnum.edge.client import LedgerClient
 from passnum.ledger.partners import collectivites, venues
 from passnum.tools.scenario import booklet_codes
-from schemas.messages import RedeemVoucher
+from schemas.messages import BlockBooklet, RedeemVoucher
 from services.auditor.replay import replay
 from tests.integration.helpers import MARCH, onboard, scalar, wait_for_rows
 
@@ -126,3 +126,50 @@ def test_crash_at_each_point_of_a_batch(ledger, start_worker, crash_point) -> No
             client.poll(0.5)
         assert client.duplicates > 0, "the crashed batch must have been published twice"
     assert replay(ledger).sound
+
+
+@pytest.mark.parametrize("crash_point", ["after_decide", "after_publish"])
+def test_a_crash_in_a_batch_that_applies_blocks(ledger, start_worker, crash_point) -> None:
+    """The batch that records `BookletBlockApplied` (and its `redeemer_applied_blocks` rows)
+    is killed after its commit or after publishing: each block is applied once, in the log
+    and in the table, and every scan of a blocked booklet is refused."""
+    start_worker("issuer")
+    redeemer = start_worker("redeemer")
+    partner, venue_list = collectivites(1)[0], venues(2)
+    client = LedgerClient(ledger)
+    onboard(client, [partner], 5, venue_list)
+    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
+    blocks = [BlockBooklet(request_id=f"lost-{sequence}", occurred_at=MARCH,
+                           siren=partner.siren, booklet_id=f"{partner.siren}-{sequence:07d}",
+                           reason="lost") for sequence in (2, 4)]
+    client.send(blocks)
+    client.wait_for({block.request_id for block in blocks}, timeout_seconds=60)
+    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE blocked", len(blocks))
+    redeemer.stop()
+
+    redeemer.settings = ledger.with_overrides(fault_crash_point=crash_point,
+                                              fault_crash_on_batch=1)
+    redeemer.start()
+    codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 6))
+    stream = build_stream(codes, [venue.siret for venue in venue_list], seed=13)
+    client.send(stream)
+    redeemer.process.wait(timeout=60)
+    assert redeemer.process.returncode == -9, "the fault injection must have killed it"
+
+    redeemer.settings = ledger
+    redeemer.start()
+    outcomes = client.wait_for({c.request_id for c in stream}, timeout_seconds=90)
+    assert all(len(events) == 1 for events in outcomes.values())
+    blocked_ids = {block.booklet_id for block in blocks}
+    for events in outcomes.values():
+        event = events[0]
+        booklet_id = (event.voucher_id or "").rsplit("-", 1)[0]
+        if booklet_id in blocked_ids:
+            assert (event.type, event.reason) == ("redemption_rejected", "booklet_blocked")
+    wait_for_rows(ledger, "SELECT count(*) FROM outbox", 0)
+    assert scalar(ledger, "SELECT count(*) FROM redeemer_applied_blocks") == len(blocks)
+    applications = client.wait_for({f"block-applied-{booklet_id}" for booklet_id in blocked_ids},
+                                   timeout_seconds=30)
+    assert all(len(events) == 1 for events in applications.values())  # once each, by id
+    report = replay(ledger)
+    assert report.sound, report.findings

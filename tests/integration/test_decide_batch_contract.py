@@ -147,3 +147,33 @@ def test_a_poison_record_and_the_operators_skip(connection) -> None:
     decide_batch(connection, handler, [_record(1, _register("stuck")),
                                        _record(2, _register("after"))])
     assert handler.decided == ["after"]
+
+
+@dataclass
+class PrefacingHandler(FakeHandler):
+    """Records a fact of its own before each decision (like the redeemer's
+    `BookletBlockApplied`): chained and published, not the request's answer."""
+
+    def decide_commands(self, connection: psycopg.Connection, commands: Sequence[Command]
+                        ) -> list[Decision]:
+        decisions = super().decide_commands(connection, commands)
+        return [Decision(decision.command, decision.events, decision.final, [
+            (EVENTS, b"preface", decision.events[0][2].model_copy(update={
+                "event_id": event_id_for("contract", f"preface-{decision.command.request_id}",
+                                         0), "request_id": "preface"}))])
+            for decision in decisions]
+
+
+def test_a_preface_is_chained_and_published_but_never_the_answer(connection) -> None:
+    handler = PrefacingHandler()
+    result = decide_batch(connection, handler, [_record(0, _register("a"))])
+    published = [event for row in result.outbox for event in row.events]
+    assert [event.key for event in published] == [b"preface", b"213105554"]
+    # Both chained, one after the other in the input partition's stream.
+    sequences = [int(event.chain_link.split(b"|")[1]) for event in published]
+    assert sequences == [1, 2]
+    (outcome,) = result.outcomes.values()
+    assert [key for _, key, _, _ in unpack_outcome(outcome[1])] == [b"213105554"]
+    # A retry is answered from the recorded outcome: nothing is appended, no preface either.
+    retried = decide_batch(connection, handler, [_record(1, _register("a"))])
+    assert retried.outbox == []
