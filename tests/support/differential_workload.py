@@ -230,6 +230,9 @@ class WorkloadGenerator:
         self.reinstate_at: dict[str, datetime] = {}  # suspended venue -> when
         self.unfunded: dict[str, list[str]] = {}  # siren -> booklets funded later
         self.raced: set[str] = set()  # vouchers scanned in a race: their state is unknown
+        # a venue suspended in a race -> its latest racing scan: the suspension takes effect
+        # no earlier than the scans it lets stand, so a reinstatement is dated after it
+        self.raced_until: dict[str, datetime] = {}
         self.fund_at: dict[str, datetime] = {}
         self.counter = 0
 
@@ -475,9 +478,10 @@ class WorkloadGenerator:
 
     def reinstate(self, siret: str) -> None:
         del self.reinstate_at[siret]
+        at = max(self.clock, self.raced_until.pop(siret, self.clock))
         command = ChangeProviderStatus(request_id=self.request_id("reinstate"),
-                                       occurred_at=self.clock, siret=siret, status="accredited")
-        self.venue_states[siret] = VenueState(True, self.clock)
+                                       occurred_at=at, siret=siret, status="accredited")
+        self.venue_states[siret] = VenueState(True, at)
         self.add_step("reinstatement", [(command, Expected("provider_status_changed"))])
         self.workload.situations["reinstatement"] += 1
 
@@ -532,9 +536,10 @@ class WorkloadGenerator:
                                        reason="contrôle")
         self.venue_states[siret].accredited = False
         self.reinstate_at[siret] = self.clock + timedelta(days=self.random.randint(2, 50))
+        scans = self.racing_scans(vouchers, siret, self.clock, "provider_not_accredited")
+        self.raced_until[siret] = max(scan.occurred_at for scan, _ in scans)
         self.add_step("race: suspension and scans", [
-            (command, Expected("provider_status_changed")),
-            *self.racing_scans(vouchers, siret, self.clock, "provider_not_accredited")])
+            (command, Expected("provider_status_changed")), *scans])
         self.workload.situations["race: suspension and scans"] += 1
         self.workload.situations["suspension"] += 1
 
