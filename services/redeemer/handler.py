@@ -79,32 +79,38 @@ class RedeemerHandler:
     def decide_commands(self, connection: psycopg.Connection,
                         commands: Sequence[Command]) -> list[Decision]:
         # Venue status changes and redemptions of other partitions, in one order
-        # (`store.lock_venue_statuses`); first, before the settlement's lock.
+        # (`store.lock_venue_statuses`), taken first: before the settlement's lock. With the
+        # first run's loads (one round trip), unless the batch starts with a close.
+        venue_lock: bool | None = None  # exclusive, shared, or none
         if domain.restricting_venues(commands):
-            store.lock_venue_statuses(connection, exclusive=True)
+            venue_lock = True
         elif any(isinstance(command, RedeemVoucher) for command in commands):
-            store.lock_venue_statuses(connection, exclusive=False)
+            venue_lock = False
+        if venue_lock is not None and isinstance(commands[0], CloseSettlementMonth):
+            store.lock_venue_statuses(connection, exclusive=venue_lock)
+            venue_lock = None
         decisions: list[Decision] = []
         run: list[Command] = []
         for command in commands:
             if isinstance(command, CloseSettlementMonth):
                 # Write what was decided so far, so that the close sees it.
-                decisions += self._decide_vouchers_and_venues(connection, run)
-                run = []
+                decisions += self._decide_vouchers_and_venues(connection, run, venue_lock)
+                run, venue_lock = [], None
                 decisions.append(self._decide_close(connection, command))
             else:
                 run.append(command)
-        decisions += self._decide_vouchers_and_venues(connection, run)
+        decisions += self._decide_vouchers_and_venues(connection, run, venue_lock)
         return decisions
 
     def _decide_vouchers_and_venues(self, connection: psycopg.Connection,
-                                    commands: Sequence[Command]) -> list[Decision]:
+                                    commands: Sequence[Command],
+                                    venue_lock: bool | None = None) -> list[Decision]:
         if not commands:
             return []
         sirets = {getattr(command, "siret", "") for command in commands}
         booklet_ids, voucher_ids = domain.touched_by(commands, self.code_key)
         view = store.load_view(connection, booklet_ids, voucher_ids, sirets,
-                               domain.restricting_venues(commands))
+                               domain.restricting_venues(commands), venue_lock)
         before = RedeemerView(dict(view.booklets), dict(view.redemptions),
                                      dict(view.providers))
         decisions = []

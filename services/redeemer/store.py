@@ -80,13 +80,17 @@ def lock_venue_statuses(connection: psycopg.Connection, exclusive: bool) -> None
 
 def load_view(connection: psycopg.Connection, booklet_ids: Iterable[str],
               voucher_ids: Iterable[str], sirets: Iterable[str],
-              restricted_sirets: Iterable[str] = ()) -> RedeemerView:
+              restricted_sirets: Iterable[str] = (),
+              venue_lock: bool | None = None) -> RedeemerView:
     """The queries sent together (pipeline mode): one round trip. `restricted_sirets`: the
-    venues whose status the batch changes, whose latest accepted scan is loaded."""
+    venues whose status the batch changes, whose latest accepted scan is loaded.
+    `venue_lock`: `lock_venue_statuses` to take first (exclusive or shared), or None."""
     booklet_list = sorted(set(booklet_ids))
     restricted = sorted(set(restricted_sirets))
     view = RedeemerView({}, {}, {})
     with connection.pipeline():
+        if venue_lock is not None:  # executed in order: before the loads below
+            lock_venue_statuses(connection, venue_lock)
         booklets = connection.execute(
             f"SELECT {', '.join(_BOOKLET_COLUMNS)}, blocked AND EXISTS (SELECT 1 FROM "
             "redeemer_applied_blocks AS a WHERE a.booklet_id = b.booklet_id) "
