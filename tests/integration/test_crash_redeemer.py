@@ -87,6 +87,23 @@ def test_sigkill_redeemer_mid_stream(ledger, start_worker) -> None:
     assert scalar(ledger, "SELECT count(*) FROM outbox") == 0
 
 
+def crash_then_restart(ledger, redeemer, client: LedgerClient,  # type: ignore[no-untyped-def]
+                       stream: list[RedeemVoucher], crash_point: str) -> dict:
+    """Restart the redeemer to be killed at `crash_point` of its first batch, send `stream`,
+    see it killed with outbox rows left, restart it and wait for every outcome."""
+    redeemer.stop()
+    redeemer.settings = ledger.with_overrides(fault_crash_point=crash_point,
+                                              fault_crash_on_batch=1)
+    redeemer.start()
+    client.send(stream)
+    redeemer.process.wait(timeout=60)
+    assert redeemer.process.returncode == -9, "the fault injection must have killed it"
+    assert scalar(ledger, "SELECT count(*) FROM outbox") > 0, "a crash leaves outbox rows"
+    redeemer.settings = ledger
+    redeemer.start()
+    return client.wait_for({c.request_id for c in stream}, timeout_seconds=90)
+
+
 @pytest.mark.parametrize("crash_point", ["after_decide", "after_publish"])
 def test_crash_at_each_point_of_a_batch(ledger, start_worker, crash_point) -> None:
     """A worker killed right after its commit (nothing published yet) or right after
@@ -98,21 +115,9 @@ def test_crash_at_each_point_of_a_batch(ledger, start_worker, crash_point) -> No
     client = LedgerClient(ledger)
     onboard(client, [partner], 5, venue_list)
     wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
-    redeemer.stop()
-
-    redeemer.settings = ledger.with_overrides(fault_crash_point=crash_point,
-                                              fault_crash_on_batch=1)
-    redeemer.start()
     codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 6))
     stream = build_stream(codes, [venue.siret for venue in venue_list], seed=11)
-    client.send(stream)
-    redeemer.process.wait(timeout=60)
-    assert redeemer.process.returncode == -9, "the fault injection must have killed it"
-    assert scalar(ledger, "SELECT count(*) FROM outbox") > 0, "a crash leaves outbox rows"
-
-    redeemer.settings = ledger
-    redeemer.start()
-    outcomes = client.wait_for({c.request_id for c in stream}, timeout_seconds=90)
+    outcomes = crash_then_restart(ledger, redeemer, client, stream, crash_point)
     assert all(len(events) == 1 for events in outcomes.values())
     redeemed = [e for events in outcomes.values() for e in events if e.type == "voucher_redeemed"]
     assert sorted(e.voucher_id for e in redeemed) == sorted({e.voucher_id for e in redeemed})
@@ -145,20 +150,9 @@ def test_a_crash_in_a_batch_that_applies_blocks(ledger, start_worker, crash_poin
     client.send(blocks)
     client.wait_for({block.request_id for block in blocks}, timeout_seconds=60)
     wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE blocked", len(blocks))
-    redeemer.stop()
-
-    redeemer.settings = ledger.with_overrides(fault_crash_point=crash_point,
-                                              fault_crash_on_batch=1)
-    redeemer.start()
     codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 6))
     stream = build_stream(codes, [venue.siret for venue in venue_list], seed=13)
-    client.send(stream)
-    redeemer.process.wait(timeout=60)
-    assert redeemer.process.returncode == -9, "the fault injection must have killed it"
-
-    redeemer.settings = ledger
-    redeemer.start()
-    outcomes = client.wait_for({c.request_id for c in stream}, timeout_seconds=90)
+    outcomes = crash_then_restart(ledger, redeemer, client, stream, crash_point)
     assert all(len(events) == 1 for events in outcomes.values())
     blocked_ids = {block.booklet_id for block in blocks}
     for events in outcomes.values():
