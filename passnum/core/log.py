@@ -148,10 +148,6 @@ class HighWaterTracker:
             changed = True
         return changed
 
-    def wanted(self, message: ConsumerRecord) -> bool:
-        target = self.targets[TopicPartition(message.topic, message.partition)]
-        return target is None or message.offset < target
-
     def mark_finished(self) -> bool:
         """Pause every partition that reached its end; True if any did just now."""
         newly_finished = []
@@ -255,23 +251,39 @@ def read_assigned_to_end(consumer: KafkaConsumer, partitions: list[TopicPartitio
 
 def poll_until_finished(consumer: KafkaConsumer, tracker: HighWaterTracker,
                         stall_timeout_seconds: float, max_seconds: float) -> Iterator[Record]:
-    started = time.monotonic()
-    last_progress = started
+    for messages in poll_batches_until_finished(consumer, tracker, stall_timeout_seconds,
+                                                max_seconds):
+        for message in messages:
+            yield to_record(message)
+
+
+def poll_batches_until_finished(consumer: KafkaConsumer, tracker: HighWaterTracker,
+                                stall_timeout_seconds: float,
+                                max_seconds: float) -> Iterator[list[ConsumerRecord]]:
+    """kafka-python's records as the polls bring them, a list per partition in offset order,
+    up to the tracker's ends. The cut is applied to a list, not record by record: only a
+    list that crosses its partition's end is copied, so the auditor's read
+    (services/auditor/reader.py) pays nothing per record here."""
+    started = last_progress = time.monotonic()
     while not tracker.done():
         now = time.monotonic()
         if now - last_progress > stall_timeout_seconds:
             raise ReadStalled(f"no progress for {stall_timeout_seconds} s: {tracker.unfinished()}")
         if now - started > max_seconds:
             raise ReadStalled(f"not at the end after {max_seconds} s: {tracker.unfinished()}")
-        batches = consumer.poll(timeout_ms=POLL_TIMEOUT_MILLISECONDS)
+        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MILLISECONDS)
         # Targets first: the Fetch response that carried these records also carried the
         # high-water mark that tells which of them are within the cut.
         progressed = tracker.refresh_targets()
-        for messages in batches.values():
-            progressed = progressed or bool(messages)
-            for message in messages:
-                if tracker.wanted(message):
-                    yield to_record(message)
+        for partition, messages in polled.items():
+            if not messages:
+                continue
+            progressed = True
+            target = tracker.targets[partition]
+            if target is not None and messages[-1].offset >= target:
+                messages = [message for message in messages if message.offset < target]
+            if messages:
+                yield messages
         progressed = tracker.mark_finished() or progressed
         if progressed:
             last_progress = time.monotonic()

@@ -6,7 +6,9 @@ redeemer worker, publishing cost about 95 µs per event that way, most of it per
 bookkeeping; a batch built with `create_batch` and submitted with `send_batch` costs a
 few µs per event. The partition of a keyed event is chosen exactly as every Kafka client's
 default partitioner does (murmur2 of the key, modulo the topic's partition count), so the
-events of one booklet land on the partition any other producer would pick for it.
+events of one booklet land on the partition any other producer would pick for it. The HTTP
+gateway sends the commands of an event-loop turn the same way (`BatchSender`), for the same
+reason.
 
 Duplicates are harmless by design: the outbox row is deleted only after every batch of it
 was acknowledged, and a crash in between publishes the same bytes (same `event_id`, same
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import struct
-from typing import Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -62,12 +64,87 @@ def murmur2(data: bytes) -> int:
     return value ^ (value >> 15)
 
 
+class OutgoingRecord(Protocol):
+    """What `BatchSender` sends: an outbox event (`OutboxEvent`), or a command the HTTP
+    gateway submits (`passnum.edge.http`)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+    def headers(self) -> list[tuple[str, bytes]]: ...
+
+
+RecordT = TypeVar("RecordT", bound=OutgoingRecord)
+
+
+class BatchSender:
+    """Sends records as record batches, one partition after another, each record on the
+    partition Kafka's default partitioner gives its key (records without a key take the
+    partitions in turn), in their order within each partition. Asks a topic's partition
+    count once. Shared by the worker's publisher and the HTTP gateway, which differ only in
+    what they do with each batch's acknowledgement."""
+
+    def __init__(self) -> None:
+        self.partition_counts: dict[str, int] = {}
+        self.unkeyed = 0  # round robin for records without a key (dead letters are keyed)
+
+    async def send(self, producer: AIOKafkaProducer, records: Sequence[RecordT],
+                   on_sent: Callable[[asyncio.Future[Any], Sequence[RecordT]], None]) -> None:
+        """Submit `records`, and for each record batch, as soon as it is submitted, call
+        `on_sent` with the future of its acknowledgement and the records it holds. Waits for
+        no acknowledgement. An error (metadata, the producer) propagates; the batches
+        submitted before it stay submitted, and were given to `on_sent`."""
+        for (topic, partition), group in (await self._by_partition(producer, records)).items():
+            batch = producer.create_batch()
+            first = 0
+            for index, record in enumerate(group):
+                if batch.append(key=record.key, value=record.payload, timestamp=None,
+                                headers=record.headers()) is None:
+                    on_sent(await producer.send_batch(batch, topic, partition=partition),
+                            group[first:index])
+                    batch, first = producer.create_batch(), index
+                    appended = batch.append(key=record.key, value=record.payload,
+                                            timestamp=None, headers=record.headers())
+                    assert appended is not None, "a record larger than a producer batch"
+            on_sent(await producer.send_batch(batch, topic, partition=partition), group[first:])
+
+    async def _by_partition(self, producer: AIOKafkaProducer, records: Sequence[RecordT]
+                            ) -> dict[tuple[str, int], list[RecordT]]:
+        """The records by (topic, partition), in their order, partitions in order of first
+        appearance."""
+        groups: dict[tuple[str, int], list[RecordT]] = {}
+        counts = self.partition_counts
+        for record in records:
+            topic, key = record.topic, record.key
+            count = counts.get(topic) or await self._partition_count(producer, topic)
+            if key is None:
+                self.unkeyed += 1
+                partition = self.unkeyed % count
+            else:
+                partition = partition_for_key(key, count)
+            group = groups.get((topic, partition))
+            if group is None:
+                groups[(topic, partition)] = group = []
+            group.append(record)
+        return groups
+
+    async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:
+        if topic not in self.partition_counts:
+            self.partition_counts[topic] = len(await producer.partitions_for(topic))
+        return self.partition_counts[topic]
+
+
 class Publisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
-        self.partition_counts: dict[str, int] = {}
-        self.unkeyed = 0  # round robin for events without a key (dead letters are keyed)
+        self.sender = BatchSender()
 
     async def start(self) -> None:
         if self.producer is None:
@@ -86,43 +163,16 @@ class Publisher:
             producer, self.producer = self.producer, None
             await producer.stop()
 
-    async def _partition_count(self, topic: str) -> int:
-        if topic not in self.partition_counts:
-            assert self.producer is not None
-            self.partition_counts[topic] = len(await self.producer.partitions_for(topic))
-        return self.partition_counts[topic]
-
     async def publish(self, events: Sequence[OutboxEvent]) -> None:
         """Publish `events`, keeping their order within each output partition, and return
         once the broker acknowledged all of them."""
         await self.start()
         producer = self.producer
         assert producer is not None
-        groups: dict[tuple[str, int], list[OutboxEvent]] = {}
-        counts = self.partition_counts
-        for event in events:
-            topic, key = event.topic, event.key
-            count = counts.get(topic) or await self._partition_count(topic)
-            if key is None:
-                self.unkeyed += 1
-                partition = self.unkeyed % count
-            else:
-                partition = partition_for_key(key, count)
-            group = groups.get((topic, partition))
-            if group is None:
-                groups[(topic, partition)] = group = []
-            group.append(event)
-        acknowledgements = []
-        for (topic, partition), group in groups.items():
-            batch = producer.create_batch()
-            for event in group:
-                if batch.append(key=event.key, value=event.payload, timestamp=None,
-                                headers=event.headers()) is None:
-                    acknowledgements.append(
-                        await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    appended = batch.append(key=event.key, value=event.payload,
-                                            timestamp=None, headers=event.headers())
-                    assert appended is not None, "an event larger than a producer batch"
-            acknowledgements.append(await producer.send_batch(batch, topic, partition=partition))
+        acknowledgements: list[asyncio.Future[Any]] = []
+
+        def keep(sent: asyncio.Future[Any], _events: Sequence[OutboxEvent]) -> None:
+            acknowledgements.append(sent)
+
+        await self.sender.send(producer, events, keep)
         await asyncio.gather(*acknowledgements)

@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import psycopg
 from aiokafka import AIOKafkaProducer
@@ -31,6 +31,7 @@ from passnum.core.codec import (
 )
 from passnum.core.database import SESSION_OPTIONS
 from passnum.core.processing import SELECT_RECORDED_OUTCOMES
+from passnum.core.publisher import BatchSender
 from passnum.core.settings import Settings
 from passnum.core.topology import route_command, topology_for
 from passnum.edge.problems import problem
@@ -141,6 +142,19 @@ class LogUnavailable(Exception):
     client's own timeout."""
 
 
+class _Outgoing(NamedTuple):
+    """A command waiting for its loop turn's batch: a record for `BatchSender`, and the
+    future its request waits on."""
+
+    topic: str
+    key: bytes
+    payload: bytes
+    acknowledged: asyncio.Future[None]
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []  # a command carries no chain link
+
+
 class CommandGateway:
     """Submits commands to the log and waits for their recorded outcomes."""
 
@@ -159,10 +173,9 @@ class CommandGateway:
         # (`BatchedCommandGateway.resolve_decided`): its own notifications then need no
         # lookup, unless the batch replayed recorded outcomes.
         self.fed_by_runner = False
-        # Commands waiting for this loop turn's batch (see `_send`), and the topics'
-        # partition counts.
-        self.outgoing: list[tuple[str, bytes, bytes, asyncio.Future[None]]] = []
-        self.partition_counts: dict[str, int] = {}
+        # Commands waiting for this loop turn's batch (see `_send`), and what sends them.
+        self.outgoing: list[_Outgoing] = []
+        self.sender = BatchSender()
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
@@ -217,7 +230,7 @@ class CommandGateway:
         assert self.producer is not None
         loop = asyncio.get_running_loop()
         acknowledged: asyncio.Future[None] = loop.create_future()
-        self.outgoing.append((topic, key, value, acknowledged))
+        self.outgoing.append(_Outgoing(topic, key, value, acknowledged))
         if len(self.outgoing) == 1:
             loop.call_soon(self._flush_outgoing)
         try:
@@ -233,39 +246,18 @@ class CommandGateway:
         if taken:
             asyncio.get_running_loop().create_task(self._send_outgoing(taken))
 
-    async def _send_outgoing(self, taken: list[tuple[str, bytes, bytes, asyncio.Future[None]]]
-                             ) -> None:
+    async def _send_outgoing(self, taken: list[_Outgoing]) -> None:
         """One record batch per partition, each record on the partition Kafka's default
         partitioner gives its key (the one `send` would have chosen); each command's future
         ends with its batch's acknowledgement (acks=all), or with its error."""
-        from passnum.core.publisher import partition_for_key
-
         producer = self.producer
         assert producer is not None
         try:
-            groups: dict[tuple[str, int], list[tuple[bytes, bytes, asyncio.Future[None]]]] = {}
-            for topic, key, value, acknowledged in taken:
-                if topic not in self.partition_counts:
-                    self.partition_counts[topic] = len(await producer.partitions_for(topic))
-                partition = partition_for_key(key, self.partition_counts[topic])
-                groups.setdefault((topic, partition), []).append((key, value, acknowledged))
-            for (topic, partition), records in groups.items():
-                batch = producer.create_batch()
-                waiting: list[asyncio.Future[None]] = []
-                for key, value, acknowledged in records:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        _settle_when_sent(await producer.send_batch(
-                            batch, topic, partition=partition), waiting)
-                        batch, waiting = producer.create_batch(), []
-                        appended = batch.append(key=key, value=value, timestamp=None)
-                        assert appended is not None, "a command larger than a record batch"
-                    waiting.append(acknowledged)
-                _settle_when_sent(await producer.send_batch(batch, topic, partition=partition),
-                                  waiting)
+            await self.sender.send(producer, taken, _settle_when_sent)
         except Exception as error:  # noqa: BLE001 - each request answers 503 with it
-            for _, _, _, acknowledged in taken:
-                if not acknowledged.done():
-                    acknowledged.set_exception(KafkaError(repr(error)))
+            for command in taken:
+                if not command.acknowledged.done():
+                    command.acknowledged.set_exception(KafkaError(repr(error)))
 
     async def _recorded(self, command: Command) -> Outcome | None:
         assert self.reader is not None
@@ -302,12 +294,13 @@ class CommandGateway:
                 pass  # a bounded wait: look again even if a notification was missed
 
 
-def _settle_when_sent(sent: asyncio.Future[Any], waiting: list[asyncio.Future[None]]) -> None:
+def _settle_when_sent(sent: asyncio.Future[Any], batch: Sequence[_Outgoing]) -> None:
     """End each request's future with its record batch's acknowledgement or error (a
     request that timed out meanwhile has its future cancelled already)."""
     def settle(done: asyncio.Future[Any]) -> None:
         error = None if done.cancelled() else done.exception()
-        for acknowledged in waiting:
+        for command in batch:
+            acknowledged = command.acknowledged
             if acknowledged.done():
                 continue
             if done.cancelled():

@@ -36,6 +36,7 @@ from passnum.core.log import (
     StartBeyondEnd,
     UnknownTopic,
     make_consumer,
+    poll_batches_until_finished,
     seek_to_start,
     topic_partitions,
 )
@@ -90,39 +91,13 @@ def read_batches(settings: Settings, topic_names: list[str], *,
         consumer.assign(assigned)
         starts = seek_to_start(consumer, assigned, start_offsets)
         tracker = HighWaterTracker(consumer, assigned, snapshot=True, start_offsets=starts)
-        yield from _poll_batches(consumer, tracker, stall_timeout_seconds, max_seconds)
+        yield from poll_batches_until_finished(consumer, tracker, stall_timeout_seconds,
+                                               max_seconds)
         if ends is not None:
             for partition, target in tracker.targets.items():
                 ends[(partition.topic, partition.partition)] = int(target or 0)
     finally:
         consumer.close(autocommit=False)
-
-
-def _poll_batches(consumer: Any, tracker: HighWaterTracker, stall_timeout_seconds: float,
-                  max_seconds: float) -> Iterator[list[ConsumerRecord]]:
-    started = last_progress = time.monotonic()
-    while not tracker.done():
-        now = time.monotonic()
-        if now - last_progress > stall_timeout_seconds:
-            raise ReadStalled(f"no progress for {stall_timeout_seconds} s: {tracker.unfinished()}")
-        if now - started > max_seconds:
-            raise ReadStalled(f"not at the end after {max_seconds} s: {tracker.unfinished()}")
-        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MILLISECONDS)
-        # Targets first: the Fetch response that carried these records also carried the
-        # high-water mark that tells which of them are within the cut.
-        progressed = tracker.refresh_targets()
-        for partition, messages in polled.items():
-            if not messages:
-                continue
-            progressed = True
-            target = tracker.targets[partition]
-            if target is not None and messages[-1].offset >= target:
-                messages = [message for message in messages if message.offset < target]
-            if messages:
-                yield messages
-        progressed = tracker.mark_finished() or progressed
-        if progressed:
-            last_progress = time.monotonic()
 
 
 # ------------------------------------------------------------------ the bulk path (aiokafka)
