@@ -87,6 +87,17 @@ def test_sigkill_redeemer_mid_stream(ledger, start_worker) -> None:
     assert scalar(ledger, "SELECT count(*) FROM outbox") == 0
 
 
+def five_booklets_two_venues(ledger, start_worker):  # type: ignore[no-untyped-def]
+    """Both workers, one collectivité's five funded booklets, two venues."""
+    start_worker("issuer")
+    redeemer = start_worker("redeemer")
+    partner, venue_list = collectivites(1)[0], venues(2)
+    client = LedgerClient(ledger)
+    onboard(client, [partner], 5, venue_list)
+    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
+    return redeemer, partner, venue_list, client
+
+
 def crash_then_restart(ledger, redeemer, client: LedgerClient,  # type: ignore[no-untyped-def]
                        stream: list[RedeemVoucher], crash_point: str) -> dict:
     """Restart the redeemer to be killed at `crash_point` of its first batch, send `stream`,
@@ -109,12 +120,7 @@ def test_crash_at_each_point_of_a_batch(ledger, start_worker, crash_point) -> No
     """A worker killed right after its commit (nothing published yet) or right after
     publishing (outbox not cleared): the restarted worker publishes the missing events or
     re-publishes the same ones under the same event ids, and nothing is decided twice."""
-    start_worker("issuer")
-    redeemer = start_worker("redeemer")
-    partner, venue_list = collectivites(1)[0], venues(2)
-    client = LedgerClient(ledger)
-    onboard(client, [partner], 5, venue_list)
-    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
+    redeemer, partner, venue_list, client = five_booklets_two_venues(ledger, start_worker)
     codes = booklet_codes(ledger.voucher_code_key.encode(), partner, range(1, 6))
     stream = build_stream(codes, [venue.siret for venue in venue_list], seed=11)
     outcomes = crash_then_restart(ledger, redeemer, client, stream, crash_point)
@@ -138,12 +144,7 @@ def test_a_crash_in_a_batch_that_applies_blocks(ledger, start_worker, crash_poin
     """The batch that records `BookletBlockApplied` (and its `redeemer_applied_blocks` rows)
     is killed after its commit or after publishing: each block is applied once, in the log
     and in the table, and every scan of a blocked booklet is refused."""
-    start_worker("issuer")
-    redeemer = start_worker("redeemer")
-    partner, venue_list = collectivites(1)[0], venues(2)
-    client = LedgerClient(ledger)
-    onboard(client, [partner], 5, venue_list)
-    wait_for_rows(ledger, "SELECT count(*) FROM redeemer_booklets WHERE activated", 5)
+    redeemer, partner, venue_list, client = five_booklets_two_venues(ledger, start_worker)
     blocks = [BlockBooklet(request_id=f"lost-{sequence}", occurred_at=MARCH,
                            siren=partner.siren, booklet_id=f"{partner.siren}-{sequence:07d}",
                            reason="lost") for sequence in (2, 4)]
