@@ -291,18 +291,21 @@ class BatchRunner:
             await asyncio.sleep(self.settings.infra_retry_backoff_seconds * attempt)
         _die(f"{what} failed {self.settings.infra_retry_limit} times")
 
-    def _maybe_crash(self, point: str) -> None:
+    def _maybe_crash(self, point: str, batch: int | None = None) -> None:
+        """`batch`: the number of the batch the point belongs to (default: the latest);
+        a publication in the background ends while later batches are decided."""
         settings = self.settings
-        if settings.fault_crash_point == point and self.batches == settings.fault_crash_on_batch:
-            logger.critical("fault injection: SIGKILL at %s of batch %s", point, self.batches)
+        batch = self.batches if batch is None else batch
+        if settings.fault_crash_point == point and batch == settings.fault_crash_on_batch:
+            logger.critical("fault injection: SIGKILL at %s of batch %s", point, batch)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def publish(self, rows: list[OutboxRow]) -> None:
+    async def publish(self, rows: list[OutboxRow], batch: int | None = None) -> None:
         """Send every event of `rows` in order, wait for the broker's acks (acks=all), then
         mark the rows for deletion. A crash in between publishes them again: same bytes,
-        same ids."""
+        same ids. `batch`: the number of the batch that wrote the rows, if known."""
         await self.publisher.publish([event for row in rows for event in row.events])
-        self._maybe_crash("after_publish")
+        self._maybe_crash("after_publish", batch)
         self.published_row_ids += [row.id for row in rows]
 
     async def drain(self) -> None:
@@ -341,6 +344,7 @@ class BatchRunner:
 
     def _publish_in_background(self, rows: list[OutboxRow]) -> None:
         identifiers = [row.id for row in rows]
+        batch = self.batches
         self.unacknowledged_row_ids.update(identifiers)
         previous = self.publications_in_flight[-1] if self.publications_in_flight else None
 
@@ -348,7 +352,7 @@ class BatchRunner:
             if previous is not None:
                 await previous  # in decision order: after the batch before this one
             async with self.publish_lock:
-                await self._with_retries("publish batch", lambda: self.publish(rows))
+                await self._with_retries("publish batch", lambda: self.publish(rows, batch))
             self.unacknowledged_row_ids.difference_update(identifiers)
 
         self.publications_in_flight.append(asyncio.get_running_loop().create_task(publish()))
