@@ -314,20 +314,28 @@ class Books:
 
     # ------------------------------------------------------------------ hot facts
 
-    def apply_booklet_issued(self, document: dict, stream: str, sequence: int) -> None:
-        wire.check_fields(document, "booklet_issued")
+    def _booklet_fact(self, document: dict, event_type: str) -> tuple[int, str, int] | None:
+        """A booklet fact's checked fields, noted: (instant in µs, SIREN, booklet sequence),
+        or None when the books asked for leave it out."""
+        wire.check_fields(document, event_type)
         micros = wire.instant_micros(document["occurred_at"])
         siren = document["siren"]
-        self.note_event("booklet_issued", document["event_id"], micros)
+        self.note_event(event_type, document["event_id"], micros)
         if self.excluded(micros, siren):
-            return
+            return None
         booklet_id = document["booklet_id"]
         match = wire.BOOKLET_ID.fullmatch(booklet_id) if type(booklet_id) is str else None
         if match is None or match.group(1) != siren:
             raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
-        framing = self._framing_of(document)
-        self.fold_booklet_issued(siren, int(match.group(2)), self.framing(framing),
-                                 document["event_id"])
+        return micros, siren, int(match.group(2))
+
+    def apply_booklet_issued(self, document: dict, stream: str, sequence: int) -> None:
+        fact = self._booklet_fact(document, "booklet_issued")
+        if fact is not None:
+            _, siren, booklet_sequence = fact
+            self.fold_booklet_issued(siren, booklet_sequence,
+                                     self.framing(self._framing_of(document)),
+                                     document["event_id"])
 
     def fold_booklet_issued(self, siren: str, booklet_sequence: int, framing_index: int,
                             event_id: str) -> None:
@@ -375,19 +383,12 @@ class Books:
                 column.frombytes(bytes(column.itemsize * _CHUNK))
 
     def apply_booklet_activated(self, document: dict, stream: str, sequence: int) -> None:
-        wire.check_fields(document, "booklet_activated")
-        micros = wire.instant_micros(document["occurred_at"])
-        siren = document["siren"]
-        self.note_event("booklet_activated", document["event_id"], micros)
-        if self.excluded(micros, siren):
-            return
-        booklet_id = document["booklet_id"]
-        match = wire.BOOKLET_ID.fullmatch(booklet_id) if type(booklet_id) is str else None
-        if match is None or match.group(1) != siren:
-            raise InvalidEvent(f"booklet_id {booklet_id!r} of {siren!r}")
-        cents = wire.positive_int(document["activated_cents"], "activated_cents")
-        self.fold_booklet_activated(siren, int(match.group(2)), cents, micros,
-                                    document["event_id"], stream, sequence)
+        fact = self._booklet_fact(document, "booklet_activated")
+        if fact is not None:
+            micros, siren, booklet_sequence = fact
+            cents = wire.positive_int(document["activated_cents"], "activated_cents")
+            self.fold_booklet_activated(siren, booklet_sequence, cents, micros,
+                                        document["event_id"], stream, sequence)
 
     def fold_booklet_activated(self, siren: str, booklet_sequence: int, cents: int,
                                micros: int, event_id: str, stream: str, sequence: int) -> None:
