@@ -45,6 +45,7 @@ FAST_PATH = "tests/unit/test_auditor_fast_path.py"
 COMPILED_FOLD = "tests/unit/test_auditor_compiled_fold.py"
 PROJECTION = "tests/integration/test_booklet_facts_projection.py"
 RACES = "tests/integration/test_redeemer_restriction_races.py"
+VENUE_RACES = "tests/unit/test_venue_races.py"
 LEDGER_TESTS = (ACCELERATIONS, REDEEMER_DOMAIN, ISSUER_DOMAIN)
 AUDITOR_TESTS = (ACCELERATIONS, FAST_PATH, COMPILED_FOLD)
 
@@ -103,7 +104,12 @@ MUTATIONS = (
     Mutation("ledger_suspension_after_scans", "ledger: a suspension takes effect no earlier "
              "than the scans the venue had accepted", "passnum/ledger/venue.py",
              "if command.status in RESTRICTING_STATUSES and latest_scan_at is not None:",
-             "if False:", (REDEEMER_DOMAIN, RACES)),
+             "if False:", (REDEEMER_DOMAIN, RACES, VENUE_RACES)),
+    Mutation("columns_venue_decision_order", "end judgement: a venue's changes are taken in "
+             "the order they were decided", "services/auditor/invariants.py",
+             "for key, _, _, event in sorted(venue.events, key=lambda item: item[1:3]):",
+             "for key, _, _, event in sorted(venue.events, key=lambda item: item[:3]):",
+             (ACCELERATIONS, VENUE_RACES)),
     Mutation("redeemer_venue_lock", "redeemer: a venue's status change waits for the scan "
              "batches in flight", "services/redeemer/store.py",
              'function = "pg_advisory_xact_lock" if exclusive else '
