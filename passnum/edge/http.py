@@ -151,8 +151,8 @@ class LogUnavailable(Exception):
 
 
 class _Outgoing(NamedTuple):
-    """A command waiting for its loop turn's batch: a record for `BatchSender`, and the
-    future its request waits on."""
+    """A command waiting for its batch (`CommandGateway._send`): a record for `BatchSender`,
+    and the future its request waits on."""
 
     topic: str
     key: bytes
