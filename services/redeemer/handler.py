@@ -22,7 +22,6 @@ from passnum.ledger import settlement_month as settlement
 from schemas.base import Command, Event
 from schemas.messages import (
     REDEEMER_COMMANDS,
-    BookletBlockApplied,
     CheckVoucher,
     CloseSettlementMonth,
     RedeemVoucher,
@@ -115,14 +114,11 @@ class RedeemerHandler:
                                      dict(view.providers))
         decisions = []
         touched_providers: set[str] = set()
-        applied_blocks: list[BookletBlockApplied] = []
         decided_at = datetime.now(timezone.utc)  # recorded with the outcome, never re-read
         for command in commands:
             preface = domain.preface(view, command, self.code_key, decided_at)
             for fact in preface:
                 evolve(view, fact)
-                if isinstance(fact, BookletBlockApplied):
-                    applied_blocks.append(fact)
             events = domain.decide(view, command, self.code_key, decided_at,
                                    self.scan_clock_tolerance)
             for event in events:
@@ -134,7 +130,7 @@ class RedeemerHandler:
                                             preface=preface))
         store.save_view_changes(connection, before, dict(view.redemptions),
                                 [view.providers[siret] for siret in sorted(touched_providers)],
-                                applied_blocks)
+                                view.booklets)
         return decisions
 
     def _decide_close(self, connection: psycopg.Connection,

@@ -4,7 +4,7 @@ redemptions it decided, and the provider registry."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import psycopg
 
@@ -15,7 +15,6 @@ from passnum.ledger.voucher import RedeemerView, Redemption
 from schemas.base import Event
 from schemas.messages import (
     BookletActivated,
-    BookletBlockApplied,
     BookletBlocked,
     BookletIssued,
     SettlementMonthClosed,
@@ -127,7 +126,9 @@ REDEMPTIONS_INSERT_MAX = 100
 def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                       after_redemptions: dict[str, Redemption],
                       providers: Iterable[Provider],
-                      applied_blocks: Sequence[BookletBlockApplied] = ()) -> None:
+                      after_booklets: Mapping[str, BookletFacts] | None = None) -> None:
+    """What the batch's decisions changed, from the view before them and after: the
+    redemptions, the venues whose status changed, the blocks applied (`after_booklets`)."""
     # Compare the redemptions themselves, not only the voucher ids: a redemption cancelled
     # and a new one decided in the same batch must replace the row (delete, then insert).
     added = [r for voucher_id, r in after_redemptions.items()
@@ -174,15 +175,13 @@ def save_view_changes(connection: psycopg.Connection, before: RedeemerView,
                 "ON CONFLICT (siret) DO UPDATE SET status = excluded.status, "
                 "accredited_since = excluded.accredited_since, "
                 "changed_at = excluded.changed_at", rows)
-    if applied_blocks:
+    applied = [booklet_id for booklet_id, facts in (after_booklets or {}).items()
+               if facts.block_applied and not before.booklets[booklet_id].block_applied]
+    if applied:
         # No ON CONFLICT: a block is applied once (the booklet's scans are decided on one
         # partition, which loaded it unapplied); a second application fails the batch.
-        connection.execute(
-            "INSERT INTO redeemer_applied_blocks (booklet_id, applied_at, event_id) "
-            "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[])",
-            ([event.booklet_id for event in applied_blocks],
-             [event.occurred_at for event in applied_blocks],
-             [event.event_id for event in applied_blocks]), binary=True)
+        connection.execute("INSERT INTO redeemer_applied_blocks (booklet_id) "
+                           "SELECT unnest(%b::text[])", (applied,), binary=True)
 
 
 # ------------------------------------------------------------------------------ settlement
