@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from schemas.messages import BookletBlocked, ChangeProviderStatus
-from tests.integration.helpers import MARCH, scalar
+from tests.integration.helpers import MARCH, scalar, wait_for_rows
 from tests.integration.test_redeemer_settlement import _handler_on, _redeem, _seed_state
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,10 @@ def test_a_suspension_waits_for_scans_in_flight_and_takes_effect_after_them(ledg
             assert scan.events[0][2].type == "voucher_redeemed"
             deciding = threading.Thread(target=suspend_on_another_partition)
             deciding.start()
-            deciding.join(1.0)
-            # The suspension waits while the scan's batch is not committed...
+            # The suspension waits for the venue lock while the scan's batch is not
+            # committed (seen in PostgreSQL's lock table), and has decided nothing...
+            wait_for_rows(ledger, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                          "'advisory' AND NOT granted", 1, timeout_seconds=30)
             assert deciding.is_alive() and "events" not in decided
         deciding.join(30)
     (_, _, event), = decided["events"]  # type: ignore[misc]
