@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Protocol, Sequence
@@ -239,13 +240,27 @@ def _create_missing_positions(connection: psycopg.Connection, processor: str,
         connection.execute(_SELECT_POSITIONS, (processor, topics, numbers)).fetchall())
 
 
+_PROCESS_TAGS: dict[int, str] = {}
+
+
+def process_tag() -> str:
+    """This process among every worker's: its id alone is not enough (each worker of the
+    production stack is process 1 of its own container), so a random part is added, once
+    per process (a forked child gets its own)."""
+    pid = os.getpid()
+    tag = _PROCESS_TAGS.get(pid)
+    if tag is None:
+        tag = _PROCESS_TAGS[pid] = f"{pid}-{secrets.token_hex(6)}"
+    return tag
+
+
 def outcomes_notification(processor: str, replayed: bool) -> str:
     """The payload of `NOTIFY passnum_outcomes`: which processor committed outcomes, in
-    which process, and whether the batch answered retried requests from their recorded
-    outcomes. The HTTP gateway in the committing process is handed the outcomes it decided
-    directly (passnum.core.worker), so it looks up only what another process decided, or
-    what was replayed (passnum.edge.http)."""
-    return f"{processor} {os.getpid()} {'replayed' if replayed else 'decided'}"
+    which process (`process_tag`), and whether the batch answered retried requests from
+    their recorded outcomes. The HTTP gateway in the committing process is handed the
+    outcomes it decided directly (passnum.core.worker), so it looks up only what another
+    process decided, or what was replayed (passnum.edge.http)."""
+    return f"{processor} {process_tag()} {'replayed' if replayed else 'decided'}"
 
 
 def _save_positions(connection: psycopg.Connection, processor: str,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from passnum.core.codec import (
     unpack_outcome,
 )
 from passnum.core.database import SESSION_OPTIONS
-from passnum.core.processing import SELECT_RECORDED_OUTCOMES
+from passnum.core.processing import SELECT_RECORDED_OUTCOMES, process_tag
 from passnum.core.publisher import BatchSender
 from passnum.core.settings import Settings
 from passnum.core.topology import route_command, topology_for
@@ -217,8 +216,8 @@ class CommandGateway:
         processor, _, rest = payload.partition(" ")
         if processor != self.processor:
             return False
-        pid, _, kind = rest.partition(" ")
-        return not (self.fed_by_runner and pid == str(os.getpid()) and kind == "decided")
+        process, _, kind = rest.partition(" ")
+        return not (self.fed_by_runner and process == process_tag() and kind == "decided")
 
     async def stop(self) -> None:
         if self.listen_task is not None:
