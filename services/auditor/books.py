@@ -183,6 +183,9 @@ class Books:
     # booklets whose block the redeemer applied (`BookletBlockApplied`), as read: a
     # redemption of one read after it, in the same stream, was decided knowing the block
     applied_blocks: set[int] = field(default_factory=set)
+    # applications whose report (`BookletBlocked`) is not read (yet): booklet -> (event id,
+    # booklet id, SIREN); a report read later, in another cycle, clears one
+    unreported_blocks: dict[int, tuple[str, str, str]] = field(default_factory=dict)
     # voucher columns (capacity grows by chunks; `voucher_total` are in use)
     voucher_total: int = 0
     redeemed_second: array = field(default_factory=lambda: array("I"))
@@ -552,7 +555,7 @@ class Books:
         elif isinstance(event, BookletDistributed):
             self._apply_distributed(event)
         elif isinstance(event, BookletBlockApplied):
-            self._apply_block_applied(event)
+            self._apply_block_applied(event, micros)
         elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):
             phase = PHASE_ENABLING if getattr(event, "status", "accredited") == "accredited" \
                 else PHASE_RESTRICTING
@@ -584,22 +587,33 @@ class Books:
                          event.siren)
             return
         key = time_key(micros, PHASE_RESTRICTING)
-        self.blocked_keys[booklet] = min(key, self.blocked_keys.get(booklet, key))
+        if self.unreported_blocks.pop(booklet, None) is not None:
+            self.blocked_keys[booklet] = key  # the report, found after its application
+        else:
+            self.blocked_keys[booklet] = min(key, self.blocked_keys.get(booklet, key))
         self.collectivite(event.siren).envelope_events.append((stream, sequence, event))
 
-    def _apply_block_applied(self, event: BookletBlockApplied) -> None:
-        """The redeemer applies a block the issuer reported: the issuer's topic, read first
-        (or the same partition number of it, in a parallel read), holds the report."""
+    def _apply_block_applied(self, event: BookletBlockApplied, micros: int) -> None:
+        """The redeemer applies a block the issuer reported. The report is usually read
+        already (the issuer's topic is read first), but may lie past the end the read took
+        of it: whether one exists is judged at the end (`unreported_block_findings`).
+        Meanwhile the booklet counts as blocked, so that its later redemptions go to the
+        judgement that names them (`fold_redemption`)."""
         booklet = self._booklet_of(event.booklet_id)
         if booklet < 0:
             self.unknown_booklet()
             self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
                          event.siren)
-        elif booklet not in self.blocked_keys:
-            self.finding("block_applied_without_report", event.booklet_id, (event.event_id,),
-                         event.siren)
-        else:
-            self.applied_blocks.add(booklet)
+            return
+        self.applied_blocks.add(booklet)
+        if booklet not in self.blocked_keys:
+            self.blocked_keys[booklet] = time_key(micros, PHASE_RESTRICTING)
+            self.unreported_blocks[booklet] = (event.event_id, event.booklet_id, event.siren)
+
+    def unreported_block_findings(self) -> list[Finding]:
+        """Blocks the redeemer applied that no collectivité reported, in the whole read."""
+        return [Finding("block_applied_without_report", booklet_id, (event_id,), siren)
+                for event_id, booklet_id, siren in sorted(self.unreported_blocks.values())]
 
     def _apply_distributed(self, event: BookletDistributed) -> None:
         booklet = self._booklet_of(event.booklet_id)

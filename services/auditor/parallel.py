@@ -213,6 +213,9 @@ def _merge_books(merged: Books, part: Books) -> bool:
     merged.booklet_flags.extend(part.booklet_flags)
     merged.blocked_keys.update((booklet + booklet_offset, key)
                                for booklet, key in part.blocked_keys.items())
+    merged.applied_blocks.update(booklet + booklet_offset for booklet in part.applied_blocks)
+    merged.unreported_blocks.update((booklet + booklet_offset, named)
+                                    for booklet, named in part.unreported_blocks.items())
     _merge_vouchers(merged, part, venues)
     merged.contested.update(
         (voucher + voucher_offset, [replace(fact, venue=venues[fact.venue]) for fact in facts])

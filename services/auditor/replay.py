@@ -320,6 +320,7 @@ class Replayer:
         findings = judgement.findings
         findings.extend(self.record_findings)
         findings.extend(books.findings)
+        findings.extend(books.unreported_block_findings())
         findings.extend(_as_findings(self.chains.finish()))
         if self.options.head_keys:
             findings.extend(unsigned_streams(self.chains.streams, self.topology))

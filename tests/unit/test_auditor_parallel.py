@@ -126,3 +126,29 @@ def replace_partition(record: ChainedRecord, partition: int) -> ChainedRecord:
     from dataclasses import replace
 
     return replace(record, partition=partition)
+
+
+def test_the_merged_books_keep_the_blocks_applied() -> None:
+    """A later cycle of `--follow` goes on with the merged books: a block applied in a part
+    must still bar the booklet's redemptions read afterwards."""
+    import json
+    from datetime import datetime, timezone
+
+    from passnum.ledger.identity import event_id_for
+    from schemas.messages import BookletBlockApplied, BookletBlocked
+    from tests.support.chained_log import sample_ledger
+
+    ledger = sample_ledger(TOPOLOGY)
+    redemption = next(json.loads(r.value) for r in ledger.records
+                      if b'"voucher_redeemed"' in r.value)
+    booklet_id, siren = redemption["booklet_id"], redemption["siren"]
+    at = datetime(2026, 3, 3, tzinfo=timezone.utc)
+    records = ledger.records + ledger.writer.issuer(siren, [BookletBlocked(
+        event_id=event_id_for("issuer", "lost", 0), request_id="lost", occurred_at=at,
+        siren=siren, booklet_id=booklet_id, reason="lost")]) + ledger.writer.redeemer(
+        booklet_id.encode(), [BookletBlockApplied(
+            event_id=event_id_for("redeemer", "applied", 0), request_id="applied",
+            occurred_at=at, siren=siren, booklet_id=booklet_id)])
+    merged, one = in_parts(records, 2), whole(records)
+    assert merged is not None
+    assert merged.books.applied_blocks == one.books.applied_blocks != set()

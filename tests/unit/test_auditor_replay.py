@@ -279,6 +279,35 @@ def test_a_redemption_of_a_blocked_booklet_is_named(ledger) -> None:  # type: ig
     assert find(report, "block_applied_without_report").event_ids == (applied.event_id,)
 
 
+def test_a_block_reported_past_the_end_the_read_took_is_judged_with_its_report(
+        ledger) -> None:  # type: ignore[no-untyped-def]
+    """The issuer's topic is read first, up to the end it had then; the redeemer may apply a
+    block reported just after. Its application still bars the booklet's later redemptions,
+    and the report, read by the next cycle, clears `block_applied_without_report`."""
+    redemption = next(value_of(r) for r in ledger.records
+                      if value_of(r)["type"] == "voucher_redeemed")
+    booklet_id, siren = redemption["booklet_id"], redemption["siren"]
+    block = BookletBlocked(event_id=event_id_for("issuer", "late", 0), request_id="late",
+                           occurred_at=AT, siren=siren, booklet_id=booklet_id, reason="lost")
+    reported = ledger.writer.issuer(siren, [block])
+    applied = BookletBlockApplied(event_id=event_id_for("redeemer", "applied", 0),
+                                  request_id="applied", occurred_at=AT, siren=siren,
+                                  booklet_id=booklet_id)
+    later = VoucherRedeemed(**{**redemption, "request_id": "after-the-block",
+                               "event_id": event_id_for("redeemer", "after-the-block", 0),
+                               "voucher_id": f"{booklet_id}-10",
+                               "occurred_at": AT + timedelta(minutes=1)})
+    replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
+    replayer.ingest(in_read_order(
+        ledger.records + ledger.writer.redeemer(booklet_id.encode(), [applied, later]),
+        replayer.topics_in_order()))
+    first = replayer.judge()
+    assert find(first, "block_applied_without_report").event_ids == (applied.event_id,)
+    assert find(first, "redemption_of_blocked_voucher").event_ids == (later.event_id,)
+    replayer.ingest(in_read_order(reported, replayer.topics_in_order()))  # the next cycle
+    assert "block_applied_without_report" not in codes(replayer.judge())
+
+
 def test_a_request_decided_twice_is_found(ledger) -> None:  # type: ignore[no-untyped-def]
     rejection = next(value_of(r) for r in ledger.records
                      if value_of(r)["type"] == "redemption_rejected")

@@ -403,9 +403,9 @@ def reference_findings(events: list, as_of: datetime = AS_OF) -> list[Finding]:
     findings: list[Finding] = []
     for event in events:
         if isinstance(event, BookletBlockApplied):
-            if event.booklet_id in reported:
-                applied.add(event.booklet_id)
-            else:
+            # applied, reported or not: the redeemer refused the booklet's scans after it
+            applied.add(event.booklet_id)
+            if event.booklet_id not in reported:
                 findings.append(("block_applied_without_report", (event.event_id,)))
         elif isinstance(event, VoucherRedeemed):
             view = standing_at(facts, event.occurred_at, applied)
