@@ -186,6 +186,9 @@ class CommandGateway:
         # When the last batch went (the event loop's clock): the next goes no sooner than
         # COMMAND_BATCH_INTERVAL_SECONDS after it.
         self.last_flush = float("-inf")
+        # The bound of the batch being gathered (`_time_out`), and the batches being sent.
+        self.outgoing_bound: asyncio.TimerHandle | None = None
+        self.sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
@@ -244,7 +247,8 @@ class CommandGateway:
         self.outgoing.append(_Outgoing(topic, key, value, acknowledged))
         if len(self.outgoing) == 1:
             # The bound counts from the batch's first command, the earliest of them.
-            loop.call_later(self.settings.log_send_timeout_seconds, _time_out, self.outgoing)
+            self.outgoing_bound = loop.call_later(self.settings.log_send_timeout_seconds,
+                                                  _time_out, self.outgoing)
             wait = self.last_flush + COMMAND_BATCH_INTERVAL_SECONDS - loop.time()
             if wait > 0:
                 loop.call_later(wait, self._flush_outgoing)
@@ -260,12 +264,16 @@ class CommandGateway:
         if taken:
             loop = asyncio.get_running_loop()
             self.last_flush = loop.time()
-            loop.create_task(self._send_outgoing(taken))
+            task = loop.create_task(self._send_outgoing(taken, self.outgoing_bound))
+            self.sending.add(task)  # held until it ends (the loop keeps weak references)
+            task.add_done_callback(self.sending.discard)
 
-    async def _send_outgoing(self, taken: list[_Outgoing]) -> None:
+    async def _send_outgoing(self, taken: list[_Outgoing], bound: asyncio.TimerHandle | None
+                             ) -> None:
         """One record batch per partition, each record on the partition Kafka's default
         partitioner gives its key (the one `send` would have chosen); each command's future
-        ends with its batch's acknowledgement (acks=all), or with its error."""
+        ends with its batch's acknowledgement (acks=all), or with its error. Then the
+        batch's bound is cancelled: its timer would hold the batch for seconds."""
         producer = self.producer
         assert producer is not None
         try:
@@ -274,6 +282,10 @@ class CommandGateway:
             for command in taken:
                 if not command.acknowledged.done():
                     command.acknowledged.set_exception(KafkaError(repr(error)))
+        await asyncio.gather(*(command.acknowledged for command in taken),
+                             return_exceptions=True)
+        if bound is not None:
+            bound.cancel()
 
     async def _recorded(self, command: Command) -> Outcome | None:
         assert self.reader is not None
