@@ -42,7 +42,6 @@ from passnum.core.codec import (
     decode_command,
     decode_event,
     encode,
-    next_link,
     pack_outcome,
     request_fingerprint,
     unpack_outcome,
@@ -327,7 +326,7 @@ def _record_decision(output: _BatchOutput, processor: str, record: InputRecord,
     output.outbox.extend([(input_topic, input_partition, topic, key, payload, header)
                           for topic, key, payload, header in chained])
     # The request's outcome is its own events: a preface is published, never answered.
-    events = chained[len(decision.preface):]
+    events = chained[len(decision.preface):] if decision.preface else chained
     fingerprint = request_fingerprint(decision.command)
     output.outcomes.append((decision.command.request_id, fingerprint, pack_outcome(events)))
     if not decision.final:
@@ -430,10 +429,20 @@ OUTCOMES_INSERT_MAX = 100
 PIPELINE_BYTES_MAX = 64 * 1024
 
 
-def written_bytes(final: Sequence[tuple[str, str, bytes]], output: _BatchOutput) -> int:
-    """What a batch's last statements carry: its outcomes and its events (before packing)."""
-    return (sum(len(outcome) for _, _, outcome in final)
-            + sum(len(payload) for _, _, _, _, payload, _ in output.outbox))
+def written_bytes(final: Sequence[tuple[str, str, bytes]], output: _BatchOutput,
+                  bound: int = PIPELINE_BYTES_MAX) -> int:
+    """What a batch's last statements carry: its outcomes and its events (before packing),
+    counted until past `bound` (an issuance holds 40,000 events: one past is enough)."""
+    total = 0
+    for _, _, outcome in final:
+        total += len(outcome)
+        if total > bound:
+            return total
+    for _, _, _, _, payload, _ in output.outbox:
+        total += len(payload)
+        if total > bound:
+            return total
+    return total
 
 
 def _insert_outcomes(connection: psycopg.Connection, processor: str,
@@ -673,8 +682,7 @@ def dead_letter_record(connection: psycopg.Connection, handler: Handler, record:
         identifiers = connection.execute(
             "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
         assert identifiers is not None
-        written = _write_output(connection, handler.processor, output, identifiers[0],
-                                _final_outcomes(output))
+        written = _write_outbox(connection, handler.processor, output, identifiers[0])
         _save_positions(connection, handler.processor, {partitions[0]: position}, False)
         connection.commit()
     except BaseException:
@@ -720,19 +728,18 @@ def skip_record(connection: psycopg.Connection, handler: Handler, record: InputR
         output = _BatchOutput()
         _dead_letter(output, handler, record, DecodeFailure("skipped_by_operator", note))
         stream = f"{handler.processor}/{record.topic}/{record.partition}"
-        for topic, key, event in events:
-            payload = encode(event)
-            position.chain_sequence += 1
-            link = next_link(stream, position.chain_sequence, position.chain_hash, payload)
-            position.chain_hash = link.hash
-            output.outbox.append((record.topic, record.partition, topic, key, payload,
-                                  link.to_header()))
+        payloads = [encode(event) for _, _, event in events]
+        headers, position.chain_hash = chain_headers(stream, position.chain_sequence,
+                                                     position.chain_hash, payloads)
+        position.chain_sequence += len(payloads)
+        output.outbox.extend((record.topic, record.partition, topic, key, payload, header)
+                             for (topic, key, _), payload, header in
+                             zip(events, payloads, headers))
         sign_batch_heads(output.outbox, getattr(handler, "head_signer", None))
         identifiers = connection.execute(
             "SELECT ARRAY(SELECT nextval('outbox_id_seq'))").fetchone()
         assert identifiers is not None
-        written = _write_output(connection, handler.processor, output, identifiers[0],
-                                _final_outcomes(output))
+        written = _write_outbox(connection, handler.processor, output, identifiers[0])
         _save_positions(connection, handler.processor, {partition: position}, False)
         connection.commit()
     except BaseException:
