@@ -163,8 +163,10 @@ def test_a_crash_in_a_batch_that_applies_blocks(ledger, start_worker, crash_poin
             assert (event.type, event.reason) == ("redemption_rejected", "booklet_blocked")
     wait_for_rows(ledger, "SELECT count(*) FROM outbox", 0)
     assert scalar(ledger, "SELECT count(*) FROM redeemer_applied_blocks") == len(blocks)
-    applications = client.wait_for({f"block-applied-{booklet_id}" for booklet_id in blocked_ids},
-                                   timeout_seconds=30)
-    assert all(len(events) == 1 for events in applications.values())  # once each, by id
+    # Each application reached the log (its id is fixed: a re-publication repeats it).
+    client.wait_for({f"block-applied-{booklet_id}" for booklet_id in blocked_ids},
+                    timeout_seconds=30)
+    # Decided once: an application decided twice is one event id at two chain positions,
+    # which the audit names (`request_decided_twice`).
     report = replay(ledger)
     assert report.sound, report.findings
