@@ -278,6 +278,11 @@ class WorkloadGenerator:
             return "month_not_ended"
         return None
 
+    def open_venues(self, at: datetime) -> list[str]:
+        """The venues accredited at `at` and now (in the model)."""
+        return [siret for siret, venue in sorted(self.venue_states.items())
+                if venue.accredited and venue.since <= at]
+
     # -------------------------------------------------------------- commands and outcomes
 
     def request_id(self, kind: str) -> str:
@@ -365,6 +370,11 @@ class WorkloadGenerator:
             if round_number in race_rounds or self.random.random() < 0.15:
                 self.race_suspension()
                 self.race_block()
+            else:  # each race as soon as it can, before long workloads use the vouchers up
+                if not self.workload.situations["race: suspension and scans"]:
+                    self.race_suspension()
+                if not self.workload.situations["race: block and scans"]:
+                    self.race_block()
             if round_number == early_close_round or self.random.random() < 0.2:
                 self.add_step("month not ended", [self.close(month_of(self.clock), self.clock)])
                 self.workload.situations["month not ended"] += 1
@@ -433,17 +443,38 @@ class WorkloadGenerator:
                 self.fund_late(siren)
 
     def finish(self) -> None:
-        """What the calendar left due: the late payments and reinstatements, and the month
-        refused as not ended, closed once it has."""
+        """What the calendar left due: the late payments, a race the rounds could not
+        draw (no venue or booklet fit then), the reinstatements, and the month refused as
+        not ended, closed once it has (the calendar goes on to its end for it)."""
         self.clock += timedelta(seconds=1)
         for siren in sorted(self.fund_at):
             self.fund_late(siren)
         for siret in sorted(self.reinstate_at):
             self.reinstate(siret)
+        if not self.workload.situations["race: suspension and scans"]:
+            self.race_suspension()
+        if not self.workload.situations["race: block and scans"]:
+            self.race_block()
+        for siret in sorted(self.reinstate_at):  # a venue the race suspended
+            self.reinstate(siret)
+        for month in sorted(self.pending_closes):
+            after = month_end(month) + timedelta(days=1)
+            if month_of(self.clock) <= month and after <= self.end:
+                self.advance(after.date())  # closes the pending month with its request id
         for month in sorted(self.pending_closes):
             if month < month_of(self.clock) and not self.close_refusal(month, self.clock):
                 self.add_step("month close", [self.close(month, self.clock)])
         self.round(self.rounds)
+        # A back-dated scan the rounds could not draw (no venue or booklet fit then).
+        for target in ("venue", "booklet"):
+            situation = f"refused: {('venue', 'booklet')[target == 'booklet']}_not_" + (
+                "accredited_at_scan_time" if target == "venue" else "activated_at_scan_time")
+            for _ in range(5):  # each draw picks a venue, a voucher and an instant
+                if self.workload.situations[situation]:
+                    break
+                pairs = self.back_dated_scan(set(), target)
+                if pairs:
+                    self.add_step(f"back-dated ({target})", pairs)
 
     # -------------------------------------------------------------- changes, one at a time
 
@@ -463,8 +494,7 @@ class WorkloadGenerator:
         self.workload.situations["late funding"] += 1
 
     def suspend(self) -> None:
-        candidates = [siret for siret, venue in sorted(self.venue_states.items())
-                      if venue.accredited and venue.since <= self.clock]
+        candidates = self.open_venues(self.clock)
         if not candidates:
             return
         siret = self.random.choice(candidates)
@@ -520,8 +550,7 @@ class WorkloadGenerator:
     def race_suspension(self) -> None:
         """A venue suspended while scans of it, dated after the suspension, are decided on
         other partitions."""
-        candidates = [siret for siret, venue in sorted(self.venue_states.items())
-                      if venue.accredited and venue.since <= self.clock]
+        candidates = self.open_venues(self.clock)
         if not candidates:
             return
         siret = self.random.choice(candidates)
@@ -546,18 +575,18 @@ class WorkloadGenerator:
     def race_block(self) -> None:
         """A booklet blocked at the issuer while scans of it, dated after the block, reach
         the redeemer, which learns of the block from the issuer's topic."""
-        open_venues = [s for s, v in sorted(self.venue_states.items())
-                       if v.accredited and v.since <= self.clock]
-        if not open_venues:
-            return
-        siret = self.random.choice(open_venues)
-        candidates = {}
-        for booklet_id, booklet in sorted(self.booklets.items()):
-            free = [v for v in sorted(self.codes) if v.startswith(booklet_id + "-")
-                    and v not in self.raced and v not in self.redemptions
-                    and self.scan_refusal(v, siret, self.clock) is None]
-            if len(free) >= 2:
-                candidates[booklet_id] = free
+        venues = self.open_venues(self.clock)
+        self.random.shuffle(venues)
+        candidates: dict[str, list[str]] = {}
+        for siret in venues:  # the first venue where some booklet has vouchers to race
+            for booklet_id in sorted(self.booklets):
+                free = [v for v in sorted(self.codes) if v.startswith(booklet_id + "-")
+                        and v not in self.raced and v not in self.redemptions
+                        and self.scan_refusal(v, siret, self.clock) is None]
+                if len(free) >= 2:
+                    candidates[booklet_id] = free
+            if candidates:
+                break
         if not candidates:
             return
         booklet_id = self.random.choice(sorted(candidates))
@@ -636,8 +665,7 @@ class WorkloadGenerator:
         so must the audit)."""
         second = self.clock.replace(microsecond=0) + timedelta(
             seconds=self.random.randrange(3600))
-        open_venues = [s for s, v in sorted(self.venue_states.items())
-                       if v.accredited and v.since <= second]
+        open_venues = self.open_venues(second)
         if not open_venues:
             return []
         siret = self.random.choice(open_venues)
@@ -796,8 +824,8 @@ def workers_running(settings: Settings, log_directory: Path) -> Iterator[list[Wo
             list(pool.map(WorkerProcess.stop, workers))
 
 
-def decisive(command: Command, events: Sequence[Event]) -> Event | None:
-    """The event that says how `command` was decided (see FOLLOW_UPS)."""
+def decisive(events: Sequence[Event]) -> Event | None:
+    """The event that says how a command was decided (see FOLLOW_UPS)."""
     for event in events:
         if event.type not in FOLLOW_UPS:
             return event
@@ -814,7 +842,7 @@ def drive(settings: Settings, client: LedgerClient, workload: Workload) -> list[
         deadline = time.monotonic() + OUTCOME_TIMEOUT_SECONDS
         answers: dict[str, Event | None] = {}
         while True:
-            answers = {c.request_id: decisive(c, client.events_by_request[c.request_id][
+            answers = {c.request_id: decisive(client.events_by_request[c.request_id][
                 seen[c.request_id]:]) for c in step.commands}
             if all(answers.values()) or time.monotonic() > deadline:
                 break
@@ -827,11 +855,23 @@ def drive(settings: Settings, client: LedgerClient, workload: Workload) -> list[
                 problems.append(f"{step.label}: {command.type} {command.request_id} dated "
                                 f"{command.occurred_at.isoformat()}: expected {expected}, "
                                 f"got {got or 'no outcome'}")
+        if not all(answers.values()):
+            # A worker that stopped answering: every later step would wait as long again.
+            problems.append(f"{step.label}: no outcome within {OUTCOME_TIMEOUT_SECONDS} s; "
+                            f"{len(workload.steps) - workload.steps.index(step) - 1} steps "
+                            "not driven")
+            break
         if step.booklets is not None:
-            for condition, count in zip(("true", "activated", "blocked"), step.booklets):
-                wait_for_rows(settings, f"SELECT count(*) FROM redeemer_booklets WHERE "
-                              f"{condition}", count)
+            wait_for_booklet_rows(settings, step.booklets)
     return problems
+
+
+def wait_for_booklet_rows(settings: Settings, counts: tuple[int, int, int]) -> None:
+    """Until the redeemer's booklet rows count (issued, activated, blocked) as the model
+    does: one query a look."""
+    wait_for_rows(settings, "SELECT count(*) = %s AND count(*) FILTER (WHERE activated) = %s "
+                  "AND count(*) FILTER (WHERE blocked) = %s FROM redeemer_booklets" % counts,
+                  True)
 
 
 # ------------------------------------------------------------------ the audit
@@ -986,6 +1026,8 @@ def run_differential(settings: Settings, seed: int, rounds: int) -> Differential
                                  seconds=settings.scan_clock_tolerance_seconds))
     run = DifferentialRun(seed, workload)
     run.problems += [f"the workload holds no {gap}" for gap in coverage_gaps(workload)]
+    if run.problems:
+        return run  # it would test less than it says: not driven
     started = time.monotonic()
     client = LedgerClient(settings)
     try:
