@@ -111,17 +111,22 @@ async def read_status(reader: asyncio.StreamReader) -> int:
 
 async def one_request(connections: Connections, payload: bytes, due: float,
                       latencies: list[float], statuses: Counter) -> None:
-    connection = None
     try:
-        connection = await connections.take()
-        reader, writer = connection
+        # Given back only once taken: a connection that failed to open is counted out by
+        # `take` itself, and a request cancelled while waiting for one holds none.
+        reader, writer = await connections.take()
+    except OSError as error:
+        statuses[type(error).__name__] += 1
+        latencies.append((time.monotonic() - due) * 1000)
+        return
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = (reader, writer)
+    try:
         writer.write(payload)
         statuses[await read_status(reader)] += 1
     except (OSError, asyncio.IncompleteReadError, ValueError) as error:
         statuses[type(error).__name__] += 1
-        if connection is not None:
-            connection[1].close()
-            connection = None
+        writer.close()
+        connection = None
     finally:
         await connections.give_back(connection)
     latencies.append((time.monotonic() - due) * 1000)
