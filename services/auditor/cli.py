@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from passnum.core.settings import Settings
+from schemas.base import LEDGER_MONTH_PATTERN
 
 if TYPE_CHECKING:
     from services.auditor.replay import ReplayOptions
@@ -172,7 +173,7 @@ def _checkpoint(settings: Settings, options: object, month: str | None,
     if month is None or key is None:
         raise typer.BadParameter("checkpoint needs --month YYYY-MM and --key FILE")
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+    if not re.fullmatch(LEDGER_MONTH_PATTERN, month):
         raise typer.BadParameter(f"--month {month!r}: YYYY-MM")
     if month >= now.strftime("%Y-%m"):
         # A month not over yet: its checkpoint would cover only part of it.

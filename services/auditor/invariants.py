@@ -215,17 +215,22 @@ class VenueTimeline:
     address_code: str
     events: tuple[Event, ...] = ()
     in_order: bool = True
+    # out of order: the status folded for each key asked (a venue's redemptions share few)
+    folded: dict[int, str] = field(default_factory=dict, compare=False)
 
     def status_at(self, key: int) -> str:
         if self.in_order:
             index = bisect.bisect_left(self.keys, key) - 1
             return self.statuses[index] if index >= 0 else "unknown"
-        view = voucher_rules.RedeemerView({}, {}, {})
-        for change_key, event in zip(self.keys, self.events):
-            if change_key < key:
-                voucher_rules.evolve(view, event)
-        provider = next(iter(view.providers.values()), None)
-        return provider.status if provider is not None else "unknown"
+        status = self.folded.get(key)
+        if status is None:
+            view = voucher_rules.RedeemerView({}, {}, {})
+            for change_key, event in zip(self.keys, self.events):
+                if change_key < key:
+                    voucher_rules.evolve(view, event)
+            provider = next(iter(view.providers.values()), None)
+            status = self.folded[key] = provider.status if provider is not None else "unknown"
+        return status
 
 
 def venue_timelines(books: Books) -> list[VenueTimeline]:
@@ -417,9 +422,10 @@ class VenueRules:
         """The second key after which the venue is accredited for good (None: it is not
         accredited at the end). A redemption keyed above it needs no per-voucher look."""
         timeline = self.timelines[venue]
-        if not timeline.statuses or timeline.statuses[-1] != "accredited" or \
-                not timeline.in_order:
+        if not timeline.statuses or timeline.statuses[-1] != "accredited":
             return None
+        if not timeline.in_order:
+            return max(timeline.keys)  # above every change: all of them stand, in order
         index = len(timeline.statuses) - 1
         while index > 0 and timeline.statuses[index - 1] == "accredited":
             index -= 1

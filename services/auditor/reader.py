@@ -33,6 +33,7 @@ from passnum.core.log import (
     HighWaterTracker,
     PartitionKey,
     ReadStalled,
+    POLL_TIMEOUT_MILLISECONDS,
     StartBeyondEnd,
     UnknownTopic,
     make_consumer,
@@ -47,7 +48,6 @@ FETCH_MAX_BYTES = 64 * 1024 * 1024
 MAX_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 MAX_POLL_RECORDS = 50_000
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
-POLL_TIMEOUT_MILLISECONDS = 200
 STALL_TIMEOUT_SECONDS = 30.0
 READ_MAX_SECONDS = 3_600.0
 
