@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence
 
 import psycopg
 from aiokafka import AIOKafkaProducer
@@ -75,6 +75,8 @@ class TokenCache:
         # queued with that token made one query each (a quarter of the API's CPU at
         # 1,000 requests/s, measured), where one answers them all.
         self.lookups: dict[str, asyncio.Future[Tenant | None]] = {}
+        # Moved on by `forget`: a lookup begun before a revocation caches nothing.
+        self.generation = 0
 
     def get(self, digest: str, now: float) -> Tenant | None:
         entry = self.entries.get(digest)
@@ -92,6 +94,33 @@ class TokenCache:
         working here at once (other processes forget them within `seconds`)."""
         for digest in [d for d, (_, known) in self.entries.items() if known == tenant]:
             self.entries.pop(digest, None)
+        # The lookups in flight may have read the token before it was revoked: requests
+        # that come now look it up again, and what those lookups find is not cached.
+        self.generation += 1
+        self.lookups.clear()
+
+    def look_up(self, digest: str, lookup: Callable[[], Awaitable[Tenant | None]]
+                ) -> asyncio.Future[Tenant | None]:
+        """The lookup of `digest` in flight, or `lookup()` started: one per token, whose
+        answer is cached once, when it comes, unless the cache forgot tenants meanwhile."""
+        future = self.lookups.get(digest)
+        if future is not None:
+            return future
+        future = asyncio.ensure_future(lookup())
+        self.lookups[digest] = future
+        generation = self.generation
+
+        def done(finished: asyncio.Future[Tenant | None]) -> None:
+            if self.lookups.get(digest) is finished:
+                del self.lookups[digest]
+            if finished.cancelled() or finished.exception() is not None:
+                return
+            tenant = finished.result()
+            if tenant is not None and generation == self.generation:
+                self.put(digest, tenant, time.monotonic())
+
+        future.add_done_callback(done)
+        return future
 
 
 async def authenticate(connection_source: Any, authorization: str | None,
@@ -106,16 +135,9 @@ async def authenticate(connection_source: Any, authorization: str | None,
         return await _look_up_token(connection_source, digest)
     if (tenant := cache.get(digest, now)) is not None:
         return tenant
-    lookup = cache.lookups.get(digest)
-    if lookup is None:
-        lookup = asyncio.ensure_future(_look_up_token(connection_source, digest))
-        cache.lookups[digest] = lookup
-        lookup.add_done_callback(lambda _: cache.lookups.pop(digest, None))
+    lookup = cache.look_up(digest, lambda: _look_up_token(connection_source, digest))
     # Shielded: a request that ends early must not cancel the others' lookup.
-    tenant = await asyncio.shield(lookup)
-    if tenant is not None:
-        cache.put(digest, tenant, now)
-    return tenant
+    return await asyncio.shield(lookup)
 
 
 async def _look_up_token(connection_source: Any, digest: str) -> Tenant | None:
