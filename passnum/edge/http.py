@@ -411,11 +411,17 @@ class BatchedCommandGateway(CommandGateway):
         assert self.producer is not None
         loop = asyncio.get_running_loop()
         entry = self.waiting.get(command.request_id)
+        created = entry is None
         if entry is None:
             entry = (command, loop.create_future())
             self.waiting[command.request_id] = entry
         topic, key = route_command(self.topology, command)
-        await self._send(topic, key, encode(command))
+        try:
+            await self._send(topic, key, encode(command))
+        except LogUnavailable:
+            if created and not entry[1].done():
+                self.waiting.pop(command.request_id, None)  # else looked up for ever
+            raise
         try:
             async with asyncio.timeout(timeout_seconds):
                 outcome = await asyncio.shield(entry[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 
 from passnum.core.settings import Settings
 from passnum.edge import http
@@ -104,7 +103,6 @@ def test_a_batch_acknowledged_within_the_bound_cancels_its_bound() -> None:
     assert cancelled
 
 
-@pytest.fixture(autouse=True)
-def _interval_as_released() -> None:
-    # The interval these tests rely on: a few milliseconds, more than a few loop turns.
+def test_the_interval_is_a_few_milliseconds() -> None:
+    # What these tests rely on: more than a few loop turns, less than a request's patience.
     assert 0.001 <= http.COMMAND_BATCH_INTERVAL_SECONDS <= 0.05
