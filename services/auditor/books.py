@@ -578,13 +578,19 @@ class Books:
         collectivite = self.collectivites.get(siren)
         return collectivite.booklet_index(int(sequence)) if collectivite else -1
 
-    def _apply_blocked(self, event: BookletBlocked, stream: str, sequence: int,
-                       micros: int) -> None:
+    def _blocked_booklet(self, event: BookletBlocked | BookletBlockApplied) -> int:
+        """The booklet a block names, or -1 (named `block_of_unissued_booklet`)."""
         booklet = self._booklet_of(event.booklet_id)
         if booklet < 0:
             self.unknown_booklet()
             self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
                          event.siren)
+        return booklet
+
+    def _apply_blocked(self, event: BookletBlocked, stream: str, sequence: int,
+                       micros: int) -> None:
+        booklet = self._blocked_booklet(event)
+        if booklet < 0:
             return
         key = time_key(micros, PHASE_RESTRICTING)
         if self.unreported_blocks.pop(booklet, None) is not None:
@@ -599,11 +605,8 @@ class Books:
         of it: whether one exists is judged at the end (`unreported_block_findings`).
         Meanwhile the booklet counts as blocked, so that its later redemptions go to the
         judgement that names them (`fold_redemption`)."""
-        booklet = self._booklet_of(event.booklet_id)
+        booklet = self._blocked_booklet(event)
         if booklet < 0:
-            self.unknown_booklet()
-            self.finding("block_of_unissued_booklet", event.booklet_id, (event.event_id,),
-                         event.siren)
             return
         self.applied_blocks.add(booklet)
         if booklet not in self.blocked_keys:

@@ -250,6 +250,20 @@ def test_a_redemption_at_a_suspended_venue_is_judged_at_that_moment(ledger) -> N
     assert {f.detail.split()[0] for f in flagged} == {r["voucher_id"] for r in redemptions[2:]}
 
 
+def applied_then_redeemed(redemption: dict) -> tuple[BookletBlockApplied, VoucherRedeemed]:
+    """The redeemer's application of a block of `redemption`'s booklet, and a redemption of
+    another voucher of it after that."""
+    booklet_id, siren = redemption["booklet_id"], redemption["siren"]
+    applied = BookletBlockApplied(event_id=event_id_for("redeemer", "applied", 0),
+                                  request_id="applied", occurred_at=AT, siren=siren,
+                                  booklet_id=booklet_id)
+    later = VoucherRedeemed(**{**redemption, "request_id": "after-the-block",
+                               "event_id": event_id_for("redeemer", "after-the-block", 0),
+                               "voucher_id": f"{booklet_id}-10",
+                               "occurred_at": AT + timedelta(minutes=1)})
+    return applied, later
+
+
 def test_a_redemption_of_a_blocked_booklet_is_named(ledger) -> None:  # type: ignore[no-untyped-def]
     """Judged in the order the redeemer decided: a redemption after the block's application
     in the booklet's stream is named; one decided before the redeemer applied it is not."""
@@ -264,13 +278,7 @@ def test_a_redemption_of_a_blocked_booklet_is_named(ledger) -> None:  # type: ig
     # the redeemer could not see, not a fault.
     _, report = replay(reported)
     assert not [f for f in report.findings if f.code == "redemption_of_blocked_voucher"]
-    applied = BookletBlockApplied(event_id=event_id_for("redeemer", "applied", 0),
-                                  request_id="applied", occurred_at=AT, siren=siren,
-                                  booklet_id=booklet_id)
-    later = VoucherRedeemed(**{**redemption, "request_id": "after-the-block",
-                               "event_id": event_id_for("redeemer", "after-the-block", 0),
-                               "voucher_id": f"{booklet_id}-10",
-                               "occurred_at": AT + timedelta(minutes=1)})
+    applied, later = applied_then_redeemed(redemption)
     _, report = replay(reported + ledger.writer.redeemer(booklet_id.encode(), [applied, later]))
     blocked = [f for f in report.findings if f.code == "redemption_of_blocked_voucher"]
     assert [f.event_ids for f in blocked] == [(later.event_id,)]
@@ -290,13 +298,7 @@ def test_a_block_reported_past_the_end_the_read_took_is_judged_with_its_report(
     block = BookletBlocked(event_id=event_id_for("issuer", "late", 0), request_id="late",
                            occurred_at=AT, siren=siren, booklet_id=booklet_id, reason="lost")
     reported = ledger.writer.issuer(siren, [block])
-    applied = BookletBlockApplied(event_id=event_id_for("redeemer", "applied", 0),
-                                  request_id="applied", occurred_at=AT, siren=siren,
-                                  booklet_id=booklet_id)
-    later = VoucherRedeemed(**{**redemption, "request_id": "after-the-block",
-                               "event_id": event_id_for("redeemer", "after-the-block", 0),
-                               "voucher_id": f"{booklet_id}-10",
-                               "occurred_at": AT + timedelta(minutes=1)})
+    applied, later = applied_then_redeemed(redemption)
     replayer = Replayer(SETTINGS, ReplayOptions(resolve_names=False))
     replayer.ingest(in_read_order(
         ledger.records + ledger.writer.redeemer(booklet_id.encode(), [applied, later]),
