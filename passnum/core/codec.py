@@ -44,7 +44,11 @@ def encode(message: Message) -> bytes:
 
 def _upcast(document: dict[str, Any]) -> dict[str, Any]:
     for _ in range(16):  # a bound on the chain of upcasters, not a retry
-        upcaster = UPCASTERS.get((document.get("type", ""), document.get("schema_version", 1)))
+        kind, version = document.get("type", ""), document.get("schema_version", 1)
+        # Any JSON may stand there (an object cannot be a key): the schema refuses it after.
+        if type(kind) is not str or type(version) is not int:
+            return document
+        upcaster = UPCASTERS.get((kind, version))
         if upcaster is None:
             return document
         document = upcaster(document)

@@ -390,3 +390,14 @@ def test_the_extra_check_symbols_are_accepted_in_the_check_position() -> None:
 def test_routing_of_garbage_gives_no_booklet() -> None:
     assert routing_booklet_id("garbage") is None
     assert routing_booklet_id("Z" * 21) is None
+
+
+@pytest.mark.parametrize("version", ["{}", "[1]", '{"a": [2]}', "1.5", '"1"', "null"])
+def test_a_schema_version_of_any_json_is_refused_not_raised(version: str) -> None:
+    """Found by the log fuzzer: an object there made the upcaster lookup raise (an object is
+    no dictionary key), which a worker would have died of instead of dead-lettering it."""
+    raw = ('{"schema_version": ' + version + ', "request_id": "r", "occurred_at": '
+           '"2026-03-02T10:00:00Z", "type": "fund_envelope", "siren": "123456782", '
+           '"committed_cents": 100}').encode()
+    decoded = decode_command(raw)
+    assert isinstance(decoded, DecodeFailure) and decoded.reason == "schema_invalid"
