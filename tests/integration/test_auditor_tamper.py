@@ -17,7 +17,12 @@ from passnum.core.log import make_producer
 from passnum.core.topology import topology_for
 from schemas.messages import VoucherRedeemed
 from services.auditor.replay import ReplayOptions, replay
-from tests.support.chained_log import ChainedRecord, sample_ledger, send_with_kafka_python
+from tests.support.chained_log import (
+    ChainedRecord,
+    rechained,
+    sample_ledger,
+    send_with_kafka_python,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -145,34 +150,14 @@ def test_a_signed_checkpoint_verifies_and_a_rewritten_history_does_not(ledger, t
     create_topics(rewritten)
     index = kinds(sample.records, "voucher_redeemed")[1]
     changed = sample.records[index].value.replace(b'"request_id":"', b'"request_id":"x', 1)
-    write(rewritten, rechained(sample.records, index, changed, ledger.topic_prefix,
-                               rewritten.topic_prefix))
+    write(rewritten, rechained(sample.records, index, changed,
+                               (ledger.topic_prefix, rewritten.topic_prefix)))
     publish_auditor_events(rewritten, [event])
     report = replay(rewritten, trusted)
     stream = sample.records[index].headers[0][1].split(b"|")[0].decode()
     named = [f for f in report.findings if f.code == "checkpoint_mismatch"]
     assert len(named) == 1 and named[0].event_ids == (event.event_id,), report.findings
     assert f"{stream}#" in named[0].detail and "history rewritten" in named[0].detail
-
-
-def rechained(records: list[ChainedRecord], index: int, value: bytes, prefix: str,
-              other_prefix: str) -> list[ChainedRecord]:
-    """`records` moved to the topics of `other_prefix`, record `index` holding `value`, every
-    stream chained anew around it under its own name: a rewrite no link gives away."""
-    from passnum.core.codec import CHAIN_HEADER, GENESIS_HASH, next_link
-
-    heads: dict[str, tuple[int, str]] = {}
-    out = []
-    for position, record in enumerate(records):
-        stream = record.headers[0][1].split(b"|")[0].decode()
-        sequence, previous = heads.get(stream, (0, GENESIS_HASH))
-        new_value = value if position == index else record.value
-        link = next_link(stream, sequence + 1, previous, new_value)
-        heads[stream] = (sequence + 1, link.hash)
-        out.append(ChainedRecord(record.topic.replace(prefix, other_prefix, 1),
-                                 record.partition, record.key, new_value,
-                                 ((CHAIN_HEADER, link.to_header()),)))
-    return out
 
 
 def test_the_checkpoint_command_signs_a_month_over_and_refuses_the_current_one(  # type: ignore[no-untyped-def]

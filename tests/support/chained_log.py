@@ -49,6 +49,25 @@ def in_read_order(records: Iterable["ChainedRecord"], topics_in_order: list[str]
     return messages
 
 
+def rechained(records: list["ChainedRecord"], index: int, value: bytes,
+              topic_prefix: tuple[str, str] | None = None) -> list["ChainedRecord"]:
+    """The log with record `index` holding `value`, every stream chained anew around it
+    under its own name: a rewrite that no link gives away. With `topic_prefix` (old, new),
+    the records move to the topics of the new prefix."""
+    heads: dict[str, tuple[int, str]] = {}
+    out = []
+    for position, record in enumerate(records):
+        stream = record.headers[0][1].split(b"|")[0].decode()
+        sequence, previous = heads.get(stream, (0, GENESIS_HASH))
+        new_value = value if position == index else record.value
+        link = next_link(stream, sequence + 1, previous, new_value)
+        heads[stream] = (sequence + 1, link.hash)
+        topic = record.topic if topic_prefix is None else record.topic.replace(*topic_prefix, 1)
+        out.append(ChainedRecord(topic, record.partition, record.key, new_value,
+                                 ((CHAIN_HEADER, link.to_header()),)))
+    return out
+
+
 @dataclass(frozen=True)
 class ChainedRecord:
     topic: str

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from passnum.core.codec import CHAIN_HEADER, GENESIS_HASH, decode_event, encode, next_link
+from passnum.core.codec import GENESIS_HASH, decode_event, encode, next_link
 from passnum.core.settings import Settings
 from passnum.core.topology import topology_for
 from schemas.messages import AuditCheckpointSigned, VoucherRedeemed
@@ -19,9 +19,9 @@ from services.auditor.books import Finding
 from services.auditor.chain import NEW, ChainVerifier, StreamChain
 from services.auditor.replay import Replayer, ReplayOptions
 from tests.support.chained_log import (
-    ChainedLogWriter,
     ChainedRecord,
     in_read_order,
+    rechained,
     sample_ledger,
 )
 
@@ -222,19 +222,6 @@ def test_the_replay_names_the_stream_of_a_rewritten_event_under_a_checkpoint() -
     assert len(named) == 1 and named[0].event_ids == (march.event_id,), report.findings
     assert f"{stream}#" in named[0].detail and "history rewritten" in named[0].detail
     assert not {"altered_event", "broken_link"} & {f.code for f in report.findings}
-
-
-def rechained(records: list[ChainedRecord], index: int, value: bytes) -> list[ChainedRecord]:
-    """The log with record `index` holding `value`, every stream chained anew around it: a
-    rewrite that no link gives away."""
-    writer = ChainedLogWriter(TOPOLOGY)
-    out = []
-    for position, record in enumerate(records):
-        stream = record.headers[0][1].split(b"|")[0].decode()
-        new_value = value if position == index else record.value
-        out.append(replace(record, value=new_value,
-                           headers=((CHAIN_HEADER, writer.chain(stream, new_value)),)))
-    return out
 
 
 def replay(records: list[ChainedRecord]) -> Replayer:
