@@ -282,9 +282,9 @@ class Books:
 
     def trim(self) -> None:
         """The voucher columns cut to `voucher_total` and each collectivité's sequence table
-        to its last issued booklet, at the end of a read: they grow by chunks (a read of
-        a few booklets would otherwise reallocate them each time), and the unused tail of
-        the last chunk is freed rather than held until the next read fills it."""
+        to its last issued booklet, at the end of a one-shot read: they grow by chunks (a
+        read of a few booklets would otherwise reallocate them each time), and the unused
+        tail of the last chunk is freed. The follower keeps it (`Replayer.read`)."""
         total = self.voucher_total
         if len(self.redeemed_event) > total:
             # (a slice is allocated exactly)

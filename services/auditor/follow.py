@@ -82,7 +82,7 @@ def serve_health(port: int, health: Health, metrics: AuditMetrics | None = None,
 
 
 def follow_cycle(replayer: Replayer, settings: Settings, use_database: bool) -> dict[str, object]:
-    read = replayer.read()
+    read = replayer.read(trim=False)  # (the next cycle would grow the columns again)
     _checkpoint_due_months(replayer, settings)
     report = replayer.judge()
     if use_database:

@@ -97,12 +97,18 @@ class Replayer:
         return [self.topology.issuer_events.name, self.topology.redeemer_events.name,
                 self.topology.auditor_events.name]
 
-    def read(self, progress: ProgressCallback | None = None) -> int:
-        """Read every topic from where the last read stopped to its current end."""
-        with collector_paused():
-            return self._read(progress)
+    def read(self, progress: ProgressCallback | None = None, *, trim: bool = True) -> int:
+        """Read every topic from where the last read stopped to its current end.
 
-    def _read(self, progress: ProgressCallback | None) -> int:
+        `trim` (a one-shot read): the columns' unused tails are cut at the end, so that what
+        is held afterwards, and what the report counts per voucher, is what the books hold.
+        The follower reads again every few seconds and keeps them (at most one chunk of
+        vouchers, `books._CHUNK`, and 16,384 positions per stream): trimming there would
+        copy every column at each cycle, and the next issue would grow it again."""
+        with collector_paused():
+            return self._read(progress, trim)
+
+    def _read(self, progress: ProgressCallback | None, trim: bool) -> int:
         before = self.records_read
         topics = self.topics_in_order()
         # A forged chain sequence beyond what this log holds is a finding, not an allocation.
@@ -121,8 +127,9 @@ class Replayer:
                 if progress is not None:
                     progress(len(records))
             self.next_offsets.update(ends)
-        self.books.trim()
-        self.chains.trim()
+        if trim:
+            self.books.trim()
+            self.chains.trim()
         return self.records_read - before
 
     def _read_in_parts(self) -> bool:
