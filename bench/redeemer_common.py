@@ -168,12 +168,25 @@ def accredit(settings: Settings, venue_count: int) -> list[Venue]:
 ROLES = ("worker", "database", "broker", "load generator", "other")
 
 
-def cpu_seconds_by_process(worker_pids: set[int]) -> dict[int, tuple[str, float]]:
+def serves_another_database(command: str, database_name: str | None) -> bool:
+    """Whether a PostgreSQL process is a backend connected to a database other than
+    `database_name` (its title: `postgres: 15/main: USER DATABASE HOST(PORT) STATE`). The
+    server's own processes (checkpointer, WAL writer...) serve every database: not this."""
+    if database_name is None or not command.startswith("postgres:"):
+        return False
+    words = command.split(":", 2)[-1].split()
+    is_backend = len(words) >= 3 and ("(" in words[2] or words[2] == "[local]")
+    return is_backend and words[1] != database_name
+
+
+def cpu_seconds_by_process(worker_pids: set[int], database_name: str | None = None
+                           ) -> dict[int, tuple[str, float]]:
     """CPU time (user + system) used so far by every process, with its role: a redeemer
     worker, PostgreSQL, the broker (Tansu), this process (the load generator), or anything
     else on the machine. Differences between two readings say where a run's CPU went, per
     redemption: a figure that, unlike a rate, moves little when another job shares the
-    cores."""
+    cores. With `database_name`, a PostgreSQL backend of another database (another job's
+    tests on the shared server) is "other", not the database's."""
     ticks = os.sysconf("SC_CLK_TCK")
     reading: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -190,7 +203,7 @@ def cpu_seconds_by_process(worker_pids: set[int]) -> dict[int, tuple[str, float]
         elif pid == os.getpid():
             role = "load generator"
         elif command.startswith("postgres") or "/postgres" in command:
-            role = "database"
+            role = "other" if serves_another_database(command, database_name) else "database"
         elif "tansu" in command:
             role = "broker"
         else:

@@ -325,9 +325,11 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
     payloads = redemption_payloads(bench, f"run{label}", first_voucher + warm.size, scans)
     commands_topic = topology_for(bench.settings).redeemer_commands.name
     before = fetch_high_water_marks(bench.settings, [commands_topic])
-    cpu_before = cpu_seconds_by_process(bench.worker_pids)
+    database_name = bench.settings.database_url.rsplit("/", 1)[1].split("?")[0]
+    cpu_before = cpu_seconds_by_process(bench.worker_pids, database_name)
     worker_rate = end_to_end(bench, payloads, client)
-    cpu = cpu_microseconds_per(cpu_before, cpu_seconds_by_process(bench.worker_pids), scans)
+    cpu = cpu_microseconds_per(cpu_before, cpu_seconds_by_process(bench.worker_pids,
+                                                                  database_name), scans)
     after = fetch_high_water_marks(bench.settings, [commands_topic])
     rss_after = bench.resident_megabytes()
     print(f"end to end: {worker_rate}; CPU µs per redemption: {cpu}", file=sys.stderr,

@@ -51,9 +51,9 @@ def instrument(runner: Any) -> None:
              "last_summary": time.monotonic()}
     run_batch, publish = runner.run_batch, runner.publish
 
-    async def timed_publish(rows: list) -> None:
+    async def timed_publish(rows: list, *arguments: Any) -> None:
         started = time.monotonic()
-        await publish(rows)
+        await publish(rows, *arguments)
         totals.publishing_seconds += time.monotonic() - started
         totals.published_rows += sum(len(row.events) for row in rows)
 
