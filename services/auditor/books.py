@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import compress
 
 from passnum.core.codec import DecodeFailure, decode_event
 from schemas.base import Event
@@ -129,8 +130,15 @@ class Statement:
     month: str
     voucher_count: int
     face_value_cents: int
-    listed: array  # event fingerprints of the redemptions it pays
+    listed: array  # event fingerprints of the redemptions it pays (those not in `paid`)
     time_key: int
+    # References recorded as `Books.paid_by` marks instead (`Books.record_payments`): the
+    # redemptions in those slots, which the statement listed, in any order
+    paid: int = 0
+
+    @property
+    def listed_count(self) -> int:
+        return len(self.listed) + self.paid
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,11 @@ class Books:
     redeemed_venue: array = field(default_factory=lambda: array("H"))
     redeemed_event: array = field(default_factory=lambda: array("Q"))
     contested: dict[int, list[Contest]] = field(default_factory=dict)
+    # voucher -> 1 + the statement that pays it, for the statements whose every reference
+    # named a standing redemption when settlement was last judged sound (their `listed`
+    # then emptied: 2 bytes a voucher instead of 8 a reference); empty until then. 16 bits,
+    # widened to 32 past 65,535 statements.
+    paid_by: array = field(default_factory=lambda: array("H"))
     # everything else
     event_fingerprints: list[array] = field(
         default_factory=lambda: [array("Q") for _ in range(256)])
@@ -313,7 +326,8 @@ class Books:
                                           self.redeemed_event))
         return {"booklets": booklets, "vouchers": vouchers,
                 "event_fingerprints": sum(size(c) for c in self.event_fingerprints),
-                "settlement_references": sum(size(s.listed) for s in self.statements)}
+                "settlement_references": sum(size(s.listed) for s in self.statements)
+                + size(self.paid_by)}
 
     # ------------------------------------------------------------------ hot facts
 
@@ -514,7 +528,52 @@ class Books:
                                      "redeemed", f"fingerprint:{first:016x}", first,
                                      self.redeemed_venue[voucher]))
                 self.redeemed_second[voucher] = 0
+                self._unrecord_payment(voucher, first)
         facts.append(contest)
+
+    def _unrecord_payment(self, voucher: int, fingerprint: int) -> None:
+        """A paid voucher is contested: which redemption stands is judged at the end, so
+        its statement lists the slot's redemption again, as it did."""
+        if voucher < len(self.paid_by) and self.paid_by[voucher]:
+            number = self.paid_by[voucher] - 1
+            self.paid_by[voucher] = 0
+            statement = self.statements[number]
+            statement.listed.append(fingerprint)
+            self.statements[number] = replace(statement, paid=statement.paid - 1)
+
+    def record_payments(self, payments: list[tuple[int, array]]) -> None:
+        """(statement number, vouchers) of statements found to pay exactly those standing,
+        uncontested redemptions (`settlement_checks.payments_of_sound_settlement`): each
+        voucher marked, the statement's list dropped. The judgement rebuilds the lists
+        when settlement must be checked reference by reference."""
+        if not payments:
+            return
+        if len(self.statements) >= 65_535 and self.paid_by.typecode == "H":
+            self.paid_by = array("I", self.paid_by)
+        if len(self.paid_by) < self.voucher_total:
+            self.paid_by.frombytes(bytes(self.paid_by.itemsize
+                                         * (self.voucher_total - len(self.paid_by))))
+        paid_by = self.paid_by
+        for number, vouchers in payments:
+            statement = self.statements[number]
+            assert not statement.paid and len(statement.listed) == len(vouchers)
+            mark = number + 1
+            for voucher in vouchers:
+                paid_by[voucher] = mark
+            self.statements[number] = replace(statement, listed=array("Q"),
+                                              paid=len(vouchers))
+
+    def full_statements(self) -> list[Statement]:
+        """Every statement with all its references listed (the recorded payments added
+        back, in voucher order)."""
+        if not any(statement.paid for statement in self.statements):
+            return self.statements
+        listed = [array("Q", statement.listed) for statement in self.statements]
+        events = self.redeemed_event
+        for voucher in compress(range(len(self.paid_by)), self.paid_by):
+            listed[self.paid_by[voucher] - 1].append(events[voucher])
+        return [replace(statement, listed=references, paid=0)
+                for statement, references in zip(self.statements, listed)]
 
     def apply_rejection(self, document: dict, event_type: str) -> None:
         """RedemptionRejected and VoucherChecked: outcomes without effect on the books."""

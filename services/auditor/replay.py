@@ -340,7 +340,10 @@ class Replayer:
         fold_envelopes(books, judgement)
         sweep_vouchers(books, judgement, VenueRules(venue_timelines(books)))
         check_balance(books, judgement)
-        findings.extend(settlement.get())
+        settlement_findings, payments = settlement.get()
+        findings.extend(settlement_findings)
+        # (after the sweep and the balance: they read the books as they were at the fork)
+        books.record_payments(payments)
         for signed in books.checkpoints:
             findings.extend(checkpoint.verify(signed, self.chains, self.options.trusted_keys))
         report = build_report(self, judgement, as_of_micros)
@@ -370,14 +373,15 @@ def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
         return None
 
 
-def _settlement_findings(books: Books) -> list[Finding]:
+def _settlement_findings(books: Books) -> tuple[list[Finding], list]:
     """Settlement, and event ids decided twice: one index of the standing redemptions (by
-    event fingerprint) serves both, the second consuming it."""
+    event fingerprint) serves both, the second consuming it. With the statements whose
+    lists can become marks on the vouchers (`Books.record_payments`)."""
     places = redemption_places(books)
     findings = requests_decided_twice(books, places)
     judgement = Judgement(as_of_day=0)
-    check_settlement(books, judgement, places=places)
-    return judgement.findings + findings
+    payments = check_settlement(books, judgement, places=places)
+    return judgement.findings + findings, payments
 
 
 def unsigned_streams(streams: dict[str, StreamChain], topology: Topology) -> list[Finding]:

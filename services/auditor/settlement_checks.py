@@ -7,6 +7,11 @@ Statements name redemptions by event id; the books keep each redemption's event 
 64-bit fingerprint in its voucher slot. Matching them needs an index from fingerprint to
 voucher: it is built one sixteenth at a time, so the end of the replay never holds a
 dictionary of every redemption at once.
+
+Each judgement also says which statements can keep their references as marks on the vouchers
+(`Books.record_payments`): those whose every reference names a standing, uncontested
+redemption that no other statement's mark holds, each once. Their lists are then rebuilt
+exactly (`Books.full_statements`) whenever settlement is checked reference by reference.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 from array import array
 from collections import defaultdict, deque
 from itertools import compress, repeat
-from operator import lshift, or_
+from copy import copy
+from operator import and_, lshift, or_
 from typing import cast
 
 from passnum.ledger.settlement_month import month_end
-from services.auditor.books import SECONDS_EPOCH, Books, Finding
+from services.auditor.books import SECONDS_EPOCH, Books, Finding, Statement
 from services.auditor.invariants import Judgement, placeholder
 
 SLICES = 16
@@ -37,69 +43,131 @@ def redemption_index(books: Books) -> dict[int, int] | None:
     return dict(zip(compress(events, events), compress(range(len(events)), events)))
 
 
+def voucher_bits(books: Books) -> int:
+    """How many low bits of a `redemption_places` value hold the voucher."""
+    return max(1, books.voucher_total.bit_length())
+
+
 def redemption_places(books: Books) -> dict[int, int] | None:
-    """Fingerprint -> (venue << 32 | second) of every standing redemption, built in C;
-    None when there are too many redemptions to hold them in one dictionary."""
+    """Fingerprint -> ((venue << 32 | second) << `voucher_bits` | voucher) of every standing
+    redemption, built in C; None when there are too many redemptions to hold them in one
+    dictionary."""
     count = books.voucher_total
     events = books.redeemed_event[:count]
     if len(events) - events.count(0) > WHOLE_INDEX_REDEMPTIONS:
         return None
+    places = map(or_, map(lshift, books.redeemed_venue[:count], repeat(32)),
+                 books.redeemed_second[:count])
     return dict(zip(compress(events, events), compress(map(
-        or_, map(lshift, books.redeemed_venue[:count], repeat(32)),
-        books.redeemed_second[:count]), events)))
+        or_, map(lshift, places, repeat(voucher_bits(books))), range(count)), events)))
+
+
+Payments = list[tuple[int, array]]
+# per statement, the voucher each reference resolved to (None: none), or None: not resolved
+Resolved = list[list[int | None] | None]
 
 
 def check_settlement(books: Books, judgement: Judgement,
                      index: dict[int, int] | None = None,
-                     places: dict[int, int] | None = None) -> None:
-    """`places` (from `redemption_places`) is consumed."""
+                     places: dict[int, int] | None = None) -> Payments:
+    """`places` (from `redemption_places`) is consumed. The payments that statements' lists
+    can become (`Books.record_payments`)."""
     if books.only_siren is not None:
-        return  # a statement pays a venue for every collectivité: not a one-tenant check
-    if not _sound_settlement(books, judgement, places):
-        index = index if index is not None else redemption_index(books)
+        return []  # a statement pays a venue for every collectivité: not a one-tenant check
+    resolved = _sound_settlement(books, judgement, places)
+    verified = resolved is not None
+    if resolved is None:
+        whole = books
+        statements = books.full_statements()
+        if statements is not books.statements:
+            whole = copy(books)  # (a view: the lists rebuilt, everything else shared)
+            whole.paid_by = array("H")
+            whole.statements = statements
+        index = index if index is not None else redemption_index(whole)
         if index is None:
-            _check_settlement_by_slices(books, judgement)
+            resolved = _check_settlement_by_slices(whole, judgement)
         else:
-            _check_settlement_with_index(books, judgement, index)
+            resolved = _check_settlement_with_index(whole, judgement, index)
     _check_closings(books, judgement)
+    return _payments(books, resolved, verified)
+
+
+def _payments(books: Books, resolved: Resolved, verified: bool) -> Payments:
+    """The statements whose list can become marks: never recorded so (`paid`), each
+    reference resolved to a standing voucher of the statement's venue dated before the end
+    of its month (`verified`: the sound check saw it), not contested (its slot may change),
+    not marked already and named once, by one statement, among these. What the sound check
+    then takes on trust of a marked voucher (venue, date) is fixed for as long as the mark."""
+    taken: set[int] = set()
+    contested, paid_by = books.contested, books.paid_by
+    payments = []
+    for number, vouchers in enumerate(resolved):
+        statement = books.statements[number]
+        if not vouchers or statement.paid or None in vouchers:
+            continue
+        found = cast("list[int]", vouchers)
+        unique = set(found)
+        if (len(unique) != len(found) or not taken.isdisjoint(unique)
+                or any(map(contested.__contains__, found))
+                or (paid_by and any(paid_by[v] for v in found if v < len(paid_by)))
+                or not (verified or _at_its_venue_in_time(books, statement, found))):
+            continue
+        taken |= unique
+        payments.append((number, array("I", found)))
+    return payments
+
+
+def _at_its_venue_in_time(books: Books, statement: Statement, vouchers: list[int]) -> bool:
+    venue = books.venue_index.get(statement.siret, -1)
+    end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
+    return (list(map(books.redeemed_venue.__getitem__, vouchers)).count(venue) == len(vouchers)
+            and max(map(books.redeemed_second.__getitem__, vouchers)) < end)
 
 
 def _sound_settlement(books: Books, judgement: Judgement,
-                      places: dict[int, int] | None) -> bool:
+                      places: dict[int, int] | None) -> Resolved | None:
     """The sound case, told with one lookup per reference, all in C: one face value, and
     every reference found (and taken out, so a second listing is not found) among the
     standing redemptions, with (venue << 32 | second) between (venue << 32) and (venue << 32)
     + the end of the statement's month, i.e. at the statement's venue and before that end.
     Then each statement pays what it lists, once, and only its totals are left to check.
-    False, with nothing judged, as soon as one of these does not hold: the exact check
+    The references recorded as marks (`Books.paid_by`) are taken out first: their
+    redemptions are standing (a contested one's mark was undone), each once.
+    None, with nothing judged, as soon as one of these does not hold: the exact check
     then runs (on an index of its own)."""
     faces = {framing.face_value_cents for framing in books.framings}
     if len(faces) > 1:
-        return False
+        return None
     places = places if places is not None else redemption_places(books)
     if places is None:
-        return False
+        return None
+    if books.paid_by and None in map(places.pop, compress(books.redeemed_event, books.paid_by),
+                                     repeat(None)):
+        return None
     face = next(iter(faces), 0)
-    totals = []
+    bits = voucher_bits(books)
+    totals, resolved = [], cast("Resolved", [])
     for number, statement in enumerate(books.statements):
         # popped: a reference listed a second time (paid twice) is then not found
         found = list(map(places.pop, statement.listed, repeat(None)))
         venue = books.venue_index.get(statement.siret)
         if venue is None or None in found:
-            return False
+            return None
         placed = cast("list[int]", found)  # no None: returned just above
         low = venue << 32
         end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
-        if placed and not (min(placed) > low and max(placed) < low + end):
-            return False
-        totals.append((number, len(placed), len(placed) * face))
+        if placed and not (min(placed) >> bits > low and max(placed) >> bits < low + end):
+            return None
+        count = statement.listed_count
+        totals.append((number, count, count * face))
+        resolved.append(list(map(and_, placed, repeat((1 << bits) - 1))))
     for number, matched, cents in totals:
         _check_totals(books, judgement, number, matched, cents)
-    return True
+    return resolved
 
 
 def _check_settlement_with_index(books: Books, judgement: Judgement,
-                                 index: dict[int, int]) -> None:
+                                 index: dict[int, int]) -> Resolved:
     """Statements in (month, event id) order: the first to list a redemption pays it. A
     statement whose references all resolve to distinct, unpaid redemptions of its venue
     dated before its month's end is checked in C; any other goes reference by reference."""
@@ -109,9 +177,10 @@ def _check_settlement_with_index(books: Books, judgement: Judgement,
     venues_of, seconds_of = books.redeemed_venue.__getitem__, books.redeemed_second.__getitem__
     order = sorted(range(len(books.statements)),
                    key=lambda s: (books.statements[s].month, books.statements[s].event_id))
+    resolved: Resolved = [None] * len(books.statements)
     for number in order:
         statement = books.statements[number]
-        vouchers = list(map(index.get, statement.listed))
+        vouchers = resolved[number] = list(map(index.get, statement.listed))
         # read as int only once `None not in vouchers` holds (the first test of `clean`)
         found = cast("list[int]", vouchers)
         venue = books.venue_index.get(statement.siret, -1)
@@ -137,9 +206,10 @@ def _check_settlement_with_index(books: Books, judgement: Judgement,
                 count += 1
                 cents += face_values.get(voucher, 0)
         _check_totals(books, judgement, number, count, cents)
+    return resolved
 
 
-def _check_settlement_by_slices(books: Books, judgement: Judgement) -> None:
+def _check_settlement_by_slices(books: Books, judgement: Judgement) -> Resolved:
     statements = sorted(range(len(books.statements)),
                         key=lambda s: (books.statements[s].month, books.statements[s].event_id))
     matched_count = array("q", bytes(8 * len(books.statements)))
@@ -151,11 +221,13 @@ def _check_settlement_by_slices(books: Books, judgement: Judgement) -> None:
     ends = [int(month_end(s.month).timestamp()) - SECONDS_EPOCH + 1 for s in books.statements]
     venues = [books.venue_index.get(s.siret, -1) for s in books.statements]
     face_values = _face_values(books)
+    resolved: Resolved = [[] for _ in books.statements]
     for slice_number in range(SLICES):
         index = {books.redeemed_event[voucher]: voucher for voucher in vouchers[slice_number]}
         fingerprints, owners = references[slice_number]
         for fingerprint, statement in zip(fingerprints, owners):
             voucher = index.get(fingerprint)
+            resolved[statement].append(voucher)  # type: ignore[union-attr]
             if voucher is None or books.redeemed_venue[voucher] != venues[statement] or (
                     books.redeemed_second[voucher] >= ends[statement]) or paid_by[voucher] >= 0:
                 _check_reference(books, judgement, statement, fingerprint, voucher, paid_by)
@@ -167,6 +239,7 @@ def _check_settlement_by_slices(books: Books, judgement: Judgement) -> None:
     for statement_number in statements:
         _check_totals(books, judgement, statement_number, matched_count[statement_number],
                       matched_cents[statement_number])
+    return resolved
 
 
 def _references_by_slice(books: Books, statements: list[int]) -> list[tuple[array, array]]:
@@ -240,7 +313,7 @@ def _check_reference(books: Books, judgement: Judgement, statement_number: int,
 def _check_totals(books: Books, judgement: Judgement, statement_number: int, count: int,
                   cents: int) -> None:
     statement = books.statements[statement_number]
-    listed = len(statement.listed)
+    listed = statement.listed_count
     if statement.voucher_count != listed or (
             count == listed and statement.face_value_cents != cents):
         judgement.findings.append(Finding(
