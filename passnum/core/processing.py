@@ -282,15 +282,20 @@ def _save_positions(connection: psycopg.Connection, processor: str,
          processor, notify, outcomes_notification(processor, replayed)))
 
 
-# The outcomes already recorded for some request ids. Written as a join with the list, not
-# `processor = %s AND request_id = ANY(%b)`: without statistics (this machine's PostgreSQL
-# runs with autovacuum off, so nothing is ever analysed) the planner scanned every row of
-# the processor through the key's first column and filtered the 1,000 ids, 227 ms a batch
-# at 295,000 outcomes and growing with them; the join probes the key once per id (5.8 ms).
+# The outcomes already recorded for some request ids: one probe of the key per id, written
+# so that the planner has no other choice. Without statistics (this machine's PostgreSQL
+# runs with autovacuum off, so nothing is ever analysed; the connections plan each
+# execution with its parameters) `processor = %s AND request_id = ANY(%b)` scanned every
+# row of the processor and filtered the 1,000 ids (227 ms a batch at 295,000 outcomes), and
+# a plain join with the list hashed every outcome of the processor, which it guessed to be
+# a few (109 ms at 50,000; in the throughput bench a third of PostgreSQL's CPU, spilling to
+# disk, growing with the table). A lateral subquery that may not be flattened (`OFFSET 0`)
+# is run once per id: an index probe.
 SELECT_RECORDED_OUTCOMES = (
     "SELECT o.request_id, o.fingerprint, o.outcome "
-    "FROM unnest(%b::text[]) AS wanted(request_id) JOIN request_outcomes AS o "
-    "ON o.processor = %s AND o.request_id = wanted.request_id")
+    "FROM unnest(%b::text[]) AS wanted(request_id) CROSS JOIN LATERAL ("
+    "SELECT * FROM request_outcomes AS o WHERE o.processor = %s "
+    "AND o.request_id = wanted.request_id OFFSET 0) AS o")
 
 
 def _recorded_from_rows(rows: Sequence[tuple]) -> dict[str, Recorded]:

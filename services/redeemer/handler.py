@@ -141,7 +141,7 @@ class RedeemerHandler:
         if settlement.close_refusal(book, command) is None:
             unsettled = store.load_unsettled(connection, settlement.month_end(command.month))
         events = settlement.decide_close_month(book, command, unsettled)
-        store.record_settlement(connection, events)
+        store.record_settlement(connection, events, unsettled)
         # A month not ended yet is refused until it ends: that refusal does not bind the
         # request id (`close-2026-12` closes the month when sent again in January).
         transient = getattr(events[0], "reason", None) in settlement.REFUSALS_TIME_LIFTS
