@@ -198,10 +198,13 @@ class CommandGateway:
         # Replaced at each notification, so that every waiter wakes (an Event cleared by
         # one waiter could hide the notification from another).
         self.wakeup: asyncio.Future[None] | None = None
-        # True once this process's batch runner hands over the outcomes it commits
-        # (`BatchedCommandGateway.resolve_decided`): its own notifications then need no
-        # lookup, unless the batch replayed recorded outcomes.
+        # True once a batch runner hands over the outcomes it commits
+        # (`BatchedCommandGateway.resolve_decided`): that runner's own notifications then
+        # need no lookup, unless the batch replayed recorded outcomes. The runner is this
+        # process's, or that of the worker which started this API process and feeds it
+        # (passnum.edge.web_server.OutcomeFeed): `feeding_process` is its `process_tag`.
         self.fed_by_runner = False
+        self.feeding_process = process_tag()
         # Commands waiting for their batch (see `_send`), and what sends them.
         self.outgoing: list[_Outgoing] = []
         self.sender = BatchSender()
@@ -237,12 +240,13 @@ class CommandGateway:
     def _worth_a_lookup(self, payload: str) -> bool:
         """Whether a notification (passnum.core.processing.outcomes_notification) may bring
         an outcome this gateway's waiters do not have: not another processor's, and not
-        one decided by this very process when its runner hands them over."""
+        one decided by the process whose runner hands its outcomes over."""
         processor, _, rest = payload.partition(" ")
         if processor != self.processor:
             return False
         process, _, kind = rest.partition(" ")
-        return not (self.fed_by_runner and process == process_tag() and kind == "decided")
+        return not (self.fed_by_runner and process == self.feeding_process
+                    and kind == "decided")
 
     async def stop(self) -> None:
         if self.listen_task is not None:
@@ -438,9 +442,12 @@ class BatchedCommandGateway(CommandGateway):
         return outcome
 
     def resolve_decided(self, outcomes: dict[str, tuple[str, bytes]]) -> None:
-        """Outcomes just committed by this process's own worker (passnum.core.worker): waiting
+        """Outcomes just committed by the feeding worker (`feeding_process`: this process's
+        own, passnum.core.worker, or the one that started this API process): waiting
         requests among them are answered now. The others (decided by another worker
-        process, or replayed) are found by the lookup below, at the notification."""
+        process, or replayed) are found by the lookup below, at the notification. Only
+        this way are answers that are not recorded (a check, a refusal that time lifts)
+        known at all."""
         self.fed_by_runner = True
         for request_id in outcomes.keys() & self.waiting.keys():
             command, waiter = self.waiting.pop(request_id)

@@ -203,8 +203,8 @@ CommandBuilder = Callable[[str, datetime, Any], Awaitable[Command]]
 
 class TenantApi:
     """What a service's handlers share (the gateway, a small connection pool, the token
-    cache) and the request handling common to both APIs. `start` and `stop` run in the
-    worker's startup and shutdown, never at import.
+    cache) and the request handling common to both APIs. `start` and `stop` run when the
+    web server that serves it starts and stops, never at import.
 
     A subclass names its processor, its routes and its tenants, maps operation ids to
     handlers, and says how a request id is made and how a recorded outcome reads."""
@@ -222,6 +222,9 @@ class TenantApi:
         self.pool: Any = None  # psycopg_pool.AsyncConnectionPool once started
         self.tokens = TokenCache(settings.token_cache_seconds)
         self.ready = asyncio.Event()
+        # In an API process of its own: the `process_tag` of the worker whose batch runner
+        # hands it the outcomes it commits (passnum.edge.web_server.OutcomeFeed).
+        self.feeding_process: str | None = None
         # The service's module logger (services.issuer.api, ...): where an operator looks
         # for that API's failures.
         self.logger = logging.getLogger(type(self).__module__)
@@ -251,6 +254,8 @@ class TenantApi:
                                    name=f"{self.processor}-api")
         await pool.open(wait=True, timeout=self.limits.pool_open_timeout_seconds)
         gateway = BatchedCommandGateway(self.settings, self.processor)
+        if self.feeding_process is not None:
+            gateway.feeding_process = self.feeding_process
         await gateway.start()
         self.pool, self.gateway = pool, gateway
         self.ready.set()

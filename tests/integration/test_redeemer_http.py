@@ -1,6 +1,7 @@
-"""The venues' HTTP API against a real redeemer worker (faust web server, gateway, broker,
+"""The venues' HTTP API against a real redeemer worker and its API process (gateway, broker,
 PostgreSQL): authentication, a venue acting only as itself, idempotency, every refusal's
-status, the reads, and the OpenAPI document against the routes the worker serves.
+status, the reads, the OpenAPI document against the routes served, and a crash of the API
+process.
 
 Dates are relative to the real clock: the server sets `occurred_at`, so the booklets are
 ordered valid around today."""
@@ -8,6 +9,10 @@ ordered valid around today."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -263,3 +268,88 @@ def test_the_openapi_document_is_served_and_matches_the_routes(world) -> None:
         assert (status, body["code"]) == (401, "unauthenticated"), (method, path)
     assert api.call("DELETE", "/v1/redemptions")[0] == 405
     assert api.call("GET", "/v1/nothing-here")[0] == 404
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.add(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(condition: Any, timeout_seconds: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(condition)
+
+
+def test_the_api_process_crashes_alone_and_loses_nothing(world, ledger) -> None:
+    """The API is a process of the worker's own (services/redeemer/web.py). Killed with
+    SIGKILL while redemptions are in flight, it is started again by the worker; every
+    request sent again with its key is answered with one redemption per voucher, decided
+    once. A worker killed with SIGKILL takes its API process down with it, and a worker
+    started again serves the port."""
+    api, token, redeemer = world["api"], world["tokens"]["a"], world["redeemer"]
+    codes = booklet_codes(world["key"], world["partner"], range(1, 2))
+    first = _children(redeemer.process.pid)
+    assert len(first) == 1, first
+    answers: dict[int, Any] = {}
+
+    def redeem(index: int) -> None:
+        try:
+            answers[index] = api.call("POST", "/v1/redemptions", token,
+                                      {"code": codes[index]}, key=f"crash-{index}")
+        except OSError as error:  # the connection the kill cut
+            answers[index] = error
+
+    threads = [threading.Thread(target=redeem, args=(index,)) for index in range(len(codes))]
+    for thread in threads:
+        thread.start()
+    os.kill(next(iter(first)), signal.SIGKILL)
+    for thread in threads:
+        thread.join(timeout=60)
+    second = _wait(lambda: _children(redeemer.process.pid) - first)
+    _wait(lambda: _ready(ledger.web_port_redeemer))
+    event_ids = set()
+    for index, code in enumerate(codes):
+        status, body = api.call("POST", "/v1/redemptions", token, {"code": code},
+                                key=f"crash-{index}")
+        assert status == 201, body
+        earlier = answers[index]
+        if isinstance(earlier, tuple) and earlier[0] == 201:
+            assert earlier[1]["event_id"] == body["event_id"]
+        event_ids.add(body["event_id"])
+    assert len(event_ids) == len(codes)
+    assert scalar(ledger, "SELECT count(*) FROM redemptions") == len(codes)
+
+    redeemer.kill()
+    _wait(lambda: not any(_alive(pid) for pid in second), 10)
+    redeemer.start()
+    redeemer.wait_until_healthy(120)
+    status, body = api.call("POST", "/v1/checks", token, {"code": codes[0]})
+    assert (status, body["valid"], body["reason"]) == (200, False, "already_redeemed")
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False

@@ -1,5 +1,5 @@
-"""The venue's counter page: server-rendered HTML served by the redeemer worker, next to the
-venues' JSON API (docs/counter.md).
+"""The venue's counter page: server-rendered HTML served by the redeemer's API process, next
+to the venues' JSON API (docs/counter.md).
 
 A venue signs in with its token, then types or scans a voucher code, checks it, redeems it,
 cancels a redemption of the same day, and reads this month's redemptions and its monthly
@@ -11,28 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
-from faust.web import View
+from aiohttp import web
 
 from services.redeemer.api import RedeemerApi
 from services.redeemer.counter.routes import Counter, Handler
 
 
-def attach_counter(app: faust.App, api: RedeemerApi) -> Counter:
-    """Serve the counter's routes on the worker's web server. Call it before the worker
-    starts: routes added first win, so `/` is the counter's rather than faust's status."""
+def attach_counter(app: web.Application, api: RedeemerApi) -> Counter:
+    """Serve the counter's routes on the API process's aiohttp application."""
     counter = Counter(api)
     for path, handlers in counter.routes().items():
-        app.page(path, name=f"counter:{path}")(_view(counter, handlers))
+        for method, handler in handlers.items():
+            app.router.add_route(method.upper(), path, _view(counter, handler))
     return counter
 
 
-def _view(counter: Counter, handlers: dict[str, Handler]) -> type[View]:
-    def view_method(handler: Handler) -> Any:
-        async def answer(view: View, request: Any, **path_parameters: str) -> Any:
-            return await counter.answer(handler, request)
+def _view(counter: Counter, handler: Handler) -> Any:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return await counter.answer(handler, request)
 
-        return answer
-
-    methods = {method: view_method(handler) for method, handler in handlers.items()}
-    return type("CounterPage", (View,), methods)
+    return answer

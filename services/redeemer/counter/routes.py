@@ -1,4 +1,4 @@
-"""The counter page's routes, served by the redeemer worker next to the venues' JSON API.
+"""The counter page's routes, served by the redeemer's API process next to the venues' JSON API.
 
 | route | what |
 |---|---|
