@@ -46,7 +46,7 @@ def json_response(answer: Answer) -> web.Response:
     """An API answer as faust's `View.json` wrote it (text, so `charset=utf-8`); error
     answers are RFC 9457 problem details, with their own media type."""
     content_type = PROBLEM_MEDIA_TYPE if is_problem(answer.body) else "application/json"
-    return web.Response(text=json.dumps(answer.body), status=answer.status,
+    return web.Response(text=json.dumps(answer.body, separators=(",", ":")), status=answer.status,
                         headers=answer.headers or None, content_type=content_type)
 
 
@@ -82,7 +82,7 @@ def _view(api: TenantApi, handler: RequestHandler) -> Any:
 
 
 def _document_view(document: dict[str, Any]) -> Any:
-    text = json.dumps(document)
+    text = json.dumps(document, separators=(",", ":"))
 
     async def view(request: web.Request) -> web.Response:
         return web.Response(text=text, content_type="application/json")
