@@ -1291,6 +1291,229 @@ static PyObject *event_fingerprints(PyObject *module, PyObject *const *arguments
     return packed;
 }
 
+/* The index of standing redemptions that the end judgement's sound settlement check and
+   the uniqueness of event ids use (`compiled.StandingIndex`): event fingerprint -> voucher,
+   with a dictionary's semantics (a later voucher with the same fingerprint replaces the
+   earlier one; the size counts distinct fingerprints), in a flat open-addressing table of
+   (fingerprint, voucher) pairs held in a bytearray: 16 bytes a slot, at most half full,
+   instead of about 100 bytes an entry in a dictionary, and one cache miss a lookup instead
+   of four (measured: 1.2 s for the 1.5 million references of the --full log in a dict).
+   Fingerprints are odd (`wire.event_fingerprint`), so 0 marks an empty slot and 2 one
+   whose entry was popped; a table is refused (None) for any even one, and the caller
+   then uses a dictionary. */
+
+#define SLOT_EMPTY 0
+#define SLOT_POPPED 2
+
+typedef struct {
+    uint64_t fingerprint;
+    uint64_t voucher;
+} standing_slot;
+
+static Py_ssize_t slot_of(uint64_t fingerprint, Py_ssize_t mask)
+{
+    /* Fibonacci hashing: the fingerprints are hash output already, this spreads the
+       multiples of a power of two that a forged log could choose */
+    return (Py_ssize_t)((fingerprint * 0x9E3779B97F4A7C15ULL) >> 20) & mask;
+}
+
+static standing_slot *find_slot(standing_slot *slots, Py_ssize_t mask, uint64_t fingerprint)
+{
+    Py_ssize_t index = slot_of(fingerprint, mask);
+    while (slots[index].fingerprint != SLOT_EMPTY) {
+        if (slots[index].fingerprint == fingerprint)
+            return &slots[index];
+        index = (index + 1) & mask;
+    }
+    return NULL;
+}
+
+static int table_view(PyObject *table, Py_buffer *view, Py_ssize_t *mask)
+{
+    if (!PyByteArray_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "a standing index is a bytearray");
+        return -1;
+    }
+    if (PyObject_GetBuffer(table, view, PyBUF_WRITABLE) < 0)
+        return -1;
+    Py_ssize_t capacity = view->len / (Py_ssize_t)sizeof(standing_slot);
+    if (capacity < 1 || (capacity & (capacity - 1)) != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "not a standing index");
+        return -1;
+    }
+    *mask = capacity - 1;
+    return 0;
+}
+
+/* standing_index(fingerprints: array of 'Q', count) -> (table, size) or None */
+static PyObject *standing_index(PyObject *module, PyObject *const *arguments, Py_ssize_t count)
+{
+    (void)module;
+    Py_ssize_t total;
+    if (count != 2 || (total = PyLong_AsSsize_t(arguments[1])) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "standing_index(fingerprints, count)");
+        return NULL;
+    }
+    Py_buffer events;
+    int found = view_of(arguments[0], "Q", &events);
+    if (found <= 0) {
+        if (found == 0)
+            PyErr_SetString(PyExc_TypeError, "fingerprints: an array of 'Q'");
+        return NULL;
+    }
+    const uint64_t *fingerprints = (const uint64_t *)events.buf;
+    if (total > length_of(&events))
+        total = length_of(&events);
+    Py_ssize_t used = 0;
+    for (Py_ssize_t voucher = 0; voucher < total; voucher++) {
+        if (fingerprints[voucher] & 1)
+            used++;
+        else if (fingerprints[voucher] != 0) {
+            PyBuffer_Release(&events);
+            Py_RETURN_NONE;
+        }
+    }
+    Py_ssize_t capacity = 16;
+    while (capacity < 2 * used)
+        capacity *= 2;
+    PyObject *table = PyByteArray_FromStringAndSize(NULL, capacity * (Py_ssize_t)sizeof(standing_slot));
+    if (table == NULL) {
+        PyBuffer_Release(&events);
+        return NULL;
+    }
+    standing_slot *slots = (standing_slot *)PyByteArray_AS_STRING(table);
+    memset(slots, 0, (size_t)capacity * sizeof(standing_slot));
+    Py_ssize_t mask = capacity - 1, size = 0;
+    for (Py_ssize_t voucher = 0; voucher < total; voucher++) {
+        uint64_t fingerprint = fingerprints[voucher];
+        if (fingerprint == 0)
+            continue;
+        Py_ssize_t index = slot_of(fingerprint, mask);
+        while (slots[index].fingerprint != SLOT_EMPTY && slots[index].fingerprint != fingerprint)
+            index = (index + 1) & mask;
+        if (slots[index].fingerprint == SLOT_EMPTY) {
+            slots[index].fingerprint = fingerprint;
+            size++;
+        }
+        slots[index].voucher = (uint64_t)voucher;
+    }
+    PyBuffer_Release(&events);
+    return Py_BuildValue("(Nn)", table, size);
+}
+
+/* standing_pop(table, fingerprints, venues, seconds, venue, end) -> vouchers packed as
+   native 32-bit integers, or None: every fingerprint's entry popped (a second listing of
+   one is then not found), in order, while each is found and, with `venue` >= 0, its
+   voucher is at `venue` (column `venues`) with a second (column `seconds`) from 1 to
+   below `end`; None at the first that is not (the entries popped before stay popped). */
+static PyObject *standing_pop(PyObject *module, PyObject *const *arguments, Py_ssize_t count)
+{
+    (void)module;
+    if (count != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "standing_pop(table, fingerprints, venues, seconds, venue, end)");
+        return NULL;
+    }
+    long long venue = PyLong_AsLongLong(arguments[4]);
+    long long end = PyLong_AsLongLong(arguments[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer table, listed, venues, seconds;
+    Py_ssize_t mask;
+    if (table_view(arguments[0], &table, &mask) < 0)
+        return NULL;
+    int views = view_of(arguments[1], "Q", &listed);
+    if (views > 0) {
+        views = view_of(arguments[2], "HI", &venues);
+        if (views > 0) {
+            views = view_of(arguments[3], "I", &seconds);
+            if (views <= 0)
+                PyBuffer_Release(&venues);
+        }
+        if (views <= 0)
+            PyBuffer_Release(&listed);
+    }
+    if (views <= 0) {
+        PyBuffer_Release(&table);
+        if (views == 0)
+            PyErr_SetString(PyExc_TypeError, "fingerprints 'Q', venues 'H' or 'I', seconds 'I'");
+        return NULL;
+    }
+    Py_ssize_t length = length_of(&listed);
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, length * (Py_ssize_t)sizeof(uint32_t));
+    PyObject *result = packed;
+    if (packed != NULL) {
+        uint32_t *vouchers = (uint32_t *)PyBytes_AS_STRING(packed);
+        const uint64_t *fingerprints = (const uint64_t *)listed.buf;
+        Py_ssize_t columns = length_of(&venues) < length_of(&seconds)
+                             ? length_of(&venues) : length_of(&seconds);
+        for (Py_ssize_t index = 0; index < length; index++) {
+            uint64_t fingerprint = fingerprints[index];
+            standing_slot *slot = (fingerprint & 1)
+                ? find_slot((standing_slot *)table.buf, mask, fingerprint) : NULL;
+            if (slot == NULL) {
+                result = NULL;
+                break;
+            }
+            slot->fingerprint = SLOT_POPPED;
+            Py_ssize_t voucher = (Py_ssize_t)slot->voucher;
+            if (venue >= 0) {
+                if (voucher >= columns || item(&venues, voucher) != venue) {
+                    result = NULL;
+                    break;
+                }
+                int64_t second = item(&seconds, voucher);
+                if (second < 1 || second >= end) {
+                    result = NULL;
+                    break;
+                }
+            }
+            vouchers[index] = (uint32_t)voucher;
+        }
+        if (result == NULL) {
+            Py_DECREF(packed);
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&seconds);
+    PyBuffer_Release(&venues);
+    PyBuffer_Release(&listed);
+    PyBuffer_Release(&table);
+    return result;
+}
+
+/* standing_contains_any(table, fingerprints) -> bool: one of them has an entry */
+static PyObject *standing_contains_any(PyObject *module, PyObject *const *arguments,
+                                       Py_ssize_t count)
+{
+    (void)module;
+    if (count != 2) {
+        PyErr_SetString(PyExc_TypeError, "standing_contains_any(table, fingerprints)");
+        return NULL;
+    }
+    Py_buffer table, listed;
+    Py_ssize_t mask;
+    if (table_view(arguments[0], &table, &mask) < 0)
+        return NULL;
+    int views = view_of(arguments[1], "Q", &listed);
+    if (views <= 0) {
+        PyBuffer_Release(&table);
+        if (views == 0)
+            PyErr_SetString(PyExc_TypeError, "fingerprints: an array of 'Q'");
+        return NULL;
+    }
+    const uint64_t *fingerprints = (const uint64_t *)listed.buf;
+    int any = 0;
+    for (Py_ssize_t index = 0; index < length_of(&listed) && !any; index++)
+        any = (fingerprints[index] & 1)
+              && find_slot((standing_slot *)table.buf, mask, fingerprints[index]) != NULL;
+    PyBuffer_Release(&listed);
+    PyBuffer_Release(&table);
+    return PyBool_FromLong(any);
+}
+
 static PyMethodDef methods[] = {
     {"fold_records", (PyCFunction)(void (*)(void))fold_records, METH_FASTCALL,
      "Fold a partition's records from `start` while their chain links are plain; the index "
@@ -1298,6 +1521,12 @@ static PyMethodDef methods[] = {
     {"event_fingerprints", (PyCFunction)(void (*)(void))event_fingerprints, METH_FASTCALL,
      "`wire.event_fingerprint` of each id of a tuple, packed as native unsigned 64-bit "
      "integers."},
+    {"standing_index", (PyCFunction)(void (*)(void))standing_index, METH_FASTCALL,
+     "(table, size) of the fingerprints of an array of 'Q' (0: none), or None."},
+    {"standing_pop", (PyCFunction)(void (*)(void))standing_pop, METH_FASTCALL,
+     "Pop every fingerprint's entry; their vouchers packed, or None."},
+    {"standing_contains_any", (PyCFunction)(void (*)(void))standing_contains_any,
+     METH_FASTCALL, "Whether one of the fingerprints has an entry."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,6 +27,7 @@ from operator import add, itemgetter, mul
 from schemas.base import Event
 from schemas.messages import BookletActivated, FundsReceived
 from services.auditor import wire
+from services.auditor.compiled import StandingIndex
 from services.auditor.books import (
     NO_SECOND,
     PHASE_REDEMPTION,
@@ -367,18 +368,18 @@ def fingerprint_buckets(books: Books) -> list[array]:
     return buckets
 
 
-def requests_decided_twice(books: Books, index: dict[int, int] | None = None) -> list[Finding]:
+def requests_decided_twice(books: Books, index: StandingIndex | None = None) -> list[Finding]:
     """Event ids are uuid5(origin, request_id, index): a request decided twice records
     the same event ids again at new chain positions (a re-delivery keeps its position and
     was counted once). So a repeated event id means two outcomes for one request.
 
-    With the index of standing redemptions (fingerprint -> voucher), a sound log is told in
+    With the index of standing redemptions (`compiled.StandingIndex`), a sound log is told in
     C: as many index entries as standing redemptions, and every other event's fingerprint
     unique in its bucket and absent from the index. Otherwise every fingerprint is counted."""
     if index is not None:
         events = books.redeemed_event[:books.voucher_total]
         if len(index) == len(events) - events.count(0) and all(
-                len(set(bucket)) == len(bucket) and not any(map(index.__contains__, bucket))
+                len(set(bucket)) == len(bucket) and not index.contains_any(bucket)
                 for bucket in books.event_fingerprints):
             return []
     findings = []

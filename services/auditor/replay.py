@@ -46,7 +46,7 @@ from services.auditor.invariants import (
 from services.auditor.parallel import Forked
 from services.auditor.reader import collector_paused, read_batches, read_record_batches
 from services.auditor.report import AuditReport, build_report
-from services.auditor.settlement_checks import check_settlement, redemption_places
+from services.auditor.settlement_checks import check_settlement, standing_index
 from services.auditor.wire import InvalidEvent
 
 logger = logging.getLogger(__name__)
@@ -340,10 +340,10 @@ class Replayer:
         fold_envelopes(books, judgement)
         sweep_vouchers(books, judgement, VenueRules(venue_timelines(books)))
         check_balance(books, judgement)
-        settlement_findings, payments = settlement.get()
+        settlement_findings, marks = settlement.get()
         findings.extend(settlement_findings)
         # (after the sweep and the balance: they read the books as they were at the fork)
-        books.record_payments(payments)
+        books.record_payments(marks)
         for signed in books.checkpoints:
             findings.extend(checkpoint.verify(signed, self.chains, self.options.trusted_keys))
         report = build_report(self, judgement, as_of_micros)
@@ -373,15 +373,15 @@ def _link_of(header: bytes) -> tuple[bytes, int, bytes, bytes] | None:
         return None
 
 
-def _settlement_findings(books: Books) -> tuple[list[Finding], list]:
+def _settlement_findings(books: Books) -> tuple[list[Finding], tuple | None]:
     """Settlement, and event ids decided twice: one index of the standing redemptions (by
     event fingerprint) serves both, the second consuming it. With the statements whose
     lists can become marks on the vouchers (`Books.record_payments`)."""
-    places = redemption_places(books)
-    findings = requests_decided_twice(books, places)
+    index = standing_index(books)
+    findings = requests_decided_twice(books, index)
     judgement = Judgement(as_of_day=0)
-    payments = check_settlement(books, judgement, places=places)
-    return judgement.findings + findings, payments
+    payments = check_settlement(books, judgement, consumed=index)
+    return judgement.findings + findings, books.marks_of(payments)
 
 
 def unsigned_streams(streams: dict[str, StreamChain], topology: Topology) -> list[Finding]:

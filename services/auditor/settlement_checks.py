@@ -20,11 +20,11 @@ from array import array
 from collections import defaultdict, deque
 from itertools import compress, repeat
 from copy import copy
-from operator import and_, lshift, or_
 from typing import cast
 
 from passnum.ledger.settlement_month import month_end
 from services.auditor.books import SECONDS_EPOCH, Books, Finding, Statement
+from services.auditor.compiled import StandingIndex
 from services.auditor.invariants import Judgement, placeholder
 
 SLICES = 16
@@ -32,6 +32,15 @@ SLICES = 16
 # (about 100 bytes a redemption, only during the end judgement) and each statement is
 # checked with C-level maps over its list; beyond, the index is built a sixteenth at a time.
 WHOLE_INDEX_REDEMPTIONS = 2_500_000
+
+
+def standing_index(books: Books) -> StandingIndex | None:
+    """`redemption_index` in C (`compiled.StandingIndex`), for the sound check and the
+    uniqueness of event ids: a flat table of 16 bytes a slot, half full."""
+    events = books.redeemed_event[:books.voucher_total]
+    if len(events) - events.count(0) > WHOLE_INDEX_REDEMPTIONS:
+        return None
+    return StandingIndex(books.redeemed_event, books.voucher_total)
 
 
 def redemption_index(books: Books) -> dict[int, int] | None:
@@ -43,25 +52,6 @@ def redemption_index(books: Books) -> dict[int, int] | None:
     return dict(zip(compress(events, events), compress(range(len(events)), events)))
 
 
-def voucher_bits(books: Books) -> int:
-    """How many low bits of a `redemption_places` value hold the voucher."""
-    return max(1, books.voucher_total.bit_length())
-
-
-def redemption_places(books: Books) -> dict[int, int] | None:
-    """Fingerprint -> ((venue << 32 | second) << `voucher_bits` | voucher) of every standing
-    redemption, built in C; None when there are too many redemptions to hold them in one
-    dictionary."""
-    count = books.voucher_total
-    events = books.redeemed_event[:count]
-    if len(events) - events.count(0) > WHOLE_INDEX_REDEMPTIONS:
-        return None
-    places = map(or_, map(lshift, books.redeemed_venue[:count], repeat(32)),
-                 books.redeemed_second[:count])
-    return dict(zip(compress(events, events), compress(map(
-        or_, map(lshift, places, repeat(voucher_bits(books))), range(count)), events)))
-
-
 Payments = list[tuple[int, array]]
 # per statement, the voucher each reference resolved to (None: none), or None: not resolved
 Resolved = list[list[int | None] | None]
@@ -69,12 +59,13 @@ Resolved = list[list[int | None] | None]
 
 def check_settlement(books: Books, judgement: Judgement,
                      index: dict[int, int] | None = None,
-                     places: dict[int, int] | None = None) -> Payments:
-    """`places` (from `redemption_places`) is consumed. The payments that statements' lists
-    can become (`Books.record_payments`)."""
+                     consumed: StandingIndex | None = None) -> Payments:
+    """`consumed` (from `standing_index`) is emptied by the sound check; `index` is kept
+    for the exact one. The payments that statements' lists can become
+    (`Books.record_payments`)."""
     if books.only_siren is not None:
         return []  # a statement pays a venue for every collectivité: not a one-tenant check
-    resolved = _sound_settlement(books, judgement, places)
+    resolved = _sound_settlement(books, judgement, consumed)
     verified = resolved is not None
     if resolved is None:
         whole = books
@@ -106,13 +97,15 @@ def _payments(books: Books, resolved: Resolved, verified: bool) -> Payments:
         if not vouchers or statement.paid or None in vouchers:
             continue
         found = cast("list[int]", vouchers)
-        unique = set(found)
-        if (len(unique) != len(found) or not taken.isdisjoint(unique)
-                or any(map(contested.__contains__, found))
-                or (paid_by and any(paid_by[v] for v in found if v < len(paid_by)))
-                or not (verified or _at_its_venue_in_time(books, statement, found))):
+        if contested and any(map(contested.__contains__, found)):
             continue
-        taken |= unique
+        if not verified:  # (the sound check took each reference out of its index once)
+            unique = set(found)
+            if (len(unique) != len(found) or not taken.isdisjoint(unique)
+                    or (paid_by and any(paid_by[v] for v in found if v < len(paid_by)))
+                    or not _at_its_venue_in_time(books, statement, found)):
+                continue
+            taken |= unique
         payments.append((number, array("I", found)))
     return payments
 
@@ -125,42 +118,39 @@ def _at_its_venue_in_time(books: Books, statement: Statement, vouchers: list[int
 
 
 def _sound_settlement(books: Books, judgement: Judgement,
-                      places: dict[int, int] | None) -> Resolved | None:
+                      index: StandingIndex | None) -> Resolved | None:
     """The sound case, told with one lookup per reference, all in C: one face value, and
     every reference found (and taken out, so a second listing is not found) among the
-    standing redemptions, with (venue << 32 | second) between (venue << 32) and (venue << 32)
-    + the end of the statement's month, i.e. at the statement's venue and before that end.
-    Then each statement pays what it lists, once, and only its totals are left to check.
-    The references recorded as marks (`Books.paid_by`) are taken out first: their
-    redemptions are standing (a contested one's mark was undone), each once.
-    None, with nothing judged, as soon as one of these does not hold: the exact check
+    standing redemptions, whose vouchers are all at the statement's venue and dated before
+    the end of its month. Then each statement pays what it lists, once, and only its
+    totals are left to check. The references recorded as marks (`Books.paid_by`) are taken
+    out first: their redemptions are standing (a contested one's mark was undone), each
+    once. None, with nothing judged, as soon as one of these does not hold: the exact check
     then runs (on an index of its own)."""
     faces = {framing.face_value_cents for framing in books.framings}
     if len(faces) > 1:
         return None
-    places = places if places is not None else redemption_places(books)
-    if places is None:
+    index = index if index is not None else standing_index(books)
+    if index is None:
         return None
-    if books.paid_by and None in map(places.pop, compress(books.redeemed_event, books.paid_by),
-                                     repeat(None)):
+    venues, seconds = books.redeemed_venue, books.redeemed_second
+    if books.paid_by and index.pop_all(array("Q", compress(books.redeemed_event, books.paid_by)),
+                                       venues, seconds) is None:
         return None
     face = next(iter(faces), 0)
-    bits = voucher_bits(books)
     totals, resolved = [], cast("Resolved", [])
     for number, statement in enumerate(books.statements):
-        # popped: a reference listed a second time (paid twice) is then not found
-        found = list(map(places.pop, statement.listed, repeat(None)))
         venue = books.venue_index.get(statement.siret)
-        if venue is None or None in found:
+        if venue is None:
             return None
-        placed = cast("list[int]", found)  # no None: returned just above
-        low = venue << 32
         end = int(month_end(statement.month).timestamp()) - SECONDS_EPOCH + 1
-        if placed and not (min(placed) >> bits > low and max(placed) >> bits < low + end):
+        # popped: a reference listed a second time (paid twice) is then not found
+        vouchers = index.pop_all(statement.listed, venues, seconds, venue, end)
+        if vouchers is None:
             return None
         count = statement.listed_count
         totals.append((number, count, count * face))
-        resolved.append(list(map(and_, placed, repeat((1 << bits) - 1))))
+        resolved.append(vouchers)  # type: ignore[arg-type]  # (an array of int)
     for number, matched, cents in totals:
         _check_totals(books, judgement, number, matched, cents)
     return resolved

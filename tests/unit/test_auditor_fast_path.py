@@ -46,6 +46,7 @@ from schemas.messages import (
 )
 from services.auditor import invariants, settlement_checks, wire
 from services.auditor.canonical import CanonicalDecoder
+from services.auditor.compiled import StandingIndex
 from services.auditor.invariants import Judgement, VenueRules, venue_timelines
 from services.auditor.replay import Replayer, ReplayOptions
 from passnum.ledger import booklet as booklet_rules
@@ -511,9 +512,10 @@ def test_settlement_with_one_index_agrees_with_sixteen_slices(events) -> None:  
     settlement_checks._check_settlement_by_slices(books, sliced)
     settlement_checks._check_closings(books, sliced)
     assert sorted(whole.findings, key=repr) == sorted(sliced.findings, key=repr)
-    index = settlement_checks.redemption_index(books)
-    assert invariants.requests_decided_twice(books, index) == \
-        invariants.requests_decided_twice(books)
+    for use_c in (True, False):  # the C table and the dictionary it is tested against
+        index = StandingIndex(books.redeemed_event, books.voucher_total, use_c)
+        assert invariants.requests_decided_twice(books, index) == \
+            invariants.requests_decided_twice(books)
 
 
 def test_a_statement_listing_a_redemption_twice_is_found_by_both(monkeypatch) -> None:  # type: ignore[no-untyped-def]
