@@ -320,6 +320,38 @@ def test_a_request_decided_twice_is_found(ledger) -> None:  # type: ignore[no-un
     assert finding.event_ids == (f"fingerprint:{wire.event_fingerprint(again.event_id):016x}",)
 
 
+@pytest.mark.parametrize("where", ["another event", "another voucher"])
+def test_a_redemption_event_id_recorded_again_is_found(ledger, where) -> None:  # type: ignore[no-untyped-def]
+    """A redemption's id is in the standing index (in C), not in the buckets of the other
+    events' ids: one repeated by a rejection is found by the index's lookup, one repeated
+    by a redemption of another voucher by the index's size."""
+    redemption = next(value_of(r) for r in ledger.records
+                      if value_of(r)["type"] == "voucher_redeemed")
+    if where == "another event":
+        again = RedemptionRejected(
+            event_id=redemption["event_id"], request_id=redemption["request_id"],
+            occurred_at=redemption["occurred_at"], siret=redemption["siret"],
+            voucher_id=redemption["voucher_id"], reason="forged_code", redeemed_at=None)
+        forged = ledger.writer.redeemer(b"elsewhere", [again])
+    else:
+        other = next(value_of(r) for r in ledger.records
+                     if value_of(r)["type"] == "voucher_redeemed"
+                     and value_of(r)["voucher_id"] != redemption["voucher_id"]
+                     and value_of(r)["booklet_id"] == redemption["booklet_id"])
+        position = int(other["voucher_id"][-2:]) % 5 + 1
+        while f"{other['booklet_id']}-{position:02d}" in {
+                value_of(r).get("voucher_id") for r in ledger.records}:
+            position = position % 5 + 1
+        again = VoucherRedeemed(**{**other, "event_id": redemption["event_id"],
+                                   "voucher_id": f"{other['booklet_id']}-{position:02d}"})
+        forged = ledger.writer.redeemer(other["booklet_id"].encode(), [again])
+    replayer, report = replay(ledger.records + forged)
+    assert replayer.compiled
+    finding = find(report, "request_decided_twice")
+    fingerprint = wire.event_fingerprint(redemption["event_id"])
+    assert finding.event_ids == (f"fingerprint:{fingerprint:016x}",)
+
+
 def test_settlement_statements_are_checked(ledger) -> None:  # type: ignore[no-untyped-def]
     redeemed = [value_of(r) for r in ledger.records if value_of(r)["type"] == "voucher_redeemed"]
     siret = redeemed[0]["siret"]
