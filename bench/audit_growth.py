@@ -44,6 +44,7 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 import audit_replay  # noqa: E402
+import ledgers  # noqa: E402
 from redeemer_common import resident_megabytes  # noqa: E402
 
 from passnum.core.settings import Settings  # noqa: E402
@@ -255,7 +256,7 @@ def measure(base: Settings, base_events: int, repeats: int, database: bool, proc
             replay = replay_in_process(log["prefix"], url, processes)
             replays[multiple].append(replay)
             if url:
-                _drop_database(url)
+                ledgers.drop_database(url)
             print(f"replay {multiple}x round {round_number + 1}: {replay['seconds']} s, "
                   f"{replay['events_per_second']:,} events/s, peak "
                   f"{replay['peak_resident_bytes'] / 2**20:.0f} MB, load {replay['load_average']}",
@@ -263,12 +264,6 @@ def measure(base: Settings, base_events: int, repeats: int, database: bool, proc
     rows = [size_figures(multiple, log, replays[multiple])
             for multiple, log in zip(MULTIPLES, logs)]
     return logs, rows
-
-
-def _drop_database(url: str) -> None:
-    from issuer_bulk import drop_database
-
-    drop_database(url)
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -284,7 +279,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
                              arguments.processes, reuse)
         if not (arguments.keep or reuse):
             for log in logs:
-                audit_replay._delete_topics(base.with_overrides(topic_prefix=log["prefix"]))
+                ledgers.delete_topics(base.with_overrides(topic_prefix=log["prefix"]))
     summary = growth(rows)
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "base_events": arguments.base, "repeats": arguments.repeats,

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ledgers  # noqa: E402
 from passnum.core.codec import encode  # noqa: E402
 from passnum.core.settings import Settings  # noqa: E402
 from passnum.ledger.identity import event_id_for  # noqa: E402
@@ -407,18 +409,8 @@ def _run_benchmark(base: Settings, target: int, *, keep: bool, use_database: boo
     print(json.dumps(results, indent=2))
     print(profile_text)
     if not keep:
-        _delete_topics(settings)
+        ledgers.delete_topics(settings)
     return 0
-
-
-def _delete_topics(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        admin.delete_topics([topic.name for topic in topology_for(settings).all_topics()])
-    finally:
-        admin.close()
 
 
 def main() -> int:

@@ -25,7 +25,8 @@ sys.path.insert(0, str(BENCH))
 
 from passnum.core.broker import ManagedBroker  # noqa: E402
 from passnum.core.settings import Settings  # noqa: E402
-from redeemer_common import drop_database, free_port, isolated_settings  # noqa: E402
+import ledgers  # noqa: E402
+from redeemer_common import free_port, isolated_settings  # noqa: E402
 from tests.support.differential_workload import (  # noqa: E402
     DifferentialRun,
     run_differential,
@@ -41,7 +42,7 @@ def run_seed(base: Settings, seed: int, rounds: int) -> DifferentialRun:
             with workers_running(settings, Path(directory) / "logs"):
                 return run_differential(settings, seed, rounds)
         finally:
-            drop_database(settings.database_url)
+            ledgers.discard(settings)
 
 
 def main() -> int:

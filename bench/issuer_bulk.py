@@ -33,18 +33,19 @@ import re
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka import TopicPartition  # noqa: E402
 
-from passnum.core.broker import ManagedBroker, create_topics  # noqa: E402
+import ledgers  # noqa: E402
+from passnum.core.broker import ManagedBroker  # noqa: E402
 from passnum.core.codec import encode  # noqa: E402
-from passnum.core.database import apply_migrations, connect, resolve_database  # noqa: E402
+from passnum.core.database import connect  # noqa: E402
 from passnum.core.log import fetch_high_water_marks, make_consumer, make_producer  # noqa: E402
 from passnum.core.processes import WorkerProcess  # noqa: E402
 from passnum.core.settings import Settings  # noqa: E402
@@ -90,31 +91,14 @@ class Run:
 
 
 def bench_settings(arguments: argparse.Namespace) -> Settings:
+    """The run's settings, before its ledger (`ledgers.isolated`) gives it topics and a
+    database of its own."""
     base = Settings.from_environment()
-    suffix = uuid.uuid4().hex[:8]
-    root = base.database_url.rsplit("/", 1)[0]
     if arguments.batch_max_commands:
         base = base.with_overrides(batch_max_commands=arguments.batch_max_commands)
-    return base.with_overrides(topic_prefix=f"bench{suffix}",
-                               database_url=f"{root}/passnum_bench_{suffix}",
-                               web_port_issuer=arguments.web_port,
+    return base.with_overrides(web_port_issuer=arguments.web_port,
                                run_directory=str(Path(arguments.run_directory).resolve()),
                                conformance_required=False)
-
-
-def prepare(settings: Settings) -> Settings:
-    create_topics(settings)
-    url = resolve_database(settings)
-    apply_migrations(url)
-    return settings.with_overrides(database_url=url)
-
-
-def drop_database(url: str) -> None:
-    root, name = url.rsplit("/", 1)
-    if "?" in name:
-        return  # the embedded server's URL: leave its database alone
-    with connect(f"{root}/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def rss_megabytes(pid: int) -> float:
@@ -424,20 +408,20 @@ def main(argv: list[str]) -> int:
     arguments = parse_arguments(argv)
     settings = bench_settings(arguments)
     with ManagedBroker(settings):
-        settings = prepare(settings)
-        try:
-            if arguments.booklets:  # 0: only the in-process profile
-                run_bench(arguments, settings)
-        finally:
-            if not arguments.keep:
-                drop_database(settings.database_url)
-        if arguments.profile_batches:
-            profile_settings = prepare(bench_settings(arguments))
+        if arguments.booklets:  # 0: only the in-process profile
+            ledger = ledgers.isolated(settings)
             try:
-                print(profile_batches(profile_settings, collectivites(),
-                                      arguments.profile_batches, arguments.booklets_per_order))
+                run_bench(arguments, ledger)
             finally:
-                drop_database(profile_settings.database_url)
+                if not arguments.keep:
+                    ledgers.discard(ledger)
+        if arguments.profile_batches:
+            ledger = ledgers.isolated(settings)
+            try:
+                print(profile_batches(ledger, collectivites(), arguments.profile_batches,
+                                      arguments.booklets_per_order))
+            finally:
+                ledgers.discard(ledger)
     return 0
 
 

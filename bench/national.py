@@ -57,10 +57,10 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
+import ledgers  # noqa: E402
 from audit_growth import replay_in_process  # noqa: E402
 from audit_replay import REDEEMED_SHARE, SECOND_SCAN_SHARE, VENUE_COUNT  # noqa: E402
 from issuer_bulk import (  # noqa: E402
-    drop_database,
     measure_issuer,
     measured_commands,
     plan_orders,
@@ -333,7 +333,7 @@ def full_audit(settings: Settings) -> dict[str, Any]:
     try:
         replay = replay_in_process(settings.topic_prefix, url)
     finally:
-        drop_database(url)
+        ledgers.drop_database(url)
     return {"events": replay["records"], "seconds": replay["seconds"],
             "read_seconds": replay["read_seconds"], "judge_seconds": replay["judge_seconds"],
             "load_seconds": replay["load_seconds"],
@@ -461,10 +461,7 @@ def national_run(arguments: argparse.Namespace) -> dict[str, Any]:
             measure_ledger(arguments, settings, run_directory, result)
         finally:
             if not arguments.keep:
-                from audit_replay import _delete_topics
-
-                _delete_topics(settings)
-                drop_database(settings.database_url)
+                ledgers.discard(settings)
     if not arguments.keep:
         shutil.rmtree(run_directory, ignore_errors=True)
     result["load_average_after"] = load_average()

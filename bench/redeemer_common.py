@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -20,12 +19,13 @@ from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 
-from passnum.core.broker import ManagedBroker, create_topics
+import ledgers
+from passnum.core.broker import ManagedBroker
 from passnum.core.codec import encode
-from passnum.core.database import apply_migrations, resolve_database
 from passnum.core.log import make_producer
 from passnum.core.processes import WorkerProcess
 from passnum.core.settings import Settings
@@ -69,24 +69,9 @@ def free_port() -> int:
 
 
 def isolated_settings(base: Settings, run_directory: Path, **overrides: object) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    root = base.database_url.rsplit("/", 1)[0]
-    settings = base.with_overrides(
-        topic_prefix=f"bench{suffix}", database_url=f"{root}/passnum_bench{suffix}",
-        web_port_redeemer=free_port(), run_directory=str(run_directory),
-        conformance_required=False, **overrides)
-    create_topics(settings)
-    url = resolve_database(settings)
-    apply_migrations(url)
-    return settings.with_overrides(database_url=url)
-
-
-def drop_database(url: str) -> None:
-    root, name = url.rsplit("/", 1)
-    if "?" in name:
-        return
-    with psycopg.connect(f"{root}/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return ledgers.isolated(base, web_port_redeemer=free_port(),
+                            run_directory=str(run_directory), conformance_required=False,
+                            **overrides)
 
 
 def booklet_id(sequence: int) -> str:
@@ -248,4 +233,4 @@ def bench_ledger(base: Settings, run_directory: Path, venue_count: int, keep: bo
             for worker in workers:
                 worker.stop()
             if not keep:
-                drop_database(settings.database_url)
+                ledgers.discard(settings)
