@@ -197,8 +197,9 @@ def _dies_with(parent: int) -> Callable[[], None]:
     """Run in the child before it executes: the kernel sends it SIGKILL when the worker
     ends, however it ends (a worker killed by SIGKILL runs no clean-up of its own)."""
     def set_parent_death_signal() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if sys.platform.startswith("linux"):  # prctl(2) is Linux's; the images run Linux
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the worker ended before the call
             os._exit(1)
 
