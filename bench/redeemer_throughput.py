@@ -53,6 +53,7 @@ from redeemer_common import (  # type: ignore[import-not-found]
 
 from passnum.core.codec import decode_command, encode
 from passnum.core.log import fetch_high_water_marks, make_consumer, make_producer
+from passnum.core.publisher import BatchSender
 from passnum.core.settings import Settings
 from passnum.core.topology import route_command, topology_for
 from passnum.ledger.voucher_codes import VoucherNumber, make_code, parse_code
@@ -207,6 +208,24 @@ def produce(settings: Settings, records: list[tuple[str, bytes, bytes]],
     producer.close()
 
 
+@dataclass(frozen=True)
+class _Command:
+    """A command as `BatchSender` sends it (the shape of the HTTP gateway's records)."""
+
+    topic: str
+    key: bytes
+    payload: bytes
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+
+# The load generator sends its commands as the HTTP gateways do, in record batches
+# (passnum.core.publisher.BatchSender); slices keep the partitions interleaved, as many
+# counters sending at once would.
+PRODUCE_SLICE = 2_000
+
+
 async def produce_aiokafka(settings: Settings, records: list[tuple[str, bytes, bytes]],
                            topic_override: str | None) -> None:
     from aiokafka import AIOKafkaProducer
@@ -215,9 +234,13 @@ async def produce_aiokafka(settings: Settings, records: list[tuple[str, bytes, b
                                 linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     try:
-        pending = [await producer.send(topic_override or topic, key=key, value=value)
-                   for topic, key, value in records]
-        await asyncio.gather(*pending)
+        sender, acknowledgements = BatchSender(), []
+        commands = [_Command(topic_override or topic, key, value)
+                    for topic, key, value in records]
+        for start in range(0, len(commands), PRODUCE_SLICE):
+            await sender.send(producer, commands[start:start + PRODUCE_SLICE],
+                              lambda sent, _batch: acknowledgements.append(sent))
+        await asyncio.gather(*acknowledgements)
     finally:
         await producer.stop()
 
