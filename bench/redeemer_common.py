@@ -150,7 +150,9 @@ def accredit(settings: Settings, venue_count: int) -> list[Venue]:
     return venue_list
 
 
-ROLES = ("worker", "database", "broker", "load generator", "other")
+# "api": the workers' HTTP API processes (their children, services/redeemer/web.py), which
+# each worker feeds with its outcomes whether or not requests wait for them.
+ROLES = ("worker", "api", "database", "broker", "load generator", "other")
 
 
 def serves_another_database(command: str, database_name: str | None) -> bool:
@@ -167,8 +169,8 @@ def serves_another_database(command: str, database_name: str | None) -> bool:
 def cpu_seconds_by_process(worker_pids: set[int], database_name: str | None = None
                            ) -> dict[int, tuple[str, float]]:
     """CPU time (user + system) used so far by every process, with its role: a redeemer
-    worker, PostgreSQL, the broker (Tansu), this process (the load generator), or anything
-    else on the machine. Differences between two readings say where a run's CPU went, per
+    worker, a worker's HTTP API process, PostgreSQL, the broker (Tansu), this process (the
+    load generator), or anything else on the machine. Differences between two readings say where a run's CPU went, per
     redemption: a figure that, unlike a rate, moves little when another job shares the
     cores. With `database_name`, a PostgreSQL backend of another database (another job's
     tests on the shared server) is "other", not the database's."""
@@ -185,6 +187,8 @@ def cpu_seconds_by_process(worker_pids: set[int], database_name: str | None = No
         pid = int(entry.name)
         if pid in worker_pids:
             role = "worker"
+        elif int(fields[1]) in worker_pids:  # the parent's pid
+            role = "api"
         elif pid == os.getpid():
             role = "load generator"
         elif command.startswith("postgres") or "/postgres" in command:

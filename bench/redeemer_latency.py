@@ -164,32 +164,6 @@ async def drive(url: str, token: str, codes: list[str], rate: float, prefix: str
     return sorted(latencies), statuses
 
 
-def api_pids(worker_pids: set[int]) -> set[int]:
-    """The API processes: the children of the workers (services/redeemer/web.py)."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent in worker_pids:
-                children.add(int(entry.name))
-    return children
-
-
-def with_api_role(cpu: dict[str, float], before: dict[int, tuple[str, float]],
-                  after: dict[int, tuple[str, float]], api: set[int], count: int
-                  ) -> dict[str, float]:
-    """The API processes' share, taken out of "other" (where the readings count them)."""
-    seconds = sum(after[pid][1] - (before[pid][1] if pid in before else 0.0)
-                  for pid in api if pid in after)
-    share = round(seconds / count * 1e6, 1)
-    return {"worker": cpu["worker"], "api": share, **{
-        role: round(value - share, 1) if role == "other" else value
-        for role, value in cpu.items() if role != "worker"}}
-
-
 def codes_for(settings: Settings, first: int, count: int) -> list[str]:
     key = settings.voucher_code_key.encode()
     return [make_code(key, VoucherNumber(BENCH_SIREN, index // VOUCHERS_PER_BOOKLET + 1,
@@ -228,8 +202,7 @@ def main() -> None:
         # anything else): unlike the latencies, it moves little when other jobs share the
         # cores, and it says how far the machine is from serving the rate at all.
         cpu_after = cpu_seconds_by_process(bench.worker_pids)
-        cpu = with_api_role(cpu_microseconds_per(cpu_before, cpu_after, count), cpu_before,
-                            cpu_after, api_pids(bench.worker_pids), count)
+        cpu = cpu_microseconds_per(cpu_before, cpu_after, count)
         settings = bench.settings
     if not arguments.keep:
         shutil.rmtree(directory, ignore_errors=True)
