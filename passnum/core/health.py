@@ -17,6 +17,7 @@ the `passnum_consumer_lag_records` gauge.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ import psycopg
 from passnum.core.database import SESSION_OPTIONS
 from passnum.core.metrics import WorkerMetrics
 from passnum.core.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # The operator's routes every worker serves besides its API (not in the API's OpenAPI
 # document: they are for probes and Prometheus, not for tenants).
@@ -206,7 +209,13 @@ class WorkerHealth:
         consumer = self.consumer
         if consumer is not None:
             samples: dict[tuple[str, int], tuple[int, int]] = {}
-            for partition in consumer.assignment():
+            for partition in list(consumer.assignment()):
+                # A rebalance can revoke the partition during the previous iteration's
+                # await, and aiokafka asserts on the high-water mark of a partition it no
+                # longer holds: an AssertionError that ended the sampler, and with it the
+                # worker (seen under load, during a heartbeat-expiry rebalance).
+                if partition not in consumer.assignment():
+                    continue
                 high_water = consumer.highwater(partition)
                 if high_water is None:
                     continue  # no fetch answer for it yet
@@ -281,7 +290,12 @@ def mount_observability(app: Any, app_id: str, settings: Settings) -> WorkerHeal
 
         @mode.Service.timer(REFRESH_INTERVAL_SECONDS)
         async def _refresh(self) -> None:
-            await health.refresh()
+            # The samples are advisory (lag, backlog): a failure to take them is logged and
+            # the next tick tries again, since a crashed service ends the whole worker.
+            try:
+                await health.refresh()
+            except Exception:  # noqa: BLE001 - see above
+                logger.exception("health sampling failed")
 
         async def on_stop(self) -> None:
             await health.close()
@@ -295,7 +309,6 @@ def http_middleware(metrics: WorkerMetrics) -> Any:
     route pattern (bounded label values), method and status, and carries its request id
     (the client's X-Request-Id, else its Idempotency-Key, else a new one) into the log
     records written meanwhile and the answer's X-Request-Id header."""
-    import logging
     import uuid
 
     from aiohttp import web

@@ -190,3 +190,46 @@ def test_liveness_reports_how_late_the_event_loop_is() -> None:
         return late
 
     assert asyncio.run(blocked_loop()) >= 0.9
+
+
+def test_sampling_skips_a_partition_revoked_while_it_samples_another() -> None:
+    """A rebalance that revokes a partition while the sampler awaits another one's position
+    must not reach aiokafka's `highwater` (which asserts, and the worker died of it)."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from passnum.core.health import WorkerHealth
+
+    class RevokingConsumer:
+        """aiokafka's contract for the calls the sampler makes: `highwater` of a partition
+        not assigned is an AssertionError. The first `position` asked revokes every other
+        partition (a rebalance during the await), whichever the set yields first."""
+
+        def __init__(self) -> None:
+            self.assigned = {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+        def assignment(self) -> set[TopicPartition]:
+            return set(self.assigned)
+
+        def highwater(self, partition: Any) -> int:
+            assert partition in self.assigned, "Partition is not assigned"
+            return 10
+
+        async def position(self, partition: Any) -> int:
+            self.assigned &= {partition}
+            return 4
+
+    async def sample() -> WorkerHealth:
+        health = WorkerHealth("unit", "redeemer", Settings(), WorkerMetrics("unit"))
+        health.consumer = RevokingConsumer()
+
+        async def no_database(*_: object) -> None:
+            raise asyncio.TimeoutError
+
+        health._query = no_database  # type: ignore[method-assign]
+        await health.refresh()
+        return health
+
+    health = asyncio.run(sample())
+    assert len(health.lag.lags()) == 1  # the partition sampled first; the revoked one skipped
