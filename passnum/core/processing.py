@@ -135,6 +135,21 @@ def command_weight(handler: Handler, command: Command) -> int:
     return max(1, int(weigh(command))) if weigh is not None else 1
 
 
+def holds_a_long_decision(handler: Handler, records: Sequence[InputRecord]) -> bool:
+    """Whether one of the records is a command whose decision may take seconds, as its
+    handler can tell before deciding (`long_decision` method, optional; a settlement close
+    locks and pays a month of redemptions). Such a batch is not decided on the event loop,
+    however few its records: it would stop the consumer group's heartbeats."""
+    is_long = getattr(handler, "long_decision", None)
+    if is_long is None:
+        return False
+    for record in records:
+        command = decode_command(record.value) if record.topic in handler.command_topics else None
+        if isinstance(command, Command) and is_long(command):
+            return True
+    return False
+
+
 def split_by_weight(handler: Handler, records: Sequence[InputRecord],
                     max_weight: int) -> list[list[InputRecord]]:
     """Cut a fetched batch, in order, into transactions of at most `max_weight` expected

@@ -53,6 +53,7 @@ from passnum.core.processing import (
     dead_letter_record,
     decide_batch,
     forget_published,
+    holds_a_long_decision,
     is_infrastructure_error,
     pending_outbox,
     split_by_weight,
@@ -421,7 +422,8 @@ class BatchRunner:
                 published = list(self.published_row_ids)
                 arguments = (self._connection(), self.handler, records, published,
                              list(self.unacknowledged_row_ids))
-                if len(records) <= INLINE_DECISION_MAX_RECORDS:
+                if (len(records) <= INLINE_DECISION_MAX_RECORDS
+                        and not holds_a_long_decision(self.handler, records)):
                     result = decide_batch(*arguments)
                 else:
                     result = await asyncio.to_thread(decide_batch, *arguments)
