@@ -8,7 +8,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
 
@@ -30,6 +30,18 @@ def onboard(client: LedgerClient, partners: Sequence[Partner], booklets: int,
     outcomes = client.wait_for([c.request_id for c in commands], timeout_seconds=90)
     rejected = [e for events in outcomes.values() for e in events if "rejected" in e.type]
     assert not rejected, rejected
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout_seconds: float = 60.0,
+               interval_seconds: float = 0.1) -> Any:
+    """Poll `condition` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_seconds)
+    raise AssertionError(f"never true within {timeout_seconds} s: {what}")
 
 
 def wait_for_rows(settings: Settings, query: str, expected: int, timeout_seconds: float = 60

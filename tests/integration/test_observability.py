@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,12 +30,11 @@ from passnum.edge.http import issue_token
 from passnum.ledger.partners import collectivites
 from passnum.tools.scenario import onboarding
 from schemas.messages import FundEnvelope
-from tests.integration.helpers import MARCH
+from tests.integration.helpers import MARCH, wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-WAIT_SECONDS = 60.0
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -57,16 +56,6 @@ def scrape(settings: Settings) -> dict[str, Any]:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
-
-
-def wait_until(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"never true: {what}")
 
 
 def sample(samples: dict[str, Any], name: str, **labels: str) -> float | None:

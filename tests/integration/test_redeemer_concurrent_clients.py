@@ -34,7 +34,7 @@ BOOKLETS = 100  # of 10 vouchers: 1,000 vouchers
 
 
 def _attempt_all(settings, siret: str, codes: list[str], seed: int, results: dict,
-                 failures: list) -> None:
+                 failures: list, start: threading.Barrier) -> None:
     try:
         client = LedgerClient(settings)
         order = list(enumerate(codes))
@@ -42,6 +42,9 @@ def _attempt_all(settings, siret: str, codes: list[str], seed: int, results: dic
         commands = [RedeemVoucher(request_id=f"venue{seed}-v{index}", code=code, siret=siret,
                                   occurred_at=MARCH + timedelta(seconds=index))
                     for index, code in order]
+        # Every client ready before any sends: a client whose set-up ended first could send
+        # its 1,000 commands before the others began, and win them all (no race at all).
+        start.wait(timeout=120)
         client.send(commands)
         outcomes = client.wait_for([c.request_id for c in commands], timeout_seconds=180)
         results[seed] = outcomes
@@ -64,8 +67,9 @@ def test_eight_venues_race_for_the_same_thousand_vouchers(ledger, start_worker) 
 
     results: dict[int, dict] = {}
     failures: list[BaseException] = []
+    start = threading.Barrier(CLIENTS)
     threads = [threading.Thread(target=_attempt_all, args=(ledger, venue.siret, codes, seed,
-                                                           results, failures))
+                                                           results, failures, start))
                for seed, venue in enumerate(venue_list)]
     for thread in threads:
         thread.start()

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import threading
-import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -37,7 +36,7 @@ from schemas.messages import (
     RegisterCollectivite,
 )
 from services.redeemer.cli import wait_for_close
-from tests.integration.helpers import scalar, wait_for_rows
+from tests.integration.helpers import scalar, wait_for_rows, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -290,14 +289,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait(condition: Any, timeout_seconds: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(condition)
 
 
 def test_the_api_process_crashes_alone_and_loses_nothing(world, ledger) -> None:
@@ -325,8 +316,9 @@ def test_the_api_process_crashes_alone_and_loses_nothing(world, ledger) -> None:
     os.kill(next(iter(first)), signal.SIGKILL)
     for thread in threads:
         thread.join(timeout=60)
-    second = _wait(lambda: _children(redeemer.process.pid) - first)
-    _wait(lambda: _ready(ledger.web_port_redeemer))
+    second = wait_until(lambda: _children(redeemer.process.pid) - first,
+                        "the API process started again")
+    wait_until(lambda: _ready(ledger.web_port_redeemer), "the API answering again")
     event_ids = set()
     for index, code in enumerate(codes):
         status, body = api.call("POST", "/v1/redemptions", token, {"code": code},
@@ -340,7 +332,7 @@ def test_the_api_process_crashes_alone_and_loses_nothing(world, ledger) -> None:
     assert scalar(ledger, "SELECT count(*) FROM redemptions") == len(codes)
 
     redeemer.kill()
-    _wait(lambda: not any(_alive(pid) for pid in second), 10)
+    wait_until(lambda: not any(_alive(pid) for pid in second), "the API process gone", 10)
     redeemer.start()
     redeemer.wait_until_healthy(120)
     status, body = api.call("POST", "/v1/checks", token, {"code": codes[0]})
