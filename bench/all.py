@@ -192,6 +192,7 @@ def table(figures: dict[str, Any], number: int = 1) -> list[str]:
 def page(runs: list[dict[str, Any]]) -> str:
     """docs/performance.md: every run of one invocation, one section each (pure)."""
     full = " --full" if runs[0]["full"] else ""
+    full += " --growth" if "growth" in runs[0] else ""
     lines = [
         "# Performance",
         "",
