@@ -233,6 +233,14 @@ class TenantApi:
         """The handler of each route, by operation id."""
         raise NotImplementedError
 
+    def routed_handlers(self) -> list[tuple[Route, RequestHandler]]:
+        """Each route with its handler, in the route table's order (the order a web server
+        matches them in): the routes served are the routes documented, by construction."""
+        handlers = self.handlers()
+        assert set(handlers) == {route.operation_id for route in self.routes}, \
+            "every route has exactly one handler"
+        return [(route, handlers[route.operation_id]) for route in self.routes]
+
     def request_id(self, tenant: Tenant, idempotency_key: str | None, route: Route) -> str:
         raise NotImplementedError
 

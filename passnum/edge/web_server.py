@@ -54,12 +54,8 @@ def add_api(app: web.Application, api: TenantApi, document: dict[str, Any] | Non
     """Serve every route of `api` with its handler, open its connections when the
     application starts and close them when it stops; `document` at OPENAPI_PATH (None: a
     second API of the same process, whose routes the first one's document describes)."""
-    handlers = api.handlers()
-    assert set(handlers) == {route.operation_id for route in api.routes}, \
-        "every route has exactly one handler"
-    for route in api.routes:  # aiohttp matches routes in the order they were added
-        app.router.add_route(route.method.upper(), route.path,
-                             _view(api, handlers[route.operation_id]),
+    for route, handler in api.routed_handlers():
+        app.router.add_route(route.method.upper(), route.path, _view(api, handler),
                              name=f"{api.processor}:{route.operation_id}")
     if document is not None:
         app.router.add_get(OPENAPI_PATH, _document_view(document))

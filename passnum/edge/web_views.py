@@ -48,12 +48,9 @@ def _attach_lifecycle(app: faust.App, api: TenantApi) -> None:
 def _handlers_by_path(api: TenantApi) -> dict[str, dict[str, RequestHandler]]:
     """{path: {method: handler}}, in the order of the route table (aiohttp matches routes in
     the order they were added)."""
-    handlers = api.handlers()
-    assert set(handlers) == {route.operation_id for route in api.routes}, \
-        "every route has exactly one handler"
     by_path: dict[str, dict[str, RequestHandler]] = {}
-    for route in api.routes:
-        by_path.setdefault(route.path, {})[route.method] = handlers[route.operation_id]
+    for route, handler in api.routed_handlers():
+        by_path.setdefault(route.path, {})[route.method] = handler
     return by_path
 
 
