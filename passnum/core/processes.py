@@ -6,6 +6,7 @@ Each worker is its own OS process started with the faust CLI, exactly as in prod
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -16,6 +17,24 @@ from pathlib import Path
 from typing import IO
 
 from passnum.core.settings import Settings
+
+
+# Collect the youngest generation once per this many new container objects (Python's
+# default is 700), the older ones after this many collections of the one below. A batch
+# builds hundreds of thousands of objects, almost none of them in a cycle: with the
+# defaults, 40,000 booklets issued in-process ran 750 collections that took 18 % of the
+# decisions' CPU (0.64 s of 3.6 s); frozen start-up objects and these thresholds, 0.14 s.
+GARBAGE_COLLECTION_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_garbage_collection() -> None:
+    """Leave what start-up built (modules, classes, the app) out of every collection, and
+    collect less often: see GARBAGE_COLLECTION_THRESHOLDS. Called by the workers and by
+    the redeemer's API process once they have started."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GARBAGE_COLLECTION_THRESHOLDS)
+
 
 WORKER_APPS = {
     "issuer": ("services.issuer.app", "web_port_issuer"),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import logging
 import os
 import signal
@@ -44,6 +43,7 @@ from aiokafka.errors import (
 from passnum.core.health import WorkerHealth, http_middleware, mount_observability
 from passnum.core.logging_setup import logging_config, silenced
 from passnum.core.metrics import MeteredHandler, dead_letter_reasons
+from passnum.core.processes import tune_garbage_collection
 from passnum.core.processing import (
     BatchResult,
     Handler,
@@ -101,22 +101,6 @@ class PassnumApp(faust.App):
         await asyncio.to_thread(prepare_environment, self.passnum_settings)
         tune_garbage_collection()
         await super().on_first_start()
-
-
-# Collect the youngest generation once per this many new container objects (Python's
-# default is 700), the older ones after this many collections of the one below. A batch
-# builds hundreds of thousands of objects, almost none of them in a cycle: with the
-# defaults, 40,000 booklets issued in-process ran 750 collections that took 18 % of the
-# decisions' CPU (0.64 s of 3.6 s); frozen start-up objects and these thresholds, 0.14 s.
-GARBAGE_COLLECTION_THRESHOLDS = (20_000, 20, 20)
-
-
-def tune_garbage_collection() -> None:
-    """Leave what start-up built (modules, classes, the app) out of every collection, and
-    collect less often: see GARBAGE_COLLECTION_THRESHOLDS."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GARBAGE_COLLECTION_THRESHOLDS)
 
 
 def prepare_environment(settings: Settings) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import gc
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from typing import IO, Any, Callable
 from aiohttp import web
 
 from passnum.core.health import http_middleware
+from passnum.core.processes import tune_garbage_collection
 from passnum.core.settings import Settings
 from passnum.edge.web_server import ApiMetrics, Operations, OutcomeFeed, add_api, encode_outcomes
 from services.redeemer.api import RedeemerApi
@@ -76,19 +76,6 @@ def worker_socket_path(tag: str) -> str:
     relayed by the API process). `tag` names the worker process (passnum.core.processing.
     process_tag), so a worker started again after a crash never meets a stale socket."""
     return str(Path(tempfile.gettempdir()) / f"passnum-redeemer-{tag}.sock")
-
-
-# As in the worker (passnum.core.worker.GARBAGE_COLLECTION_THRESHOLDS, which imports faust):
-# every request builds hundreds of short-lived objects, almost none in a cycle, and Python's
-# default thresholds collected the start-up heap (pydantic's schemas, aiohttp) over and over.
-GARBAGE_COLLECTION_THRESHOLDS = (20_000, 20, 20)
-
-
-def tune_garbage_collection() -> None:
-    """Leave what start-up built out of every collection, and collect less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GARBAGE_COLLECTION_THRESHOLDS)
 
 
 def remove_stale_sockets() -> None:
