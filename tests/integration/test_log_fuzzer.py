@@ -19,11 +19,11 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from passnum.core.codec import decode_command
-from passnum.core.log import read_to_end
+from passnum.core.log import make_producer, read_to_end
 from passnum.core.topology import route_command, topology_for
 from passnum.edge.client import LedgerClient
 from passnum.ledger.partners import collectivites, venues
@@ -50,6 +50,11 @@ from tests.integration.helpers import MARCH, onboard
 pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("LOG_FUZZ_EXAMPLES", "3"))
 RECORDS_PER_EXAMPLE = 24
+LARGEST_PADDING = 1_100_000  # a "large" record is drawn up to this much over 1 MiB's edge
+# The fuzzer's own producer must let every drawn record through to the broker: the service
+# clients refuse a request over 1 MiB on the client side, and that refusal is not what is
+# under test.
+FUZZER_MAX_REQUEST_BYTES = 4 * 1_048_576
 
 ANY_JSON = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
@@ -115,7 +120,7 @@ def fuzz_record(draw: Any, corpus: list[Command]) -> tuple[str, bytes]:
         depth = draw(st.integers(min_value=100, max_value=200_000))
         raw = '{"type": "fund_envelope", "x": ' + "[" * depth + "]" * depth + "}"
     elif kind == "large":
-        raw = raw[:-1] + ', "padding": "' + "x" * draw(st.integers(1, 1_100_000)) + '"}'
+        raw = raw[:-1] + ', "padding": "' + "x" * draw(st.integers(1, LARGEST_PADDING)) + '"}'
     elif kind == "truncated":
         raw = raw[:draw(st.integers(0, max(0, len(raw) - 1)))]
     elif kind == "not_an_object":
@@ -148,6 +153,9 @@ def test_every_fuzzed_record_is_answered_and_nothing_stops(ledger, start_worker)
     topics = {"issuer": (topology.issuer_commands.name, ISSUER_COMMANDS),
               "redeemer": (topology.redeemer_commands.name, REDEEMER_COMMANDS)}
     counter = iter(range(1_000_000))
+    producer = make_producer(ledger, max_request_size=FUZZER_MAX_REQUEST_BYTES)
+    over_one_mebibyte = (b'{"type": "fund_envelope", "request_id": "c", "padding": "'
+                         + b"x" * LARGEST_PADDING + b'"}')
 
     # No shrinking: each example runs against live workers (a failing one is reported as
     # drawn, with the records that were sent).
@@ -156,6 +164,7 @@ def test_every_fuzzed_record_is_answered_and_nothing_stops(ledger, start_worker)
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                      HealthCheck.data_too_large, HealthCheck.large_base_example])
     @given(st.lists(fuzz_record(corpus), min_size=1, max_size=RECORDS_PER_EXAMPLE))
+    @example([("issuer", over_one_mebibyte), ("redeemer", over_one_mebibyte)])
     def examples(records: list[tuple[str, bytes]]) -> None:
         expected: list[tuple[str, int, int, str | None]] = []  # topic, partition, offset, id
         followers: list[str] = []
@@ -170,7 +179,7 @@ def test_every_fuzzed_record_is_answered_and_nothing_stops(ledger, start_worker)
                         CheckVoucher(request_id=f"ok{number}", occurred_at=MARCH, code=code,
                                      siret=venue.siret))
             _, key = route_command(topology, follower)
-            sent = client.producer.send(topic, key=key, value=value).get(timeout=30)
+            sent = producer.send(topic, key=key, value=value).get(timeout=30)
             expected.append((topic, sent.partition, sent.offset, _expects_events(classes, value)))
             client.send([follower])
             followers.append(follower.request_id)
@@ -178,7 +187,10 @@ def test_every_fuzzed_record_is_answered_and_nothing_stops(ledger, start_worker)
         _assert_answered(ledger, client, topology.dead_letters.name, expected)
         assert issuer.running() and redeemer.running()
 
-    examples()
+    try:
+        examples()
+    finally:
+        producer.close()
 
 
 def _assert_answered(settings_: Any, client: LedgerClient, dead_letter_topic: str,
