@@ -42,6 +42,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h> /* getentropy */
 #ifdef PASSNUM_OPENSSL_SHA256
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init and co.: deprecated, not going away */
 #include <openssl/sha.h>
@@ -1310,11 +1311,20 @@ typedef struct {
     uint64_t voucher;
 } standing_slot;
 
+/* The multiplier of the slots' hash: odd, drawn from the kernel when the module loads. The
+   fingerprints are the first 64 bits of event ids, which whoever writes the log chooses; with
+   a multiplier fixed in the source, a forged log could choose ids that all land in one run of
+   slots and make each lookup walk it (the result stays right, the audit slows down). With a
+   random odd multiplier and the product's top bits as the slot (multiply-shift hashing),
+   ids cannot be chosen to collide without knowing it. */
+static uint64_t slot_multiplier = 0x9E3779B97F4A7C15ULL;
+
 static Py_ssize_t slot_of(uint64_t fingerprint, Py_ssize_t mask)
 {
-    /* Fibonacci hashing: the fingerprints are hash output already, this spreads the
-       multiples of a power of two that a forged log could choose */
-    return (Py_ssize_t)((fingerprint * 0x9E3779B97F4A7C15ULL) >> 20) & mask;
+    int bits = __builtin_popcountll((unsigned long long)mask); /* capacity = 2 ** bits */
+    if (bits == 0)
+        return 0;
+    return (Py_ssize_t)((fingerprint * slot_multiplier) >> (64 - bits));
 }
 
 static standing_slot *find_slot(standing_slot *slots, Py_ssize_t mask, uint64_t fingerprint)
@@ -1563,5 +1573,9 @@ PyMODINIT_FUNC PyInit__plain_records(void)
         if (booklet_column_names[column] == NULL)
             return NULL;
     }
+    uint64_t drawn;
+    if (getentropy(&drawn, sizeof(drawn)) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    slot_multiplier = drawn | 1;
     return PyModule_Create(&module_definition);
 }
