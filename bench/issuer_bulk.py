@@ -11,11 +11,13 @@
 2. Measured: orders of `--booklets-per-order` booklets spread over the 87 partners, each
    followed by the payment that funds it, produced with kafka-python; the clock runs from
    the first command produced to the last `booklet_issued` / `booklet_activated` event
-   consumed from the issuer's event topic. The worker's resident memory is sampled at 25,
-   50, 75 and 100 % of the events.
+   consumed (aiokafka) from the issuer's event topic. The worker's resident memory is
+   sampled at 25, 50, 75 and 100 % of the events, and the CPU of every process read from
+   /proc before and after (per booklet: worker, database, broker, this process).
 3. Baseline: on the same broker, kafka-python produces (in a process of its own, as the
-   worker is) and consumes (here, as the issuer's events are) as many messages of the same
-   size as the issuer produced events, with nothing decided or stored in between.
+   worker is) as many messages of the same size as the issuer produced events, and this
+   process consumes them with the same aiokafka tail as the issuer's events, with nothing
+   decided or stored in between.
 4. With `--profile-batches N`, also decides N order+payment batches in this process under
    cProfile (same handler, same database code, no broker) and prints the top functions.
 
@@ -25,6 +27,7 @@ Stops what it started and drops its database unless `--keep`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import json
@@ -36,17 +39,23 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kafka import TopicPartition  # noqa: E402
+from aiokafka import TopicPartition  # noqa: E402
 
 import ledgers  # noqa: E402
+from redeemer_common import (  # noqa: E402
+    cpu_microseconds_per,
+    cpu_seconds_by_process,
+    resident_megabytes,
+)
 from passnum.core.broker import ManagedBroker  # noqa: E402
 from passnum.core.codec import encode  # noqa: E402
 from passnum.core.database import connect  # noqa: E402
-from passnum.core.log import fetch_high_water_marks, make_consumer, make_producer  # noqa: E402
+from passnum.core.log import fetch_high_water_marks, make_producer  # noqa: E402
 from passnum.core.processes import WorkerProcess  # noqa: E402
 from passnum.core.settings import Settings  # noqa: E402
 from passnum.core.topology import route_command, topology_for  # noqa: E402
@@ -77,6 +86,7 @@ class Run:
     events: int = 0
     event_bytes: int = 0
     rss_megabytes: dict[int, float] = field(default_factory=dict)
+    cpu_microseconds_per_booklet: dict[str, float] = field(default_factory=dict)
 
     @property
     def booklets_per_second(self) -> float:
@@ -99,14 +109,6 @@ def bench_settings(arguments: argparse.Namespace) -> Settings:
     return base.with_overrides(web_port_issuer=arguments.web_port,
                                run_directory=str(Path(arguments.run_directory).resolve()),
                                conformance_required=False)
-
-
-def rss_megabytes(pid: int) -> float:
-    """Resident memory of the worker, from /proc (no dependency needed)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 # ------------------------------------------------------------------ commands
@@ -188,44 +190,73 @@ def wait_for_outcomes(settings: Settings, request_ids: set[str], timeout_seconds
 # ------------------------------------------------------------------ the measured run
 
 
+class Tail:
+    """Follows partitions from given offsets with aiokafka, whose record parsing is compiled:
+    the clock of both the issuer's run and the baseline. kafka-python's consumer decodes
+    every record in Python (about 50 µs a booklet, measured from /proc), CPU that the
+    measured pipeline shares on two cores; the same consumer on both sides keeps the ratio
+    honest."""
+
+    def __init__(self, settings: Settings, start_offsets: dict[tuple[str, int], int]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.consumer = self.loop.run_until_complete(self._started(settings, start_offsets))
+
+    @staticmethod
+    async def _started(settings: Settings, start_offsets: dict[tuple[str, int], int]) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, group_id=None,
+            enable_auto_commit=False, fetch_max_wait_ms=100,
+            fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
+        await consumer.start()
+        partitions = [TopicPartition(topic, number) for topic, number in start_offsets]
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, start_offsets[(partition.topic, partition.partition)])
+        return consumer
+
+    def values(self) -> list[bytes]:
+        """What arrived within 100 ms (possibly nothing)."""
+        batches = self.loop.run_until_complete(
+            self.consumer.getmany(timeout_ms=100, max_records=50_000))
+        return [record.value or b"" for records in batches.values() for record in records]
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.consumer.stop())
+        self.loop.close()
+
+
 class EventCounter:
-    """Consumes the issuer's events from the given offsets and counts distinct booklets
+    """Follows the issuer's events from the given offsets and counts distinct booklets
     issued and activated (a re-published event counts once)."""
 
     def __init__(self, settings: Settings, start_offsets: dict[tuple[str, int], int]) -> None:
-        self.consumer = make_consumer(settings)
-        partitions = [TopicPartition(topic, number) for topic, number in start_offsets]
-        self.consumer.assign(partitions)
-        for partition in partitions:
-            self.consumer.seek(partition, start_offsets[(partition.topic, partition.partition)])
+        self.tail = Tail(settings, start_offsets)
         self.issued: set[bytes] = set()
         self.activated: set[bytes] = set()
         self.events = 0
         self.event_bytes = 0
 
     def poll(self) -> int:
-        batches = self.consumer.poll(timeout_ms=100, max_records=50_000)
-        count = 0
-        for records in batches.values():
-            for record in records:
-                value = record.value or b""
-                self.events += 1
-                self.event_bytes += len(value)
-                count += 1
-                match = _BOOKLET_ID.search(value)
-                if match is None:
-                    continue
-                if _ISSUED in value:
-                    self.issued.add(match.group(1))
-                elif _ACTIVATED in value:
-                    self.activated.add(match.group(1))
-        return count
+        values = self.tail.values()
+        for value in values:
+            self.events += 1
+            self.event_bytes += len(value)
+            match = _BOOKLET_ID.search(value)
+            if match is None:
+                continue
+            if _ISSUED in value:
+                self.issued.add(match.group(1))
+            elif _ACTIVATED in value:
+                self.activated.add(match.group(1))
+        return len(values)
 
     def progress(self) -> int:
         return len(self.issued) + len(self.activated)
 
     def close(self) -> None:
-        self.consumer.close()
+        self.tail.close()
 
 
 def measure_issuer(settings: Settings, worker: WorkerProcess, commands: list[Command],
@@ -237,6 +268,8 @@ def measure_issuer(settings: Settings, worker: WorkerProcess, commands: list[Com
     target = 2 * booklets
     checkpoints = [(share, target * share // 100) for share in MEMORY_CHECKPOINTS]
     assert worker.process is not None
+    database_name = settings.database_url.rsplit("/", 1)[1].split("?")[0]
+    cpu_before = cpu_seconds_by_process({worker.process.pid}, database_name)
     started = time.perf_counter()
     sender = threading.Thread(target=produce, args=(settings, commands))
     sender.start()
@@ -247,8 +280,10 @@ def measure_issuer(settings: Settings, worker: WorkerProcess, commands: list[Com
         elif time.monotonic() - last_progress > STALL_TIMEOUT_SECONDS:
             raise TimeoutError(f"stalled at {counter.progress()} of {target} events")
         while checkpoints and counter.progress() >= checkpoints[0][1]:
-            run.rss_megabytes[checkpoints.pop(0)[0]] = rss_megabytes(worker.process.pid)
+            run.rss_megabytes[checkpoints.pop(0)[0]] = resident_megabytes(worker.process.pid)
     run.elapsed_seconds = time.perf_counter() - started
+    run.cpu_microseconds_per_booklet = cpu_microseconds_per(
+        cpu_before, cpu_seconds_by_process({worker.process.pid}, database_name), booklets)
     sender.join(timeout=60)
     run.events, run.event_bytes = counter.events, counter.event_bytes
     counter.close()
@@ -270,26 +305,20 @@ def produce_scratch(settings: Settings, topic: str, messages: int, size: int) ->
 
 
 def measure_kafka_python(settings: Settings, messages: int, size: int) -> float:
-    """Messages per second through the broker with kafka-python, a producer process and
-    this process consuming at the same time, on a scratch topic of the same partition
+    """Messages per second through the broker: a kafka-python producer process and this
+    process's tail consuming at the same time, on a scratch topic of the same partition
     count. Nothing is decoded, decided or stored in between."""
     import multiprocessing
 
     topic = topology_for(settings).conformance.name
-    start = fetch_high_water_marks(settings, [topic])
-    consumer = make_consumer(settings)
-    partitions = [TopicPartition(topic, number) for _, number in start]
-    consumer.assign(partitions)
-    for partition in partitions:
-        consumer.seek(partition, start[(topic, partition.partition)])
+    tail = Tail(settings, fetch_high_water_marks(settings, [topic]))
     sender = multiprocessing.get_context("spawn").Process(
         target=produce_scratch, args=(settings, topic, messages, size))
     started = time.perf_counter()
     sender.start()
     received, last_progress = 0, time.monotonic()
     while received < messages:
-        batches = consumer.poll(timeout_ms=100, max_records=50_000)
-        count = sum(len(records) for records in batches.values())
+        count = len(tail.values())
         received += count
         if count:
             last_progress = time.monotonic()
@@ -297,7 +326,7 @@ def measure_kafka_python(settings: Settings, messages: int, size: int) -> float:
             raise TimeoutError(f"baseline stalled at {received} of {messages}")
     elapsed = time.perf_counter() - started
     sender.join(timeout=60)
-    consumer.close()
+    tail.close()
     return messages / elapsed
 
 
@@ -363,6 +392,8 @@ def report(run: Run, baseline_messages_per_second: float | None) -> None:
           f"({run.events:,} events, {events_per_booklet:.2f} per booklet, "
           f"{run.average_event_bytes} bytes on average, "
           f"{run.events / run.elapsed_seconds:,.0f} events/s)")
+    print("CPU per booklet: " + ", ".join(f"{role} {microseconds:.0f} µs" for role, microseconds
+                                          in run.cpu_microseconds_per_booklet.items()))
     print("worker RSS: " + ", ".join(f"{share} %: {megabytes:.0f} MB"
                                      for share, megabytes in sorted(run.rss_megabytes.items())))
     if baseline_messages_per_second is not None:
@@ -376,6 +407,7 @@ def report(run: Run, baseline_messages_per_second: float | None) -> None:
         "booklets": run.booklets, "booklets_per_second": round(run.booklets_per_second),
         "events_per_second": round(run.events / run.elapsed_seconds),
         "worker_rss_mb_max": round(max(run.rss_megabytes.values(), default=0.0), 1),
+        "cpu_microseconds_per_booklet": run.cpu_microseconds_per_booklet,
         "baseline_booklets_per_second": None if baseline_messages_per_second is None else
         round(baseline_messages_per_second / events_per_booklet)}), flush=True)
 
