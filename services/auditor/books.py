@@ -30,8 +30,9 @@ from __future__ import annotations
 import json
 from array import array
 from dataclasses import dataclass, field, replace
-from collections import deque
-from itertools import compress, repeat
+from itertools import compress
+
+import numpy as np
 
 from passnum.core.codec import DecodeFailure, decode_event
 from schemas.base import Event
@@ -52,7 +53,7 @@ from schemas.messages import (
     RedemptionCancelled,
     SettlementStatementIssued,
 )
-from services.auditor import compiled, wire
+from services.auditor import columns, compiled, wire
 from services.auditor.wire import InvalidEvent
 
 PHASE_ENABLING = 0
@@ -551,13 +552,13 @@ class Books:
         1.5 million redemptions of the --full log), applied by `record_payments`."""
         if not payments:
             return None
-        wide = len(self.statements) >= 65_535 or self.paid_by.typecode == "I"
-        column = array("I" if wide else "H", self.paid_by)
-        if len(column) < self.voucher_total:
-            column.frombytes(bytes(column.itemsize * (self.voucher_total - len(column))))
-        mark = column.__setitem__
+        typecode = "I" if len(self.statements) >= 65_535 or self.paid_by.typecode == "I" else "H"
+        marked = np.zeros(max(len(self.paid_by), self.voucher_total), dtype=typecode)
+        marked[:len(self.paid_by)] = columns.numbers(self.paid_by, len(self.paid_by))
         for number, vouchers in payments:
-            deque(map(mark, vouchers, repeat(number + 1)), maxlen=0)  # (in C)
+            marked[columns.numbers(vouchers, len(vouchers))] = number + 1
+        column = array(typecode)
+        column.frombytes(marked.tobytes())
         return column, [(number, len(vouchers)) for number, vouchers in payments]
 
     def record_payments(self, marks: tuple[array, list[tuple[int, int]]] | None) -> None:

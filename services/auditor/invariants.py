@@ -21,12 +21,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from itertools import repeat
-from operator import add, itemgetter, mul
+from operator import itemgetter
+
+import numpy as np
+from numpy.typing import NDArray
 
 from schemas.base import Event
 from schemas.messages import BookletActivated, FundsReceived
-from services.auditor import wire
+from services.auditor import columns, wire
 from services.auditor.compiled import StandingIndex
 from services.auditor.books import (
     NO_SECOND,
@@ -450,8 +452,9 @@ class MonthIndex:
             self.labels.append(month)
             self.bounds.append(start)
 
-    def of_seconds(self, seconds: array) -> array:
-        return array("H", map(bisect.bisect_right, repeat(self.bounds), seconds))
+    def of_seconds(self, seconds: NDArray) -> NDArray:
+        """The month number of each second (numbers, as `bisect_right` over the starts)."""
+        return np.searchsorted(np.array(self.bounds, dtype=np.int64), seconds, side="right")
 
     def label(self, second: int) -> str:
         if second < 1:
@@ -474,43 +477,55 @@ def _activation_second(key: int) -> int:
 
 def sweep_vouchers(books: Books, judgement: Judgement, rules: VenueRules) -> None:
     """Each voucher is redeemed, blocked, inactive, expired or outstanding as of the as-of
-    day, and each redemption is judged against its venue. Whole voucher columns are mapped
-    in C (months, keys, counts); Python loops run per booklet, and per voucher only for
-    the venues or framings where a redemption could be refused."""
-    seconds = books.redeemed_second[:books.voucher_total]
+    day, and each redemption is judged against its venue. Whole voucher and booklet columns
+    are counted with numpy (months, keys, per-booklet totals, `columns`); Python loops run
+    per group of like booklets, and per voucher only for the venues or framings where a
+    redemption could be refused."""
+    seconds = columns.numbers(books.redeemed_second, books.voucher_total).astype(np.int64)
+    booklet_count = len(books.booklet_framing)
+    activated_keys = columns.numbers(books.booklet_activated_key, booklet_count)
+    redeemed_seconds, activated = seconds[seconds != 0], activated_keys[activated_keys != 0]
     activations = [_activation_second(key) for key in (
-        min(filter(None, books.booklet_activated_key), default=0),
-        max(books.booklet_activated_key, default=0)) if key]
-    known = [second for second in (min(filter(None, seconds), default=0),
-                                   max(seconds, default=0)) if second] + activations
+        int(activated.min()) if activated.size else 0,
+        int(activated_keys.max()) if activated_keys.size else 0) if key]
+    known = ([int(redeemed_seconds.min()), int(redeemed_seconds.max())]
+             if redeemed_seconds.size else []) + activations
     months = MonthIndex(min(known, default=1), max(known, default=1))
-    groups = _booklet_groups(books, months)
+    sizes = columns.booklet_sizes(books)
+    groups = _booklet_groups(books, months, activated_keys,
+                             columns.redeemed_per_booklet(books, sizes))
     _tally_booklets(books, judgement, groups)
-    _tally_redemptions(books, judgement, months, months.of_seconds(seconds))
+    _tally_redemptions(books, judgement, months, months.of_seconds(seconds), sizes)
     _judge_venues(books, judgement, rules)
 
 
-def _booklet_groups(books: Books, months: MonthIndex) -> dict[tuple, int]:
+def _booklet_groups(books: Books, months: MonthIndex, activated_keys: NDArray,
+                    redeemed: NDArray) -> dict[tuple, int]:
     """(framing, activation month, state, redeemed vouchers, distributed) -> booklets."""
+    count = len(books.booklet_framing)
+    framings = columns.numbers(books.booklet_framing, count).astype(np.int64)
+    distributed = (columns.numbers(books.booklet_flags, count) != 0).astype(np.int64)
+    blocked = np.zeros(count, dtype=bool)
+    blocked[[booklet for booklet in books.blocked_keys if 0 <= booklet < count]] = True
+    is_activated = activated_keys != 0
+    state = np.where(blocked, 0, np.where(is_activated, 2, 1))
+    # The activation month as an index into `months.labels` (0: "", not activated); the
+    # rare activation before the first second (its own label) as a negative code.
+    activation_seconds = activated_keys // 4 // wire.MICROSECONDS - SECONDS_EPOCH + 1
+    codes = np.where(is_activated, months.of_seconds(activation_seconds), 0)
+    early_labels: list[str] = []
+    for booklet in np.flatnonzero(is_activated & (activation_seconds < 1)).tolist():
+        label = months.label(int(activation_seconds[booklet]))
+        if label not in early_labels:
+            early_labels.append(label)
+        codes[booklet] = -1 - early_labels.index(label)
     groups: dict[tuple, int] = {}
-    counts = [framing.voucher_count for framing in books.framings]
-    redeemed_second, firsts = books.redeemed_second, books.booklet_first_voucher
-    framings, activated_keys, flags = (books.booklet_framing, books.booklet_activated_key,
-                                       books.booklet_flags)
-    blocked, label = books.blocked_keys, months.label
-    for booklet in range(len(framings)):
-        framing = framings[booklet]
-        first = firsts[booklet]
-        size = counts[framing]
-        redeemed = size - redeemed_second[first:first + size].count(0)
-        activated = activated_keys[booklet]
-        if booklet in blocked:
-            state = 0
-        else:
-            state = 2 if activated else 1
-        month = label(_activation_second(activated)) if activated else ""
-        place = (framing, month, state, redeemed, flags[booklet] != 0)
-        groups[place] = groups.get(place, 0) + 1
+    for (framing, code, booklet_state, used, distributed_flag), number in columns.count_rows(
+            (framings, codes + len(early_labels), state, redeemed, distributed)):
+        code -= len(early_labels)
+        month = months.labels[code] if code >= 0 else early_labels[-1 - code]
+        place = (framing, month, booklet_state, used, distributed_flag != 0)
+        groups[place] = groups.get(place, 0) + number
     return groups
 
 
@@ -556,43 +571,38 @@ def _tally_booklets(books: Books, judgement: Judgement, groups: dict[tuple, int]
 
 
 def _tally_redemptions(books: Books, judgement: Judgement, months: MonthIndex,
-                       month_of: array) -> None:
-    """Per venue and month, and per collectivité and month, by counting keys built in C:
-    (owner class x months + month), the owner class being (venue or collectivité, face
-    value) so that cents follow from the counts."""
+                       month_of: NDArray, sizes: NDArray) -> None:
+    """Per venue and month, and per collectivité and month, by counting keys over whole
+    columns: (owner class x months + month), the owner class being (venue or collectivité,
+    face value) so that cents follow from the counts. Vouchers are laid out booklet by
+    booklet; month 0 is no redemption."""
     month_count = len(months.labels)
     faces = sorted({framing.face_value_cents for framing in books.framings})
     face_class = {face: number for number, face in enumerate(faces)}
     collectivite_count = max(1, len(books.collectivite_sirens))
-    # per voucher: (collectivité, face) class and face class, laid out booklet by booklet
-    owner_of = array("I")
-    face_of = array("I")
-    collectivite_of_booklet, framings = books.booklet_collectivite, books.booklet_framing
-    for booklet in range(len(framings)):
-        framing = books.framings[framings[booklet]]
-        face = face_class[framing.face_value_cents]
-        owner_of.extend(repeat(face * collectivite_count + collectivite_of_booklet[booklet],
-                               framing.voucher_count))
-        face_of.extend(repeat(face, framing.voucher_count))
-    venue_keys = Counter(map(add, map(mul, map(add, map(mul, books.redeemed_venue[:len(face_of)],
-                                                            repeat(len(faces))), face_of),
-                                      repeat(month_count)), month_of))
-    owner_keys = Counter(map(add, map(mul, owner_of, repeat(month_count)), month_of))
-    for key, vouchers in sorted(venue_keys.items()):
+    booklet_count = len(sizes)
+    framing_face = np.array([face_class[framing.face_value_cents]
+                             for framing in books.framings] or [0], dtype=np.int64)
+    face_of_booklet = framing_face[columns.numbers(books.booklet_framing, booklet_count)]
+    owner_of_booklet = (face_of_booklet * collectivite_count
+                        + columns.numbers(books.booklet_collectivite, booklet_count))
+    face_of, owner_of = np.repeat(face_of_booklet, sizes), np.repeat(owner_of_booklet, sizes)
+    owned = min(owner_of.size, month_of.size)
+    owner_keys = owner_of[:owned] * month_count + month_of[:owned]
+    placed = min(face_of.size, month_of.size, len(books.redeemed_venue))
+    venue = columns.numbers(books.redeemed_venue, placed).astype(np.int64)
+    venue_keys = (venue * len(faces) + face_of[:placed]) * month_count + month_of[:placed]
+    for key, vouchers in columns.counts_of(venue_keys[month_of[:placed] != 0]):
         rest, month = divmod(key, month_count)
-        if not month:
-            continue
-        venue, face = divmod(rest, len(faces))
-        siret, value = books.venues[venue].siret, faces[face]
+        venue_number, face = divmod(rest, len(faces))
+        siret, value = books.venues[venue_number].siret, faces[face]
         _add_month(judgement.venue_months, (siret, months.labels[month]), vouchers, value)
         tally = judgement.venues.get(siret)
         if tally is None:
             tally = judgement.venues[siret] = Tally()
         tally.add(vouchers, vouchers * value)
-    for key, vouchers in sorted(owner_keys.items()):
+    for key, vouchers in columns.counts_of(owner_keys[month_of[:owned] != 0]):
         rest, month = divmod(key, month_count)
-        if not month:
-            continue
         face, collectivite = divmod(rest, collectivite_count)
         _add_month(judgement.collectivite_months,
                    (books.collectivite_sirens[collectivite], months.labels[month]), vouchers,
