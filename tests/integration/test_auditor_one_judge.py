@@ -126,6 +126,13 @@ def test_legitimate_traffic_audits_sound_and_a_stray_row_is_named(ledger, start_
     assert scalar(ledger, "SELECT sum(redeemed_vouchers) FROM audit_collectivites") == 3
     agree_with_database(ledger, replayer, replayer.judge())
     assert scalar(ledger, "SELECT count(*) FROM audit_booklets") == 1
+    # (loaded without its indexes, which are built again in the same transaction)
+    assert scalar(ledger, "SELECT string_agg(indexname || ' ' || split_part(indexdef, ' USING ', "
+                  "2), '; ' ORDER BY indexname) FROM pg_indexes WHERE tablename = "
+                  "'audit_booklets'") == ("audit_booklets_by_siren btree (siren); "
+                                          "audit_booklets_pkey btree (booklet_id)")
+    assert scalar(ledger, "SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                  "'audit_booklets'::regclass AND contype = 'p'") == 1
 
     with connect(ledger.database_url) as connection:
         connection.execute("INSERT INTO issuer_envelopes (siren, state) VALUES ('000000000', "
