@@ -28,10 +28,12 @@ import pickle
 import threading
 from array import array
 from dataclasses import replace
-from itertools import repeat
-from operator import add, mul, or_
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import numpy as np
+from numpy.typing import NDArray
+
+from services.auditor import columns
 from services.auditor.books import Books
 from services.auditor.chain import ChainVerifier, StreamChain
 from services.auditor.reader import collector_paused, partitions_of, read_record_batches
@@ -201,13 +203,14 @@ def _merge_books(merged: Books, part: Books) -> bool:
     booklet_offset, voucher_offset = len(merged.booklet_framing), merged.voucher_total
     if not _merge_booklet_tables(merged, part, booklet_offset):
         return False
-    merged.booklet_collectivite.extend(map(collectivites.__getitem__, part.booklet_collectivite))
-    merged.booklet_framing.extend(map(framings.__getitem__, part.booklet_framing))
-    merged.booklet_activation_stream.extend(map(streams.__getitem__,
-                                                part.booklet_activation_stream))
+    _extend_renumbered(merged.booklet_collectivite, part.booklet_collectivite, collectivites)
+    _extend_renumbered(merged.booklet_framing, part.booklet_framing, framings)
+    _extend_renumbered(merged.booklet_activation_stream, part.booklet_activation_stream,
+                       streams)
     merged.booklet_sequence.extend(part.booklet_sequence)
-    merged.booklet_first_voucher.extend(map(add, part.booklet_first_voucher,
-                                            repeat(voucher_offset)))
+    _extend_with(merged.booklet_first_voucher,
+                 columns.numbers(part.booklet_first_voucher, len(part.booklet_first_voucher))
+                 .astype(np.int64) + voucher_offset)
     merged.booklet_activated_key.extend(part.booklet_activated_key)
     merged.booklet_activation_sequence.extend(part.booklet_activation_sequence)
     merged.booklet_flags.extend(part.booklet_flags)
@@ -231,17 +234,37 @@ def _merge_books(merged: Books, part: Books) -> bool:
     return True
 
 
+def _as_array(typecode: str, values: NDArray) -> array:
+    """A numpy result as an `array` column of the books (their type)."""
+    column = array(typecode)
+    column.frombytes(values.astype(typecode).tobytes())
+    return column
+
+
+def _extend_with(column: array, values: NDArray) -> None:
+    column.frombytes(values.astype(column.typecode).tobytes())
+
+
+def _extend_renumbered(column: array, numbers: array, renumbering: list[int]) -> None:
+    """`column` extended by `renumbering[n]` of each n of `numbers` (a part's registry
+    numbers turned into the merged registry's)."""
+    _extend_with(column, np.array(renumbering, dtype=np.int64)[
+        columns.numbers(numbers, len(numbers))])
+
+
 def _merge_booklet_tables(merged: Books, part: Books, booklet_offset: int) -> bool:
     for siren, collectivite in part.collectivites.items():
         target = merged.collectivites[siren]
         table, into = collectivite.booklets, target.booklets
         if len(into) < len(table):
             into.frombytes(bytes(4 * (len(table) - len(into))))
-        for sequence, booklet_plus_one in enumerate(table):
-            if booklet_plus_one:
-                if into[sequence]:
-                    return False  # one booklet issued in two parts
-                into[sequence] = booklet_plus_one + booklet_offset
+        theirs = columns.numbers(table, len(table)).astype(np.int64)
+        ours = columns.numbers(into, len(into)).astype(np.int64)
+        issued = theirs != 0
+        if np.any(ours[:len(theirs)][issued] != 0):
+            return False  # one booklet issued in two parts
+        ours[:len(theirs)][issued] = theirs[issued] + booklet_offset
+        into[:] = array(into.typecode, ours.astype(into.typecode).tobytes())
         target.envelope_events.extend(collectivite.envelope_events)
         target.redeemed_vouchers_recorded += collectivite.redeemed_vouchers_recorded
         target.redeemed_cents_recorded += collectivite.redeemed_cents_recorded
@@ -257,7 +280,7 @@ def _merge_vouchers(merged: Books, part: Books, venues: list[int]) -> None:
     merged.redeemed_second.extend(part.redeemed_second[:count])
     if max(venues) > 65_535 and merged.redeemed_venue.typecode == "H":
         merged.redeemed_venue = array("I", merged.redeemed_venue)
-    merged.redeemed_venue.extend(map(venues.__getitem__, part.redeemed_venue[:count]))
+    _extend_renumbered(merged.redeemed_venue, part.redeemed_venue[:count], venues)
     merged.redeemed_event.extend(part.redeemed_event[:count])
     merged.voucher_total = total + count
 
@@ -278,11 +301,13 @@ def _merge_lists_and_counts(merged: Books, part: Books) -> None:
 def _merge_chains(merged: ChainVerifier, part: ChainVerifier) -> bool:
     merged.findings.extend(part.findings)
     merged.duplicates += part.duplicates
-    topics = [merged.place(topic, 0, 0) >> 56 for topic in part.topics]
+    topics = np.array([merged.place(topic, 0, 0) >> 56 for topic in part.topics] or [0],
+                      dtype=np.uint64)
     for name, chain in part.streams.items():
-        chain.pending_places = array("Q", (
-            (topics[place >> 56] << 56) | (place & ((1 << 56) - 1))
-            for place in chain.pending_places))
+        places = columns.numbers(chain.pending_places, len(chain.pending_places))
+        # (a place's topic number in its top 8 bits, renumbered through the merged topics)
+        chain.pending_places = _as_array("Q", (topics[places >> np.uint64(56)] << np.uint64(56))
+                                         | (places & np.uint64((1 << 56) - 1)))
         target = merged.streams.get(name)
         if target is None:
             merged.streams[name] = chain
@@ -304,9 +329,10 @@ def _merge_stream(target: StreamChain, chain: StreamChain) -> bool:
         ours.frombytes(bytes(4 * (len(theirs) - len(ours))))
     elif len(theirs) < len(ours):
         theirs = theirs + array("I", bytes(4 * (len(ours) - len(theirs))))
-    if any(map(mul, ours, theirs)):
+    mine, other = columns.numbers(ours, len(ours)), columns.numbers(theirs, len(theirs))
+    if np.any((mine != 0) & (other != 0)):
         return False  # one chain position read in two parts
-    target.hashes = array("I", map(or_, ours, theirs))
+    target.hashes = _as_array("I", mine | other)
     target.pending_sequences.extend(chain.pending_sequences)
     target.pending_previous.extend(chain.pending_previous)
     target.pending_places.extend(chain.pending_places)

@@ -152,3 +152,15 @@ def test_the_merged_books_keep_the_blocks_applied() -> None:
     merged, one = in_parts(records, 2), whole(records)
     assert merged is not None
     assert merged.books.applied_blocks == one.books.applied_blocks != set()
+
+
+def test_one_chain_position_read_in_two_parts_refuses_the_split() -> None:
+    """An issuer event copied into another partition: its chain position is then read by
+    two parts, which the merge must refuse (the log is replayed whole instead)."""
+    from tests.support.chained_log import sample_ledger
+
+    ledger = sample_ledger(TOPOLOGY)
+    funds = next(r for r in ledger.records if b'"funds_received"' in r.value)
+    copied = replace_partition(funds, (funds.partition + 1) % TOPOLOGY.issuer_events.partitions)
+    assert in_parts(ledger.records, 4) is not None
+    assert in_parts(ledger.records + [copied], 4) is None
