@@ -398,7 +398,7 @@ def report(run: Run, baseline_messages_per_second: float | None) -> None:
                                      for share, megabytes in sorted(run.rss_megabytes.items())))
     if baseline_messages_per_second is not None:
         equivalent = baseline_messages_per_second / events_per_booklet
-        print(f"kafka-python produce+consume: {baseline_messages_per_second:,.0f} messages/s "
+        print(f"kafka-python produce, aiokafka consume: {baseline_messages_per_second:,.0f} messages/s "
               f"of {run.average_event_bytes} bytes = {equivalent:,.0f} booklets/s at "
               f"{events_per_booklet:.2f} events per booklet")
         print(f"ratio issuer / kafka-python: {run.booklets_per_second / equivalent:.2f}")
