@@ -110,14 +110,14 @@ async def read_status(reader: asyncio.StreamReader) -> int:
 
 
 async def one_request(connections: Connections, payload: bytes, due: float,
-                      latencies: list[float], statuses: Counter) -> None:
+                      latencies: list[tuple[float, float]], statuses: Counter) -> None:
     try:
         # Given back only once taken: a connection that failed to open is counted out by
         # `take` itself, and a request cancelled while waiting for one holds none.
         reader, writer = await connections.take()
     except OSError as error:
         statuses[type(error).__name__] += 1
-        latencies.append((time.monotonic() - due) * 1000)
+        latencies.append((due, (time.monotonic() - due) * 1000))
         return
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = (reader, writer)
     try:
@@ -129,14 +129,15 @@ async def one_request(connections: Connections, payload: bytes, due: float,
         connection = None
     finally:
         await connections.give_back(connection)
-    latencies.append((time.monotonic() - due) * 1000)
+    latencies.append((due, (time.monotonic() - due) * 1000))
 
 
 async def drive(url: str, token: str, codes: list[str], rate: float, prefix: str
-                ) -> tuple[list[float], Counter]:
+                ) -> tuple[list[tuple[float, float]], Counter]:
     """Start request i at its due time; answers still missing REQUEST_TIMEOUT_SECONDS after
-    the last due time count as timeouts."""
-    latencies: list[float] = []
+    the last due time count as timeouts. (seconds from the first due time, milliseconds)
+    of every request, in due order."""
+    latencies: list[tuple[float, float]] = []
     statuses: Counter = Counter()
     address = url.split("/")[2]
     host, port = address.rsplit(":", 1)
@@ -158,10 +159,24 @@ async def drive(url: str, token: str, codes: list[str], rate: float, prefix: str
         for task in pending:
             task.cancel()
         statuses["TimeoutError"] += len(pending)
-        latencies += [REQUEST_TIMEOUT_SECONDS * 1000] * len(pending)
+        answered = len(latencies)
+        latencies += [(start + (answered + number) / rate, REQUEST_TIMEOUT_SECONDS * 1000)
+                      for number in range(len(pending))]  # (their due times, roughly)
     for reader_writer in connections.idle:
         reader_writer[1].close()
-    return sorted(latencies), statuses
+    return sorted((due - start, milliseconds) for due, milliseconds in latencies), statuses
+
+
+def by_window(timed: list[tuple[float, float]], seconds: float) -> list[dict[str, float]]:
+    """p50 and p99 of the requests due in each window of `seconds` (pure): whether the
+    latency holds over the run or grows with it."""
+    windows: dict[int, list[float]] = {}
+    for due, milliseconds in timed:
+        windows.setdefault(int(due // seconds), []).append(milliseconds)
+    return [{"from_second": number * seconds,
+             "p50_ms": round(percentile(sorted(values), 0.50), 1),
+             "p99_ms": round(percentile(sorted(values), 0.99), 1)}
+            for number, values in sorted(windows.items())]
 
 
 def codes_for(settings: Settings, first: int, count: int) -> list[str]:
@@ -195,9 +210,10 @@ def main() -> None:
                           arguments.rate, "warm"))
         load_before = os.getloadavg()
         cpu_before = cpu_seconds_by_process(bench.worker_pids)
-        latencies, statuses = asyncio.run(drive(
+        timed, statuses = asyncio.run(drive(
             url, token, codes_for(bench.settings, WARM_UP_REQUESTS, count), arguments.rate,
             "run"))
+        latencies = sorted(milliseconds for _, milliseconds in timed)
         # Where each request's CPU went (worker, PostgreSQL, broker, this load generator,
         # anything else): unlike the latencies, it moves little when other jobs share the
         # cores, and it says how far the machine is from serving the rate at all.
@@ -213,6 +229,7 @@ def main() -> None:
         "p90_ms": round(percentile(latencies, 0.90), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(latencies[-1], 1),
+        "by_10_seconds": by_window(timed, 10.0),
         "statuses": {str(key): value for key, value in statuses.items()},
         "cpu_microseconds_per_request": cpu,
         "load_average_before": [round(value, 2) for value in load_before],
