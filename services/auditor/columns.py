@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from services.auditor.books import Books
+
+class Books(Protocol):
+    """The columns of `services.auditor.books.Books` read here (named structurally: books.py
+    uses this module, so this one may not import it)."""
+
+    framings: Any
+    booklet_framing: array
+    booklet_first_voucher: array
+    redeemed_second: array
+    voucher_total: int
 
 
 def numbers(column: array, count: int) -> NDArray:

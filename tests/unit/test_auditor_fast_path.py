@@ -536,3 +536,17 @@ def test_a_statement_listing_a_redemption_twice_is_found_by_both(monkeypatch) ->
     monkeypatch.undo()
     whole = {f.code for f in replayer.judge().findings}
     assert sliced == whole and "redemption_paid_twice" in whole
+
+
+def test_the_standing_index_is_built_past_the_dictionarys_bound(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The C table (32 bytes a redemption) has a bound of its own, far above the
+    dictionary's (about 100): a log with more redemptions than the dictionary may hold
+    keeps the sound check in C instead of falling back to the check by slices."""
+    from tests.support.chained_log import sample_ledger
+
+    books = replay(sample_ledger(TOPOLOGY).records, canonical=True).books
+    monkeypatch.setattr(settlement_checks, "WHOLE_INDEX_REDEMPTIONS", 0)
+    assert settlement_checks.redemption_index(books) is None
+    assert settlement_checks.standing_index(books) is not None
+    monkeypatch.setattr(settlement_checks, "STANDING_INDEX_REDEMPTIONS", 0)
+    assert settlement_checks.standing_index(books) is None
