@@ -50,7 +50,7 @@ from tests.integration.helpers import MARCH, onboard
 pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("LOG_FUZZ_EXAMPLES", "3"))
 RECORDS_PER_EXAMPLE = 24
-LARGEST_PADDING = 1_100_000  # a "large" record is drawn up to this much over 1 MiB's edge
+LARGEST_PADDING = 1_100_000  # the longest padding of a "large" record: past 1 MiB
 # The fuzzer's own producer must let every drawn record through to the broker: the service
 # clients refuse a request over 1 MiB on the client side, and that refusal is not what is
 # under test.
