@@ -137,17 +137,16 @@ def command_weight(handler: Handler, command: Command) -> int:
 
 def holds_a_long_decision(handler: Handler, records: Sequence[InputRecord]) -> bool:
     """Whether one of the records is a command whose decision may take seconds, as its
-    handler can tell before deciding (`long_decision` method, optional; a settlement close
-    locks and pays a month of redemptions). Such a batch is not decided on the event loop,
-    however few its records: it would stop the consumer group's heartbeats."""
+    handler can tell from the record's bytes before deciding (`long_decision(value)`,
+    optional; a settlement close locks and pays a month of redemptions). Such a batch is
+    not decided on the event loop, however few its records: it would stop the consumer
+    group's heartbeats. Asked of every small batch on the event loop, so the handler tells
+    without decoding what the decision decodes anyway, but for the rare candidate."""
     is_long = getattr(handler, "long_decision", None)
     if is_long is None:
         return False
-    for record in records:
-        command = decode_command(record.value) if record.topic in handler.command_topics else None
-        if isinstance(command, Command) and is_long(command):
-            return True
-    return False
+    return any(record.topic in handler.command_topics and is_long(record.value)
+               for record in records)
 
 
 def split_by_weight(handler: Handler, records: Sequence[InputRecord],

@@ -16,6 +16,7 @@ import psycopg
 
 from passnum.ledger.identity import event_id_for
 from passnum.core.head_signatures import HeadSigner
+from passnum.core.codec import decode_command
 from passnum.core.processing import Decision
 from passnum.core.topology import Topology, booklet_key, route_command, siret_key
 from passnum.ledger import settlement_month as settlement
@@ -29,6 +30,9 @@ from schemas.messages import (
 from passnum.ledger.time import DEFAULT_SCAN_CLOCK_TOLERANCE
 from passnum.ledger.voucher import ORIGIN, RedeemerView, evolve
 from services.redeemer import domain, store
+
+# The close's type as its encoding names it (the cheap test of `long_decision`).
+CLOSE_TYPE = CloseSettlementMonth.model_fields["type"].default.encode()
 
 
 @dataclass
@@ -75,11 +79,13 @@ class RedeemerHandler:
             key = route_command(self.topology, command)[1]
         return self.topology.redeemer_events.name, key, event
 
-    def long_decision(self, command: Command) -> bool:
+    def long_decision(self, value: bytes) -> bool:
         """A month's close locks and pays every redemption not paid yet: 9 to 12 s for a
         month of 340,000 at a quarter of national scale. Decided on the event loop, it
-        stopped the consumer group's heartbeats (6 s) and the group expired the worker."""
-        return isinstance(command, CloseSettlementMonth)
+        stopped the consumer group's heartbeats (6 s) and the group expired the worker.
+        Only a record naming the close's type is decoded to make sure (a scan or a
+        cancellation is not decoded twice)."""
+        return CLOSE_TYPE in value and isinstance(decode_command(value), CloseSettlementMonth)
 
     def decide_commands(self, connection: psycopg.Connection,
                         commands: Sequence[Command]) -> list[Decision]:

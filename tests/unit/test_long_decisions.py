@@ -45,3 +45,18 @@ def test_a_close_on_an_event_topic_is_not_a_command_to_decide() -> None:
 def test_a_handler_without_the_hook_has_no_long_decisions() -> None:
     issuer = IssuerHandler(TOPOLOGY, Policy(grace_days_after_year_end=31))
     assert not holds_a_long_decision(issuer, [command(0, CLOSE)])
+
+
+def test_a_batch_without_a_close_is_not_decoded_to_tell(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Asked of every small batch on the event loop: only a record naming the close's type
+    is decoded (the decision decodes every command anyway)."""
+    from services.redeemer import handler as handler_module
+
+    decoded: list[bytes] = []
+    real = handler_module.decode_command
+    monkeypatch.setattr(handler_module, "decode_command",
+                        lambda value: decoded.append(value) or real(value))
+    assert not holds_a_long_decision(REDEEMER, [command(n, CANCEL) for n in range(32)])
+    assert decoded == []
+    assert holds_a_long_decision(REDEEMER, [command(0, CANCEL), command(1, CLOSE)])
+    assert decoded == [CLOSE]
