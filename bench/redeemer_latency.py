@@ -145,23 +145,22 @@ async def drive(url: str, token: str, codes: list[str], rate: float, prefix: str
     payloads = [request_bytes(path, address, token, code, f"{prefix}-{index}")
                 for index, code in enumerate(codes)]
     connections = Connections(host, int(port))
-    tasks = []
+    tasks: dict[asyncio.Task, float] = {}  # each request's task and its due time
     start = time.monotonic() + 0.5
     for index, payload in enumerate(payloads):
         due = start + index / rate
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one_request(connections, payload, due, latencies,
-                                                     statuses)))
+        task = asyncio.create_task(one_request(connections, payload, due, latencies,
+                                               statuses))
+        tasks[task] = due
     _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_SECONDS)
     if pending:
         for task in pending:
             task.cancel()
         statuses["TimeoutError"] += len(pending)
-        answered = len(latencies)
-        latencies += [(start + (answered + number) / rate, REQUEST_TIMEOUT_SECONDS * 1000)
-                      for number in range(len(pending))]  # (their due times, roughly)
+        latencies += [(tasks[task], REQUEST_TIMEOUT_SECONDS * 1000) for task in pending]
     for reader_writer in connections.idle:
         reader_writer[1].close()
     return sorted((due - start, milliseconds) for due, milliseconds in latencies), statuses
