@@ -46,15 +46,9 @@ def wait_until(condition: Callable[[], Any], what: str, timeout_seconds: float =
 
 def wait_for_rows(settings: Settings, query: str, expected: int, timeout_seconds: float = 60
                   ) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    count = -1
-    while time.monotonic() < deadline:
-        with psycopg.connect(settings.database_url) as connection:
-            count = connection.execute(query).fetchone()[0]
-        if count == expected:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{query!r} gave {count}, expected {expected}")
+    """Until `query` (a count) gives `expected`."""
+    wait_until(lambda: scalar(settings, query) == expected, f"{query!r} gives {expected}",
+               timeout_seconds, 0.2)
 
 
 def scalar(settings: Settings, query: str) -> int:
