@@ -164,3 +164,37 @@ def test_one_chain_position_read_in_two_parts_refuses_the_split() -> None:
     copied = replace_partition(funds, (funds.partition + 1) % TOPOLOGY.issuer_events.partitions)
     assert in_parts(ledger.records, 4) is not None
     assert in_parts(ledger.records + [copied], 4) is None
+
+
+def test_the_merge_renumbers_the_topics_of_waiting_links() -> None:
+    """A part numbers topics in the order it meets them, so two parts may number them
+    differently: a link waiting for its earlier end must still name its own topic once
+    merged (the place's topic number is renumbered through the merged topics)."""
+    from binascii import hexlify
+    from hashlib import sha256
+
+    issuer, redeemer = TOPOLOGY.issuer_events.name, TOPOLOGY.redeemer_events.name
+    key = ChainVerifier().key
+    first, second = ChainVerifier(key), ChainVerifier(key)
+    first.place(issuer, 0, 0)
+    first.place(redeemer, 0, 0)
+    second.place(redeemer, 0, 0)  # this part met the redeemer's topic first
+    second.place(issuer, 0, 0)
+
+    def waiting_link(chains: ChainVerifier, stream: bytes, topic: str, partition: int,
+                     offset: int) -> None:
+        previous, value = b"ab" * 32, b"{}"
+        digest = hexlify(sha256(previous + value).digest())
+        chains.admit_link(stream, 2, previous, digest, value, topic, partition, offset)
+
+    waiting_link(first, b"issuer-a", redeemer, 1, 7)
+    waiting_link(second, b"issuer-b", issuer, 3, 9)
+    waiting_link(second, b"issuer-c", redeemer, 2, 11)
+    merged = ChainVerifier(key)
+    assert parallel._merge_chains(merged, first) and parallel._merge_chains(merged, second)
+    missing = sorted(finding.detail for finding in merged.finish()
+                     if finding.code == "missing_event")
+    assert missing == [
+        f"issuer-a#1 is missing: #2 ({redeemer}[1]@7) links to an event that is not in the log",
+        f"issuer-b#1 is missing: #2 ({issuer}[3]@9) links to an event that is not in the log",
+        f"issuer-c#1 is missing: #2 ({redeemer}[2]@11) links to an event that is not in the log"]
