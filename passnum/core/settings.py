@@ -64,6 +64,12 @@ class Settings:
     # command weighs more than one: an order of N booklets is N events). Bounds the memory
     # of a batch: a thousand orders of a thousand booklets would be a million events.
     batch_max_events: Positive = 20_000
+    # A month's close reads and marks its redemptions (1.37 million a month at national
+    # size) this many per call to PostgreSQL: psycopg converts a result and dumps an array
+    # in C without releasing the GIL, so one call for the whole month stopped the worker's
+    # event loop, and its consumer group's heartbeats, for 2.3 to 2.6 s while the close was
+    # decided in a thread; 50,000 a call, 0.2 s (bench/close_stall.py).
+    close_rows_per_call: Positive = 50_000
     # A fetch returns as soon as records arrive, or after this long. Short, because Tansu
     # answered a long poll late (75 ms with 500 ms allowed, measured): an idle worker then
     # sends a few hundred small fetches per second, a cheap price for interactive latency.

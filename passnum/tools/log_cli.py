@@ -12,7 +12,7 @@ that the audit counts every intervention. See docs/processing.md, "Poison record
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
@@ -45,12 +45,9 @@ def _handler(processor: Processor, settings: Settings, topology: Topology) -> Ha
         return IssuerHandler(topology, Policy(
             grace_days_after_year_end=settings.grace_days_after_year_end),
             head_signer=signer_for(settings))
-    from services.redeemer.handler import RedeemerHandler
+    from services.redeemer.handler import handler_for
 
-    return RedeemerHandler(topology, settings.voucher_code_key.encode(),
-                           scan_clock_tolerance=timedelta(
-                               seconds=settings.scan_clock_tolerance_seconds),
-                           head_signer=signer_for(settings))
+    return handler_for(settings, topology)
 
 
 def skip_event(processor: Processor, topology: Topology, record: InputRecord, note: str,

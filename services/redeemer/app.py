@@ -16,27 +16,21 @@ time goes: services/redeemer/profiling.py, figures in docs/redeemer.md.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from yarl import URL
 
 from passnum.core.database import connect
-from passnum.core.head_signatures import signer_for
 from passnum.core.processing import process_tag
 from passnum.core.settings import Settings
 from passnum.core.topology import topology_for
 from passnum.core.worker import attach_batch_consumer, build_app
-from services.redeemer.handler import RedeemerHandler
+from services.redeemer.handler import handler_for
 from services.redeemer.profiling import instrument
 from services.redeemer.web import attach_api_process, worker_socket_path
 
 # A bad PASSNUM_ setting: one line and exit 2, not an import traceback from faust's CLI.
 settings = Settings.from_environment_or_exit()
 topology = topology_for(settings)
-handler = RedeemerHandler(topology, settings.voucher_code_key.encode(),
-                          scan_clock_tolerance=timedelta(
-                              seconds=settings.scan_clock_tolerance_seconds),
-                          head_signer=signer_for(settings))
+handler = handler_for(settings, topology)
 app = build_app(topology.redeemer_group, settings, settings.web_port_redeemer)
 worker_socket = worker_socket_path(process_tag())
 app.conf.web_transport = URL(f"unix://{worker_socket}")

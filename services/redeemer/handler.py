@@ -15,10 +15,11 @@ from typing import Sequence
 import psycopg
 
 from passnum.ledger.identity import event_id_for
-from passnum.core.head_signatures import HeadSigner
+from passnum.core.head_signatures import HeadSigner, signer_for
 from passnum.core.codec import decode_command
 from passnum.core.processing import Decision
-from passnum.core.topology import Topology, booklet_key, route_command, siret_key
+from passnum.core.settings import Settings
+from passnum.core.topology import Topology, booklet_key, route_command, siret_key, topology_for
 from passnum.ledger import settlement_month as settlement
 from schemas.base import Command, Event
 from schemas.messages import (
@@ -44,6 +45,8 @@ class RedeemerHandler:
     head_signer: HeadSigner | None = None
     # how far ahead of this clock a scan may be dated (Settings.scan_clock_tolerance_seconds)
     scan_clock_tolerance: timedelta = DEFAULT_SCAN_CLOCK_TOLERANCE
+    # redemptions a close reads or marks per call to PostgreSQL (Settings.close_rows_per_call)
+    close_rows_per_call: int = Settings.close_rows_per_call
 
     @property
     def command_topics(self) -> frozenset[str]:
@@ -151,9 +154,10 @@ class RedeemerHandler:
         book = store.load_settlement_book(connection)
         unsettled = []
         if settlement.close_refusal(book, command) is None:
-            unsettled = store.load_unsettled(connection, settlement.month_end(command.month))
+            unsettled = store.load_unsettled(connection, settlement.month_end(command.month),
+                                             self.close_rows_per_call)
         events = settlement.decide_close_month(book, command, unsettled)
-        store.record_settlement(connection, events, unsettled)
+        store.record_settlement(connection, events, unsettled, self.close_rows_per_call)
         # A month not ended yet is refused until it ends: that refusal does not bind the
         # request id (`close-2026-12` closes the month when sent again in January).
         transient = getattr(events[0], "reason", None) in settlement.REFUSALS_TIME_LIFTS
@@ -171,3 +175,14 @@ class RedeemerHandler:
                 ORIGIN, salt, index)}) for index, event in enumerate(events)]
         return Decision(command, [self._route(command, event) for event in events], final,
                         [self._route(command, fact) for fact in preface])
+
+
+def handler_for(settings: Settings, topology: Topology | None = None) -> RedeemerHandler:
+    """The handler a worker decides with, configured from `settings` (the worker's
+    composition root and the operator's log tools build it here, so they decide alike)."""
+    return RedeemerHandler(topology or topology_for(settings),
+                           settings.voucher_code_key.encode(),
+                           scan_clock_tolerance=timedelta(
+                               seconds=settings.scan_clock_tolerance_seconds),
+                           head_signer=signer_for(settings),
+                           close_rows_per_call=settings.close_rows_per_call)

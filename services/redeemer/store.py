@@ -215,23 +215,30 @@ def load_settlement_book(connection: psycopg.Connection) -> SettlementBook:
     return SettlementBook(frozenset(row[0] for row in rows))
 
 
-def load_unsettled(connection: psycopg.Connection, before: datetime
-                   ) -> list[UnsettledRedemption]:
+def load_unsettled(connection: psycopg.Connection, before: datetime,
+                   rows_per_call: int) -> list[UnsettledRedemption]:
     """Unpaid redemptions dated before `before`, locked: a concurrent cancellation waits for
     this transaction, then finds them paid (see `save_view_changes`). Redemptions that
-    other transactions have not committed yet are not seen: they go to a later statement."""
-    rows = connection.execute(
+    other transactions have not committed yet are not seen: they go to a later statement.
+    The whole result arrives with the query; it is converted `rows_per_call` rows at a
+    time, so that other threads run in between (`Settings.close_rows_per_call`)."""
+    cursor = connection.execute(
         "SELECT event_id, siret, voucher_id, face_value_cents, redeemed_at FROM redemptions "
         "WHERE settlement_month IS NULL AND redeemed_at < %s FOR UPDATE",
-        (before,), binary=True).fetchall()
-    return [UnsettledRedemption(*row) for row in rows]
+        (before,), binary=True)
+    unsettled: list[UnsettledRedemption] = []
+    while rows := cursor.fetchmany(rows_per_call):
+        unsettled += [UnsettledRedemption(*row) for row in rows]
+    return unsettled
 
 
 def record_settlement(connection: psycopg.Connection, events: Sequence[Event],
-                      unsettled: Sequence[UnsettledRedemption]) -> None:
+                      unsettled: Sequence[UnsettledRedemption],
+                      rows_per_call: int) -> None:
     """Mark the paid redemptions and keep the month and its statements, for the HTTP API and
     the exports. Nothing is recorded for a rejected close. `unsettled`: what
-    `load_unsettled` locked, which names the voucher of each redemption a statement pays."""
+    `load_unsettled` locked, which names the voucher of each redemption a statement pays.
+    The redemptions are marked `rows_per_call` at a time (`Settings.close_rows_per_call`)."""
     closings = [event for event in events if isinstance(event, SettlementMonthClosed)]
     if not closings:
         return
@@ -259,12 +266,15 @@ def record_settlement(connection: psycopg.Connection, events: Sequence[Event],
     paid = [event_id for statement in statements for event_id in statement.redemption_event_ids]
     voucher_of = {redemption.event_id: redemption.voucher_id for redemption in unsettled}
     # By voucher id (the key), and only where the event id is the one the statement lists.
-    updated = connection.execute(
-        "UPDATE redemptions AS r SET settlement_month = %s "
-        "FROM unnest(%b::text[], %b::text[]) AS u(voucher_id, event_id) "
-        "WHERE r.voucher_id = u.voucher_id AND r.event_id = u.event_id "
-        "AND r.settlement_month IS NULL",
-        (closing.month, [voucher_of.get(event_id, "") for event_id in paid], paid),
-        binary=True).rowcount
+    updated = 0
+    for start in range(0, len(paid), rows_per_call):
+        listed = paid[start:start + rows_per_call]
+        updated += connection.execute(
+            "UPDATE redemptions AS r SET settlement_month = %s "
+            "FROM unnest(%b::text[], %b::text[]) AS u(voucher_id, event_id) "
+            "WHERE r.voucher_id = u.voucher_id AND r.event_id = u.event_id "
+            "AND r.settlement_month IS NULL",
+            (closing.month, [voucher_of.get(event_id, "") for event_id in listed], listed),
+            binary=True).rowcount
     # The rows were locked by load_unsettled in this transaction: anything else is a bug.
     assert updated == len(paid), f"{updated} of {len(paid)} redemptions marked as paid"

@@ -311,3 +311,24 @@ def test_inside_one_batch_the_log_order_decides_what_a_close_pays(ledger) -> Non
     assert decisions[2].events[0][2].reason == "already_settled"
     assert scalar(ledger, "SELECT count(*) FROM redemptions WHERE settlement_month IS NULL") == 1
 
+
+
+def test_a_close_reading_and_marking_a_few_rows_per_call_pays_every_redemption(ledger) -> None:
+    """A month's redemptions go to and from PostgreSQL `close_rows_per_call` at a time (so
+    that the worker's event loop runs in between): with 2 a call, a close of 7 redemptions
+    takes four calls each way, and still pays all 7, once."""
+    from dataclasses import replace
+
+    handler = replace(_handler_on(ledger), close_rows_per_call=2)
+    siret, codes = _seed_state(ledger, handler)
+    redemptions = [_redeem(f"r{index}", code, siret, MARCH + timedelta(minutes=index))
+                   for index, code in enumerate(codes[:7])]
+    with psycopg.connect(ledger.database_url) as connection, connection.transaction():
+        redeemed = handler.decide_commands(connection, redemptions)
+        closed = handler.decide_commands(connection, [_close("close", "2026-03", APRIL_FIRST)])
+    statement = closed[0].events[0][2]
+    assert statement.type == "settlement_statement_issued"
+    assert sorted(statement.redemption_event_ids) == sorted(
+        decision.events[0][2].event_id for decision in redeemed)
+    assert statement.voucher_count == 7
+    assert scalar(ledger, "SELECT count(*) FROM redemptions WHERE settlement_month = '2026-03'") == 7
