@@ -12,8 +12,6 @@ The baselines:
   also reports its own raw-client and naive baselines;
 - HTTP latency: the target itself (p99 under 25 ms at 1,000 requests/s);
 - audit replay: the fastest raw reader of the same log (bench/audit_replay.py);
-- a month's close: the longest stall of the worker's event loop while the close is decided,
-  against the same close read and marked in one call to PostgreSQL (bench/close_stall.py);
 - with `--growth`, the audit's growth: the replay of a 4x log against the 1x log's, same
   run (bench/audit_growth.py; the national run and its figures: docs/scale.md).
 """
@@ -121,8 +119,6 @@ def measure(full: bool, database_url: str, growth: bool = False) -> dict[str, An
     figures["latency"] = run_json(["bench/redeemer_latency.py", "--rate", "1000", "--seconds",
                                    "60" if full else "20"], 1800)
     figures["audit"] = run_json(["bench/audit_replay.py", *(["--full"] if full else [])], 3600)
-    figures["close"] = run_json(["bench/close_stall.py", "--repeats", "1", "--redemptions",
-                                 "1370000" if full else "200000"], 1800)
     if growth:
         figures["growth"] = run_json(["bench/audit_growth.py", "--base",
                                       "250000" if full else "100000"], 3600)
@@ -166,14 +162,6 @@ def table(figures: dict[str, Any], number: int = 1) -> list[str]:
          f"{replay.get('memory', {}).get('bytes_per_voucher', 'n/a')} B state/voucher; "
          f"ratio target 0.7; sound: {replay.get('sound')}"),
     ]
-    if "close" in figures:
-        close = figures["close"]
-        rows.append((
-            f"Close of {close['redemptions']:,} redemptions: longest event-loop stall (s)",
-            close["longest_stall_seconds"], close["baseline_longest_stall_seconds"],
-            "the month in one call to PostgreSQL", "< 1 s (the heartbeat interval)",
-            f"close {close['close_seconds']} s (baseline {close['baseline_close_seconds']} s), "
-            f"{close['rows_per_call']:,} rows per call"))
     if "growth" in figures:
         growth = figures["growth"]
         largest = growth["growth"]["ratios"]["4x"]

@@ -392,6 +392,18 @@ def marginal_from(growth_json: Path | None) -> float | None:
 
 
 def markdown_section(result: dict[str, Any]) -> str:
+    """The run's table; at national size (scale 1.0) without the column of estimates,
+    which would only repeat the measurements."""
+    lines = _markdown_lines(result)
+    if result["scale"] < 1.0:
+        return "\n".join(lines)
+    table = [line.rsplit(" | ", 1)[0] + " |" if line.startswith("| ") else
+             "|---|---|---|" if line.startswith("|---") else line for line in lines]
+    table[-1] = table[-1].split(" (estimate at scale 1.0:")[0] + "."
+    return "\n".join(table)
+
+
+def _markdown_lines(result: dict[str, Any]) -> list[str]:
     issuance, redemption = result["issuance"], result["redemption"]
     settlement, audit, estimate = result["settlement"], result["audit"], result["estimate"]
     cpu = redemption["cpu_microseconds_per_scan"]
@@ -436,7 +448,7 @@ def markdown_section(result: dict[str, Any]) -> str:
         f"{estimate['broker_log_memory_mb']:,} MB more for about "
         f"{estimate['log_records']:,} records).",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 # ------------------------------------------------------------------ the run
