@@ -549,6 +549,9 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         self.seek = seek
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Logged so that a rebalance can be told from the workers' logs (which member
+        # lost and got what, and when).
+        logger.info("partitions revoked: %s", _partition_names(revoked))
         async with self.lock:
             await self.runner.drain()
             # So that the next owner does not re-read what was decided since the last
@@ -556,7 +559,12 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.commit_now()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        logger.info("partitions assigned: %s", _partition_names(assigned))
         await self.seek(assigned)
+
+
+def _partition_names(partitions: Any) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "none"
 
 
 class BatchConsumer(mode.Service):
