@@ -4,7 +4,8 @@ A close is decided in a thread (`RedeemerHandler.long_decision`), so that the ev
 goes on sending the consumer group's heartbeats. A call into psycopg's C code (converting a
 result, dumping an array parameter) holds the GIL for as long as it runs, and a month at
 national size is 1.37 million redemptions. This benchmark fills a database with one month of
-unpaid redemptions (COPY), then decides the month's close exactly as the worker does
+unpaid redemptions (COPY), after the paid redemptions of the months before, then decides
+the month's close exactly as the worker does
 (`passnum.core.processing.decide_batch` in a thread, with the worker's handler), while a task
 on the event loop wakes every 5 ms and records how late each wake-up is. Each close runs
 on a fresh copy of the filled database (`CREATE DATABASE ... TEMPLATE`).
@@ -13,8 +14,8 @@ The baseline is the same close with one call for the whole month
 (`close_rows_per_call` = the month's redemptions); the figure is the setting's value.
 The two alternate, `--repeats` times each.
 
-    .venv/bin/python bench/close_stall.py [--redemptions 1370000] [--venues 200]
-                                           [--repeats 2] [--json F]
+    .venv/bin/python bench/close_stall.py [--redemptions 1370000] [--paid-before 5470000]
+                                          [--venues 200] [--repeats 2] [--json F]
 """
 
 from __future__ import annotations
@@ -50,22 +51,31 @@ CLOSED_AT = datetime(2025, 2, 1, 6, 0, tzinfo=timezone.utc)
 TICK_SECONDS = 0.005
 
 
-def fill(url: str, redemptions: int, venue_count: int) -> None:
-    """One month of unpaid redemptions: booklets of 10 vouchers of one collectivité, each
-    redemption by one of the venues, spread over the month."""
+def fill(url: str, redemptions: int, paid_before: int, venue_count: int) -> None:
+    """`paid_before` redemptions of the months before, paid (inserted unpaid, then marked,
+    as the closes of those months did: with no VACUUM since, as on this machine, the
+    partial index of unpaid redemptions keeps their entries), then one month of unpaid
+    redemptions: booklets of 10 vouchers of one collectivité, each redemption by one of the
+    venues, spread over the month. Nothing is analysed, as nothing is here."""
     siren = collectivites(1)[0].siren
     sirets = [venue.siret for venue in venues(venue_count)]
-    seconds = 27 * 24 * 3600
+    month_seconds = 27 * 24 * 3600
+    earlier = MONTH_START - timedelta(days=150)
     with psycopg.connect(url) as connection:
         with connection.cursor().copy(
                 "COPY redemptions (voucher_id, booklet_id, siren, siret, face_value_cents, "
                 "redeemed_at, event_id) FROM STDIN") as copy:
-            for index in range(redemptions):
+            for index in range(paid_before + redemptions):
                 booklet = f"{siren}-{index // 10 + 1:07d}"
-                at = MONTH_START + timedelta(hours=6, seconds=index * seconds // redemptions)
+                if index < paid_before:
+                    at = earlier + timedelta(seconds=index * 120 * 24 * 3600 // paid_before)
+                else:
+                    at = MONTH_START + timedelta(
+                        hours=6, seconds=(index - paid_before) * month_seconds // redemptions)
                 copy.write_row((f"{booklet}-{index % 10 + 1:02d}", booklet, siren,
                                 sirets[index % len(sirets)], 1000, at, str(uuid.uuid4())))
-        connection.execute("ANALYZE redemptions")
+        connection.execute("UPDATE redemptions SET settlement_month = '2024-12' "
+                           "WHERE redeemed_at < %s", (MONTH_START,))
 
 
 def close_record(settings: Settings) -> InputRecord:
@@ -114,7 +124,8 @@ async def decide_while_ticking(url: str, settings: Settings, rows_per_call: int
             "outbox_rows": len(result.outbox) if result.outbox else 0}
 
 
-def run(redemptions: int, venue_count: int, repeats: int) -> dict[str, Any]:
+def run(redemptions: int, paid_before: int, venue_count: int, repeats: int
+        ) -> dict[str, Any]:
     base = Settings.from_environment()
     root = base.database_url.rsplit("/", 1)[0]
     suffix = uuid.uuid4().hex[:8]
@@ -129,9 +140,9 @@ def run(redemptions: int, venue_count: int, repeats: int) -> dict[str, Any]:
     try:
         apply_migrations(f"{root}/{template}")
         started = time.monotonic()
-        fill(f"{root}/{template}", redemptions, venue_count)
-        print(f"filled {redemptions:,} redemptions in {time.monotonic() - started:.1f} s",
-              file=sys.stderr, flush=True)
+        fill(f"{root}/{template}", redemptions, paid_before, venue_count)
+        print(f"filled {paid_before:,} paid and {redemptions:,} unpaid redemptions in "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
         for repeat in range(repeats):
             for rows_per_call in (redemptions, settings.close_rows_per_call):
                 name = f"{template}r{repeat}c{rows_per_call}"
@@ -155,7 +166,7 @@ def run(redemptions: int, venue_count: int, repeats: int) -> dict[str, Any]:
     figure = [run for run in runs if run["rows_per_call"] != redemptions]
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "redemptions": redemptions, "venues": venue_count,
+        "redemptions": redemptions, "paid_before": paid_before, "venues": venue_count,
         "rows_per_call": settings.close_rows_per_call,
         "longest_stall_seconds": max(run["longest_stall_seconds"] for run in figure),
         "baseline_longest_stall_seconds": max(run["longest_stall_seconds"] for run in baseline),
@@ -172,11 +183,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--redemptions", type=int, default=1_370_000,
                         help="the month's unpaid redemptions (1.37 million: a national month)")
+    parser.add_argument("--paid-before", type=int, default=5_470_000,
+                        help="redemptions of earlier months, paid (the year so far before "
+                        "the fifth month at national size)")
     parser.add_argument("--venues", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default="", help="also write the result here")
     arguments = parser.parse_args()
-    result = run(arguments.redemptions, arguments.venues, arguments.repeats)
+    result = run(arguments.redemptions, arguments.paid_before, arguments.venues,
+                 arguments.repeats)
     text = json.dumps(result, indent=1)
     print(text)
     if arguments.json:

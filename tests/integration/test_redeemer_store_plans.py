@@ -75,3 +75,27 @@ def test_a_batch_loads_its_booklets_and_redemptions_by_key_probes(ledger: Settin
     _assert_probes(redemption_plan, "redemptions")
     assert sorted(row[0] for row in found_booklets) == known_booklets
     assert sorted(row[0] for row in found_redemptions) == known_vouchers
+
+
+def test_a_close_marks_what_it_pays_by_key_probes(ledger: Settings) -> None:
+    """The redemptions marked paid since the last VACUUM keep their entries in the partial
+    index of unpaid ones (autovacuum is off here): a plan by that index would read every
+    redemption of the year at each call of a close. The marking probes the key instead."""
+    from services.redeemer.store import MARK_PAID
+
+    with connect(ledger.database_url) as connection:
+        _seed(connection)
+        listed = [f"{_booklet_id(sequence)}-01" for sequence in range(LOOKED_UP)]
+        # The rest was paid by an earlier month: dead entries in the partial index.
+        connection.execute("UPDATE redemptions SET settlement_month = '2026-02' "
+                           "WHERE NOT voucher_id = ANY(%b)", (listed,), binary=True)
+        connection.commit()
+        events = [f"event-{sequence}-1" for sequence in range(LOOKED_UP)]
+        plan = "\n".join(row[0] for row in connection.execute(
+            "EXPLAIN (ANALYZE) " + MARK_PAID, ("2026-03", listed, events),
+            binary=True).fetchall())
+        paid = connection.execute("SELECT count(*) FROM redemptions "
+                                  "WHERE settlement_month = '2026-03'").fetchone()
+    _assert_probes(plan, "redemptions")
+    assert "redemptions_unsettled" not in plan, plan
+    assert paid == (LOOKED_UP,)
