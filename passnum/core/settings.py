@@ -68,8 +68,8 @@ class Settings:
     # size) this many per call to PostgreSQL: psycopg converts a result and dumps an array
     # in C without releasing the GIL, so one call for the whole month stopped the worker's
     # event loop, and its consumer group's heartbeats, while the close was decided in a
-    # thread: the longest stall of a national month's close is 1.12 s in one call and
-    # 0.31 s at 50,000 a call on the quiet machine (bench/close_stall.py, docs/redeemer.md).
+    # thread: the longest stall of a national month's close is 1.15 s in one call and
+    # 0.30 s at 50,000 a call on the quiet machine (bench/close_stall.py, docs/redeemer.md).
     close_rows_per_call: Positive = 50_000
     # A fetch returns as soon as records arrive, or after this long. Short, because Tansu
     # answered a long poll late (75 ms with 500 ms allowed, measured): an idle worker then
