@@ -392,21 +392,44 @@ def marginal_from(growth_json: Path | None) -> float | None:
 
 
 def markdown_section(result: dict[str, Any]) -> str:
-    """The run's table; at national size (scale 1.0) without the column of estimates,
-    which would only repeat the measurements."""
-    lines = _markdown_lines(result)
-    if result["scale"] < 1.0:
-        return "\n".join(lines)
-    table = [line.rsplit(" | ", 1)[0] + " |" if line.startswith("| ") else
-             "|---|---|---|" if line.startswith("|---") else line for line in lines]
-    table[-1] = table[-1].split(" (estimate at scale 1.0:")[0] + "."
-    return "\n".join(table)
-
-
-def _markdown_lines(result: dict[str, Any]) -> list[str]:
+    """The run's table. Below national size, a column carries each phase to scale 1.0; at
+    scale 1.0 it would only repeat the measurements, and is left out."""
     issuance, redemption = result["issuance"], result["redemption"]
     settlement, audit, estimate = result["settlement"], result["audit"], result["estimate"]
+    hours = estimate["hours"]
     cpu = redemption["cpu_microseconds_per_scan"]
+    rows = [  # phase, measured, load average, estimate at scale 1.0
+        ("Issuance (issuer worker)",
+         f"{issuance['booklets']:,} booklets in {issuance['seconds']} s = "
+         f"{issuance['booklets_per_second']:,} booklets/s; worker RSS "
+         f"{issuance['issuer_worker_rss_mb_max']} MB", issuance["load_average"],
+         f"{hours['issuance']} h"),
+        ("Redeemer learns every booklet",
+         f"{issuance['redeemer_knows_every_booklet_after_seconds']} s after the first order",
+         issuance["load_average"], f"{hours['redeemer_learns_booklets']} h"),
+        ("Redemptions end to end",
+         f"{redemption['scans']:,} scans ({redemption['second_scans']:,} second scans, "
+         f"rejected) in {redemption['seconds']} s = {redemption['scans_per_second']:,} "
+         f"scans/s; CPU µs per scan by process {cpu} ('other': the rest of the shared "
+         f"machine); worker RSS {redemption['redeemer_worker_rss_mb']} MB",
+         redemption["load_average"], f"{hours['redemptions']} h for {estimate['scans']:,} scans"),
+        ("Settlement",
+         f"{settlement['closes']} monthly closes in {settlement['seconds']} s (each polled "
+         f"every {settlement['poll_seconds']} s)", "", f"{hours['settlement_closes']} h"),
+        ("Full audit (replay, judge, PostgreSQL load)",
+         f"{audit['events']:,} events in {audit['seconds']} s = "
+         f"{audit['events_per_second']:,} events/s; peak RSS {audit['peak_resident_mb']} MB; "
+         f"state {audit['state_bytes_per_voucher']} bytes/voucher; sound: {audit['sound']}",
+         audit["load_average"],
+         f"{hours['audit']} h; peak RSS about {estimate['audit_peak_resident_mb']:,} MB at "
+         f"{estimate['audit_peak_basis_bytes_per_voucher']} bytes per further voucher (state "
+         f"{estimate['audit_state_mb']:,} MB)"),
+    ]
+    with_estimates = result["scale"] < 1.0
+    columns = 4 if with_estimates else 3
+    broker_estimate = (f" (estimate at scale 1.0: {estimate['broker_log_memory_mb']:,} MB more "
+                       f"for about {estimate['log_records']:,} records)"
+                       if with_estimates else "")
     lines = [
         f"Run of {result['date']} at scale {result['scale']} "
         f"({result['booklets']:,} booklets, {result['vouchers']:,} vouchers, "
@@ -414,41 +437,18 @@ def _markdown_lines(result: dict[str, Any]) -> list[str]:
         f"{result['redeemer_workers']} redeemer workers); load average before "
         f"{result['load_average_before']}, after {result['load_average_after']}.",
         "",
-        "| Phase | Measured | Load average | Estimate at scale 1.0 |",
-        "|---|---|---|---|",
-        f"| Issuance (issuer worker) | {issuance['booklets']:,} booklets in "
-        f"{issuance['seconds']} s = {issuance['booklets_per_second']:,} booklets/s; "
-        f"worker RSS {issuance['issuer_worker_rss_mb_max']} MB | {issuance['load_average']} | "
-        f"{estimate['hours']['issuance']} h |",
-        f"| Redeemer learns every booklet | "
-        f"{issuance['redeemer_knows_every_booklet_after_seconds']} s after the first order | "
-        f"{issuance['load_average']} | "
-        f"{estimate['hours']['redeemer_learns_booklets']} h |",
-        f"| Redemptions end to end | {redemption['scans']:,} scans "
-        f"({redemption['second_scans']:,} second scans, rejected) in {redemption['seconds']} s "
-        f"= {redemption['scans_per_second']:,} scans/s; CPU µs per scan by process {cpu} "
-        f"('other': the rest of the shared machine); worker RSS "
-        f"{redemption['redeemer_worker_rss_mb']} MB | {redemption['load_average']} | "
-        f"{estimate['hours']['redemptions']} h for {estimate['scans']:,} scans |",
-        f"| Settlement | {settlement['closes']} monthly closes in {settlement['seconds']} s "
-        f"(each polled every {settlement['poll_seconds']} s) | | "
-        f"{estimate['hours']['settlement_closes']} h |",
-        f"| Full audit (replay, judge, PostgreSQL load) | {audit['events']:,} events in "
-        f"{audit['seconds']} s = {audit['events_per_second']:,} events/s; peak RSS "
-        f"{audit['peak_resident_mb']} MB; state {audit['state_bytes_per_voucher']} "
-        f"bytes/voucher; sound: {audit['sound']} | {audit['load_average']} | "
-        f"{estimate['hours']['audit']} h; peak RSS about {estimate['audit_peak_resident_mb']:,}"
-        f" MB at {estimate['audit_peak_basis_bytes_per_voucher']} bytes per further voucher "
-        f"(state {estimate['audit_state_mb']:,} MB) |",
+        "| " + " | ".join(("Phase", "Measured", "Load average",
+                          "Estimate at scale 1.0")[:columns]) + " |",
+        "|" + "---|" * columns,
+        *("|" + "|".join(f" {cell} " if cell != "" else " " for cell in row[:columns]) + "|"
+          for row in rows),
         "",
         f"Checks: {result['checks']}. Log: {sum(result['log_records'].values()):,} records "
         f"({result['log_records']}); broker RSS (the whole broker, shared with whatever else "
         f"uses it meanwhile) {result['broker_rss_mb_before']} MB before, "
-        f"{result['broker_rss_mb_after']} MB after (estimate at scale 1.0: "
-        f"{estimate['broker_log_memory_mb']:,} MB more for about "
-        f"{estimate['log_records']:,} records).",
+        f"{result['broker_rss_mb_after']} MB after{broker_estimate}.",
     ]
-    return lines
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the run
