@@ -33,16 +33,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 
+from ledgers import drop_database
 from passnum.core.codec import encode
-from passnum.core.database import apply_migrations
+from passnum.core.database import apply_migrations, create_database_if_missing
 from passnum.core.processing import InputRecord, decide_batch
 from passnum.core.settings import Settings
 from passnum.core.topology import topology_for
 from passnum.ledger.partners import collectivites, venues
 from schemas.messages import CloseSettlementMonth
+from redeemer_common import count
 from services.redeemer.handler import handler_for
 
 MONTH = "2025-01"
@@ -85,12 +88,6 @@ def close_record(settings: Settings) -> InputRecord:
                        MONTH.encode(), encode(command))
 
 
-def count(connection: psycopg.Connection, query: str) -> int:
-    row = connection.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 async def decide_while_ticking(url: str, settings: Settings, rows_per_call: int
                                ) -> dict[str, Any]:
     """The close decided in a thread; the event loop's wake-ups meanwhile."""
@@ -113,9 +110,9 @@ async def decide_while_ticking(url: str, settings: Settings, rows_per_call: int
         seconds = time.monotonic() - started
         done.set()
         await ticker
-        statements = count(connection, "SELECT count(*) FROM settlement_statements")
-        paid = count(connection, "SELECT count(*) FROM redemptions WHERE settlement_month = "
-                     f"'{MONTH}'")
+    database = settings.with_overrides(database_url=url)
+    statements = count(database, "SELECT count(*) FROM settlement_statements")
+    paid = count(database, f"SELECT count(*) FROM redemptions WHERE settlement_month = '{MONTH}'")
     lateness.sort()
     return {"rows_per_call": rows_per_call, "close_seconds": round(seconds, 2),
             "longest_stall_seconds": round(lateness[-1], 3),
@@ -134,8 +131,7 @@ def run(redemptions: int, paid_before: int, venue_count: int, repeats: int
                                    run_directory=os.environ.get("PASSNUM_RUN_DIRECTORY",
                                                                 base.run_directory))
     load_before = os.getloadavg()
-    with psycopg.connect(f"{root}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{template}"')
+    create_database_if_missing(f"{root}/{template}")
     runs: list[dict[str, Any]] = []
     try:
         apply_migrations(f"{root}/{template}")
@@ -152,16 +148,14 @@ def run(redemptions: int, paid_before: int, venue_count: int, repeats: int
                     outcome = asyncio.run(decide_while_ticking(f"{root}/{name}", settings,
                                                                rows_per_call))
                 finally:
-                    with psycopg.connect(f"{root}/postgres", autocommit=True) as admin:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    drop_database(f"{root}/{name}")
                 outcome["load_average"] = [round(value, 2) for value in os.getloadavg()]
                 print(json.dumps(outcome), file=sys.stderr, flush=True)
                 if outcome["paid"] != redemptions:
                     raise SystemExit(f"the close paid {outcome['paid']} of {redemptions}")
                 runs.append(outcome)
     finally:
-        with psycopg.connect(f"{root}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        drop_database(f"{root}/{template}")
     baseline = [run for run in runs if run["rows_per_call"] == redemptions]
     figure = [run for run in runs if run["rows_per_call"] != redemptions]
     return {
