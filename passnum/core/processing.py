@@ -145,8 +145,8 @@ def holds_a_long_decision(handler: Handler, records: Sequence[InputRecord]) -> b
     is_long = getattr(handler, "long_decision", None)
     if is_long is None:
         return False
-    return any(record.topic in handler.command_topics and is_long(record.value)
-               for record in records)
+    command_topics = handler.command_topics  # a property that may build a set at each call
+    return any(record.topic in command_topics and is_long(record.value) for record in records)
 
 
 def split_by_weight(handler: Handler, records: Sequence[InputRecord],
