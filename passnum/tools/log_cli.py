@@ -19,7 +19,7 @@ import typer
 
 from passnum.ledger.identity import event_id_for
 from passnum.core.database import connect
-from passnum.core.head_signatures import load_or_create_private_key, public_key_hex, signer_for
+from passnum.core.head_signatures import load_or_create_private_key, public_key_hex
 from passnum.core.log import read_partitions_to_end
 from passnum.core.processing import Handler, InputRecord, SkipRefused, skip_record
 from passnum.core.settings import Settings
@@ -39,15 +39,12 @@ class Processor(str, enum.Enum):
 
 def _handler(processor: Processor, settings: Settings, topology: Topology) -> Handler:
     if processor is Processor.issuer:
-        from passnum.ledger.envelope import Policy
-        from services.issuer.handler import IssuerHandler
+        from services.issuer.handler import handler_for as issuer_handler_for
 
-        return IssuerHandler(topology, Policy(
-            grace_days_after_year_end=settings.grace_days_after_year_end),
-            head_signer=signer_for(settings))
-    from services.redeemer.handler import handler_for
+        return issuer_handler_for(settings, topology)
+    from services.redeemer.handler import handler_for as redeemer_handler_for
 
-    return handler_for(settings, topology)
+    return redeemer_handler_for(settings, topology)
 
 
 def skip_event(processor: Processor, topology: Topology, record: InputRecord, note: str,

@@ -8,19 +8,16 @@ worker's web server. Nothing connects at import: connections open when the app s
 from __future__ import annotations
 
 from passnum.core.database import connect
-from passnum.core.head_signatures import signer_for
 from passnum.core.settings import Settings
 from passnum.core.topology import topology_for
 from passnum.core.worker import attach_batch_consumer, build_app
-from passnum.ledger.envelope import Policy
-from services.issuer.handler import IssuerHandler
+from services.issuer.handler import handler_for
 from services.issuer.web import attach_apis
 
 # A bad PASSNUM_ setting: one line and exit 2, not an import traceback from faust's CLI.
 settings = Settings.from_environment_or_exit()
 topology = topology_for(settings)
-policy = Policy(grace_days_after_year_end=settings.grace_days_after_year_end)
-handler = IssuerHandler(topology, policy, head_signer=signer_for(settings))
+handler = handler_for(settings, topology)
 app = build_app(topology.issuer_group, settings, settings.web_port_issuer)
 runner = attach_batch_consumer(app, handler, settings, [topology.issuer_commands.name],
                                lambda: connect(settings.database_url))

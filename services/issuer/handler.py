@@ -7,9 +7,10 @@ from typing import Sequence
 
 import psycopg
 
-from passnum.core.head_signatures import HeadSigner
+from passnum.core.head_signatures import HeadSigner, signer_for
 from passnum.core.processing import Decision
-from passnum.core.topology import Topology, booklet_key, siren_key
+from passnum.core.settings import Settings
+from passnum.core.topology import Topology, booklet_key, siren_key, topology_for
 from schemas.base import Command, Event
 from schemas.messages import ISSUER_COMMANDS, BookletActivated, OrderBooklets
 from passnum.ledger.booklet import Booklet, evolve_booklet
@@ -78,6 +79,14 @@ class IssuerHandler:
             decisions.append(Decision(command, [self._route(event) for event in events]))
         batch.save(connection)
         return decisions
+
+
+def handler_for(settings: Settings, topology: Topology | None = None) -> IssuerHandler:
+    """The handler a worker decides with, configured from `settings` (the worker's
+    composition root and the operator's log tools build it here, so they decide alike)."""
+    return IssuerHandler(topology or topology_for(settings),
+                         Policy(grace_days_after_year_end=settings.grace_days_after_year_end),
+                         head_signer=signer_for(settings))
 
 
 @dataclass
