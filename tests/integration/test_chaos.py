@@ -85,6 +85,16 @@ APRIL_SCANS = datetime(2026, 4, 2, 9, 0, tzinfo=timezone.utc)
 # ------------------------------------------------------------------------------ workers
 
 
+def assigned_commands(worker: WorkerProcess, every_start: bool = False) -> bool:
+    """Whether the worker's log (of its current start, or of every start) says it was
+    assigned a partition of the redeemer's commands: a rebalance, as an operator reads it."""
+    commands = topology_for(worker.settings).redeemer_commands.name
+    paths = worker.log_directory.glob("*.log") if every_start else [worker.log_path]
+    return any("partitions assigned: " in line and f"{commands}[" in line
+               for path in paths if path.exists()
+               for line in path.read_text(errors="replace").splitlines())
+
+
 def healthy(worker: WorkerProcess) -> bool:
     _, port_setting = WORKER_APPS[worker.service]
     url = (f"http://{worker.settings.web_host}:{getattr(worker.settings, port_setting)}"
@@ -114,7 +124,8 @@ def resident_kilobytes(worker: WorkerProcess) -> int | None:
 class Killer(threading.Thread):
     """SIGKILLs a random healthy worker every `interval` seconds (jittered) and starts it
     again at once, `target` times. A third of the way in, a second redeemer joins the group
-    (a rebalance); two thirds of the way in, it leaves with SIGTERM."""
+    (a rebalance); two thirds of the way in, once it has taken partitions, it leaves with
+    SIGTERM."""
 
     workers: dict[str, WorkerProcess]
     second_redeemer: WorkerProcess
@@ -125,6 +136,7 @@ class Killer(threading.Thread):
     kills: list[tuple[str, int]] = field(default_factory=list)  # (worker, undecided then)
     stopping: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None
+    second_assigned_at_start: int = 0  # the second redeemer's start that took partitions
 
     def __post_init__(self) -> None:
         threading.Thread.__init__(self, name="chaos-killer", daemon=True)
@@ -135,7 +147,7 @@ class Killer(threading.Thread):
                 self.stopping.wait(self.interval * self.random_source.uniform(0.5, 1.5))
                 self._rebalance()
                 candidates = sorted(name for name, worker in self.workers.items()
-                                    if healthy(worker))
+                                    if healthy(worker) and self._may_be_killed(name))
                 if not candidates:
                     continue
                 name = self.random_source.choice(candidates)
@@ -146,12 +158,25 @@ class Killer(threading.Thread):
         except BaseException as error:  # reported by the test, never swallowed
             self.failure = error
 
+    def _may_be_killed(self, name: str) -> bool:
+        """Not the second redeemer before it took partitions: its health answers while it
+        joins the group, and killed then, it would leave without any rebalance."""
+        return name != "redeemer-b" or self._second_took_partitions()
+
+    def _second_took_partitions(self) -> bool:
+        """Whether the second redeemer's current start was assigned command partitions."""
+        second = self.second_redeemer
+        if self.second_assigned_at_start != second.starts and assigned_commands(second):
+            self.second_assigned_at_start = second.starts
+        return self.second_assigned_at_start == second.starts
+
     def _rebalance(self) -> None:
         joined = "redeemer-b" in self.workers
         if not joined and len(self.kills) >= self.target // 3 and self.second_redeemer.starts == 0:
             self.second_redeemer.start()
             self.workers["redeemer-b"] = self.second_redeemer
-        elif joined and len(self.kills) >= 2 * self.target // 3:
+        elif (joined and len(self.kills) >= 2 * self.target // 3
+              and self._second_took_partitions()):
             del self.workers["redeemer-b"]
             threading.Thread(target=self.second_redeemer.stop, daemon=True).start()
 
@@ -554,7 +579,10 @@ def judge(ledger: Settings, workload: Workload, killer: Killer) -> tuple[dict, L
         "kills": len(killer.kills), "kills_by_worker": _count(name for name, _ in killer.kills),
         "kills_with_requests_pending": sum(1 for _, pending in killer.kills if pending),
         "kill_interval_seconds": KILL_INTERVAL_SECONDS, "seed": SEED,
-        "second_redeemer_starts": killer.second_redeemer.starts, "rounds": workload.rounds,
+        "second_redeemer_starts": killer.second_redeemer.starts,
+        "second_redeemer_assigned_commands": assigned_commands(killer.second_redeemer,
+                                                               every_start=True),
+        "rounds": workload.rounds,
         "requests": len(workload.commands), "records_sent": workload.records_sent,
         "decided": len(workload.commands) - len(lost), "lost": len(lost),
         "doubled": len(doubled) + len(two_payloads) + len(facts.redeemed_twice),
@@ -601,6 +629,7 @@ def _check(figures: dict, facts: LogFacts) -> None:
     assert set(figures["kills_by_worker"]) & {"redeemer-a", "redeemer-b"}, figures
     assert "issuer" in figures["kills_by_worker"], figures
     assert figures["second_redeemer_starts"] >= 1, "the rebalance never happened"
+    assert figures["second_redeemer_assigned_commands"], "no rebalance in the workers' logs"
     assert figures["lost"] == 0, figures["lost_requests"]
     assert figures["doubled"] == 0, (figures["redeemed_twice"],
                                      figures["event_ids_with_two_payloads"],
