@@ -350,6 +350,7 @@ def phase(bench: Bench, vouchers: int, scans: int, first_voucher: int, label: st
     before = fetch_high_water_marks(bench.settings, [commands_topic])
     database_name = bench.settings.database_url.rsplit("/", 1)[1].split("?")[0]
     cpu_before = cpu_seconds_by_process(bench.worker_pids, database_name)
+    print(f"measuring {scans} redemptions end to end", file=sys.stderr, flush=True)
     worker_rate = end_to_end(bench, payloads, client)
     cpu = cpu_microseconds_per(cpu_before, cpu_seconds_by_process(bench.worker_pids,
                                                                   database_name), scans)

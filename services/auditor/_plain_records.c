@@ -121,6 +121,7 @@ typedef struct {
     int kind;
     const char *date; /* YYYY-MM-DD, 10 bytes */
     int64_t hour, minute, second, fraction_micros;
+    int64_t offset_seconds; /* from UTC, east positive: 0 for `Z` */
     const char *event_id;
     Py_ssize_t event_id_length;
     const char *siret; /* 14 digits (a redemption's) */
@@ -157,7 +158,18 @@ static int parse_instant(Cursor *cursor, Fact *fact)
             fraction *= 10; /* int(fraction.ljust(6, b"0")) */
         fact->fraction_micros = fraction;
     }
-    return LITERAL(cursor, "Z\",\"event_id\":\"");
+    fact->offset_seconds = 0;
+    if (LITERAL(cursor, "Z"))
+        return LITERAL(cursor, "\",\"event_id\":\"");
+    /* `[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]`: a time on a clock at that offset. */
+    int64_t hours, minutes;
+    int west = cursor->at < cursor->end && *cursor->at == '-';
+    if (!((LITERAL(cursor, "+") || LITERAL(cursor, "-")) && digits(cursor, 2, &hours)
+          && LITERAL(cursor, ":") && digits(cursor, 2, &minutes))
+        || hours > 23 || minutes > 59)
+        return 0;
+    fact->offset_seconds = (west ? -1 : 1) * (hours * 3600 + minutes * 60);
+    return LITERAL(cursor, "\",\"event_id\":\"");
 }
 
 /* `[1-9][0-9]{0,17}`: a positive amount in cents. */
@@ -929,8 +941,12 @@ static int plan_fact(Call *call, Plan *plan)
     if (day_number == -1 && PyErr_Occurred())
         return -1;
     plan->micros = (day_number * 86400 + fact->hour * 3600 + fact->minute * 60
-                    + fact->second) * 1000000 + fact->fraction_micros;
+                    + fact->second - fact->offset_seconds) * 1000000 + fact->fraction_micros;
     if (plan->micros < 0)
+        return 0;
+    /* The month is the UTC one, cached by date as written: with an offset that moves the
+       instant to another UTC day, the Python path (which computes it) takes the record. */
+    if (fact->offset_seconds != 0 && plan->micros / 86400000000LL != day_number)
         return 0;
     PyObject *siren = PyUnicode_DecodeASCII(fact->siren, 9, NULL);
     plan->collectivite = siren ? PyDict_GetItemWithError(call->collectivites, siren) : NULL;

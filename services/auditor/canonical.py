@@ -1,8 +1,10 @@
 """The hot event types decoded straight from the codec's bytes, without building a dict.
 
 Every event on the log was written by the one codec (`passnum.core.codec.encode`, pydantic's
-`model_dump_json`): compact JSON, fields in the order the model declares them, UTC
-instants written `...Z`. For the frequent types, the patterns below match exactly that
+`model_dump_json`): compact JSON, fields in the order the model declares them, instants
+written `...Z` in UTC or `...+01:00` with the offset they were given (a scan dated on a
+venue's clock in France keeps it: offline scans, `services/redeemer/offline_scans.py`).
+For the frequent types, the patterns below match exactly that
 form, and only documents that are valid for the model and for the books: the exact key
 set in order (so no missing, extra or repeated key), `schema_version` 1, the identifier
 formats and their consistency (a voucher id is its booklet id plus a position, both under
@@ -31,10 +33,14 @@ from services.auditor.wire import InvalidEvent
 _TEXT = rb'[\x20\x21\x23-\x5b\x5d-\x7e]'
 _HEAD = (rb'\{"schema_version":1,"request_id":"(' + _TEXT + rb'{1,128})",'
          rb'"occurred_at":"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):([0-5][0-9]):'
-         rb'([0-5][0-9])(?:\.([0-9]{1,6}))?Z","event_id":"(' + _TEXT + rb'{1,64})","type":"')
+         rb'([0-5][0-9])(?:\.([0-9]{1,6}))?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",'
+         rb'"event_id":"(' + _TEXT + rb'{1,64})","type":"')
 _CENTS = rb'([1-9][0-9]{0,17})'
 _DATE = rb'"([0-9]{4}-[0-9]{2}-[0-9]{2})"'
 # Groups 1-7 of every pattern: request_id, date, hour, minute, second, fraction, event_id.
+# The offset is no group (a group would renumber the back-references below): it is read
+# from the bytes before `","event_id":"` (`_offset_seconds`).
+_BEFORE_EVENT_ID = len(b'","event_id":"')
 VOUCHER_REDEEMED = re.compile(
     _HEAD + rb'voucher_redeemed","siret":"([0-9]{14})","siren":"([0-9]{9})",'
     rb'"booklet_id":"\9-([0-9]{7})","voucher_id":"\9-\10-([0-9]{2})",'
@@ -100,8 +106,9 @@ class CanonicalDecoder:
             return None if match is None else self._outcome(match, "voucher_checked")
         return None
 
-    def _instant(self, match: re.Match) -> tuple[int, int] | None:
-        """(microseconds since the epoch, day number) of groups 2-6, None if no such day."""
+    def _instant(self, match: re.Match) -> tuple[int, str] | None:
+        """(microseconds since the epoch, UTC month) of groups 2-6 and the offset, None if
+        no such day."""
         date, hour, minute, second, fraction = match.group(2, 3, 4, 5, 6)
         day = self.days.get(date)
         if day is None:
@@ -111,7 +118,11 @@ class CanonicalDecoder:
         micros = (day * 86_400 + int(hour) * 3_600 + int(minute) * 60 + int(second)) * 1_000_000
         if fraction is not None:
             micros += int(fraction.ljust(6, b"0"))
-        return micros, day
+        offset = _offset_seconds(match)
+        if offset:
+            micros -= offset * 1_000_000
+            return micros, wire.utc_month(micros)
+        return micros, self.months[date]
 
     def _day(self, date: bytes) -> int | None:
         try:
@@ -120,9 +131,6 @@ class CanonicalDecoder:
             return None
         self.months[date] = date[:7].decode()
         return day
-
-    def _month(self, match: re.Match) -> str:
-        return self.months[match.group(2)]
 
     def _venue(self, siret: bytes) -> int:
         venue = self.venues.get(siret)
@@ -143,6 +151,10 @@ class CanonicalDecoder:
                   + two_digits[second]) * 1_000_000
         if fraction is not None:
             micros += int(fraction.ljust(6, b"0"))
+        # `day` stays the date as written: the day the redeemer judged validity on.
+        offset = _offset_seconds(match)
+        if offset:
+            micros -= offset * 1_000_000
         amount = self.amounts.get(cents)
         if amount is None:
             amount = int(cents)
@@ -165,7 +177,7 @@ class CanonicalDecoder:
         books.note_event("voucher_redeemed", event_text, micros)
         books.fold_redemption(siren_text, int(booklet), two_digits[position], venue, amount,
                               micros, day, event_text, fingerprint, stream, sequence)
-        return self.months[date]
+        return wire.utc_month(micros) if offset else self.months[date]
 
     def _issued(self, match: re.Match, value: bytes) -> str | None:
         instant = self._instant(match)
@@ -183,7 +195,7 @@ class CanonicalDecoder:
         event_id = match.group(7).decode()
         books.note_event("booklet_issued", event_id, instant[0])
         books.fold_booklet_issued(siren.decode(), int(match.group(10)), framing, event_id)
-        return self._month(match)
+        return instant[1]
 
     def _framing(self, match: re.Match) -> int | None:
         listed = match.group(14)
@@ -207,7 +219,7 @@ class CanonicalDecoder:
         books.fold_booklet_activated(match.group(8).decode(), int(match.group(9)),
                                      int(match.group(10)), instant[0], event_id, stream,
                                      sequence)
-        return self._month(match)
+        return instant[1]
 
     def _outcome(self, match: re.Match, event_type: str) -> str | None:
         instant = self._instant(match)
@@ -218,4 +230,15 @@ class CanonicalDecoder:
         self._venue(match.group(8))
         reason = match.group(9)
         books.count_outcome(event_type, reason.decode() if reason is not None else None)
-        return self._month(match)
+        return instant[1]
+
+
+def _offset_seconds(match: re.Match) -> int:
+    """The instant's offset from UTC in seconds (east positive): 0 for `Z`, else its
+    `+HH:MM` or `-HH:MM`, the six bytes before `","event_id":"`."""
+    end = match.start(7) - _BEFORE_EVENT_ID
+    text = match.string
+    if text[end - 1] == 90:  # b"Z"
+        return 0
+    seconds = (_TWO_DIGITS[text[end - 5:end - 3]] * 3_600 + _TWO_DIGITS[text[end - 2:end]] * 60)
+    return -seconds if text[end - 6] == 45 else seconds  # b"-"

@@ -13,9 +13,10 @@ folds the plain redemptions with it (a broken build fails here, not silently slo
 
 from __future__ import annotations
 
+import json
 import random
 from array import array
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 
 from hypothesis import given
@@ -32,6 +33,7 @@ from services.auditor.replay import Replayer, ReplayOptions
 from tests.support.chained_log import ReadMessage, in_read_order, sample_ledger
 from tests.unit.test_auditor_fast_path import (
     FAST,
+    OFFSETS,
     SETTINGS,
     START,
     TOPOLOGY,
@@ -240,7 +242,7 @@ def test_without_the_module_the_replay_folds_in_python_and_says_so(monkeypatch, 
 
 @FAST
 @given(logs(), st.lists(st.sampled_from(["canonical", "canonical", "canonical", "spaced",
-                                            "escaped", "extra", "bad_siren"]),
+                                            "escaped", "extra", "bad_siren", *OFFSETS]),
                            min_size=1, max_size=4),
        st.integers(1, 2**64 - 1), st.booleans())
 def test_the_compiled_fold_folds_like_the_python_path(events, encodings, key, warm) -> None:  # type: ignore[no-untyped-def]
@@ -290,3 +292,27 @@ def outcome(fingerprints, event_ids: list[str]) -> object:  # type: ignore[no-un
         return fingerprints(tuple(event_ids)).tolist()
     except OverflowError as error:
         return type(error)
+
+
+def test_a_redemption_dated_on_a_clock_whose_utc_month_differs_folds_like_the_python_path() -> None:
+    """An offset can move the date as written into the next or the previous UTC month (a
+    scan at 00:30 on 1 April in Paris is at 22:30 UTC on 31 March). The day as written
+    stays the validity day; the instant and the month the chain notes are UTC, on both
+    paths (the compiled fold leaves such a record to Python, which computes the month)."""
+    ledger = sample_ledger(TOPOLOGY)
+    document = next(json.loads(r.value) for r in ledger.records
+                    if b'"voucher_redeemed"' in r.value)
+    booklet_id = document["booklet_id"]
+    instants = {7: datetime(2026, 4, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))),
+                8: datetime(2026, 3, 31, 20, 0, tzinfo=timezone(-timedelta(hours=5))),
+                9: datetime(2026, 4, 2, 9, 15, tzinfo=timezone(timedelta(hours=2)))}
+    redemptions = [VoucherRedeemed(**{**document, "voucher_id": f"{booklet_id}-{position:02d}",
+                                      "event_id": event_id_for("redeemer", f"offset-{position}", 0),
+                                      "request_id": f"offset-{position}", "occurred_at": at})
+                   for position, at in instants.items()]
+    records = ledger.records + ledger.writer.redeemer(booklet_id.encode(), redemptions)
+    messages = in_read_order(records, Replayer(SETTINGS).topics_in_order())
+    assert_same(messages, 12345, warm=True)
+    months = replay(messages, True, 12345, warm=True).chains.streams
+    noted = {month for chain in months.values() for month in chain.month_firsts}
+    assert {"2026-03", "2026-04"} <= noted
