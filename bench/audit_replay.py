@@ -7,7 +7,9 @@
 1. Generates a realistic, correctly chained log directly on the broker (aiokafka producer,
    about 4x faster than kafka-python at producing): 87 collectivités order, pay and
    activate booklets; venues redeem 80 % of the vouchers over the year, with a few
-   rejected second scans; monthly settlement statements pay the venues.
+   rejected second scans, a quarter of the scans dated on a clock in France as offline
+   scans are (`+01:00`, `+02:00`), the others in UTC as the counter dates them; monthly
+   settlement statements pay the venues.
 2. Measures, on that same log, the raw consume rate of kafka-python, of aiokafka's `getmany`
    and of the replay's own reader (aiokafka record batches), before and after the replay
    (records fetched and counted, nothing decoded), then the auditor's full replay
@@ -42,6 +44,7 @@ from passnum.ledger.identity import event_id_for  # noqa: E402
 from passnum.core.topology import topology_for  # noqa: E402
 from passnum.ledger.partners import collectivites, venues  # noqa: E402
 from passnum.ledger.settlement_month import month_end  # noqa: E402
+from passnum.ledger.time import FRANCE  # noqa: E402
 from schemas.messages import (  # noqa: E402
     BookletsOrdered,
     CollectiviteRegistered,
@@ -58,6 +61,9 @@ YEAR = 2026
 FACE_VALUE_CENTS = 1000
 REDEEMED_SHARE = 0.8
 SECOND_SCAN_SHARE = 0.02
+# Scans sent from a file of offline scans are dated on the venue's clock in France (their
+# events keep its offset); the counter and the API date theirs in UTC (`Z`).
+OFFLINE_SCAN_SHARE = 0.25
 VENUE_COUNT = 200
 STATEMENT_MAX_REDEMPTIONS = 5_000
 PRODUCE_BATCH = 20_000
@@ -66,6 +72,12 @@ PRODUCE_BATCH = 20_000
 def iso(instant: datetime) -> str:
     """As pydantic writes an aware UTC datetime (checked by the unit tests)."""
     return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_in_france(instant: datetime) -> str:
+    """As pydantic writes the instant on a clock in France (`+01:00` or `+02:00`), the form
+    an offline scan keeps (checked by the unit tests)."""
+    return instant.astimezone(FRANCE).isoformat()
 
 
 def booklet_issued_bytes(event_id: str, request_id: str, at: str, siren: str, order_id: str,
@@ -187,7 +199,8 @@ class LedgerGenerator:
         at = year_start + timedelta(seconds=self.random.randrange(320 * 86_400))
         request = f"scan-{voucher_id}"
         event_id = event_id_for("redeemer", request, 0)
-        value = voucher_redeemed_bytes(event_id, request, iso(at), venue.siret, siren,
+        written = iso_in_france(at) if self.random.random() < OFFLINE_SCAN_SHARE else iso(at)
+        value = voucher_redeemed_bytes(event_id, request, written, venue.siret, siren,
                                        booklet_id, voucher_id)
         yield self.writer.record("redeemer", booklet_id.encode(), value, booklet_id.encode())
         self.redemptions.append(Redemption(event_id, venue.siret, at))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from passnum.core.codec import GENESIS_HASH, encode, next_link
+from passnum.ledger.time import FRANCE
 from schemas import messages
 from services.auditor import wire
 from services.auditor.chain import DUPLICATE, NEW, REJECTED, ChainVerifier
@@ -37,6 +38,11 @@ def test_bench_templates_are_the_codec_bytes() -> None:
         face_value_cents=1000)
     assert bench.voucher_redeemed_bytes("e", "r", bench.iso(at), "73282932000074", "123456789",
                                         "123456789-0000001", "123456789-0000001-01") == encode(redeemed)
+    for moment in (at, datetime(2026, 7, 14, 23, 30, tzinfo=timezone.utc)):  # +01:00, +02:00
+        in_france = redeemed.model_copy(update={"occurred_at": moment.astimezone(FRANCE)})
+        assert bench.voucher_redeemed_bytes(
+            "e", "r", bench.iso_in_france(moment), "73282932000074", "123456789",
+            "123456789-0000001", "123456789-0000001-01") == encode(in_france)
     issued = messages.BookletIssued(
         event_id="e", request_id="r", occurred_at=at, siren="123456789", order_id="o",
         booklet_id="123456789-0000001", voucher_count=10, face_value_cents=1000,
