@@ -187,7 +187,8 @@ OFFSETS = {"offset": timezone(timedelta(hours=2)), "offset_zero": timezone(timed
 
 
 def other_encoding(value: bytes, how: str) -> bytes:
-    """The same event in bytes the canonical patterns do not take (valid or not)."""
+    """The same event in other bytes: forms the canonical patterns do not take (valid or
+    not), or its instant on another clock, which they take."""
     document = json.loads(value)
     if how == "spaced":
         return json.dumps(document, indent=1).encode()
