@@ -16,8 +16,8 @@
    (decode, chain check, invariants, PostgreSQL load), and reports events/s, the ratio to
    the fastest raw consume, the replay state in bytes per voucher, and a profile.
 
-Uses PASSNUM_BOOTSTRAP_SERVERS and PASSNUM_DATABASE_URL; topics get a fresh prefix and are
-deleted at the end.
+Uses PASSNUM_BOOTSTRAP_SERVERS and PASSNUM_DATABASE_URL; topics get a fresh prefix and, with
+the replay's database, are deleted at the end (unless --keep).
 """
 
 from __future__ import annotations
@@ -423,6 +423,7 @@ def _run_benchmark(base: Settings, target: int, *, keep: bool, use_database: boo
     print(profile_text)
     if not keep:
         ledgers.delete_topics(settings)
+        ledgers.drop_database(settings.database_url)
     return 0
 
 
@@ -433,7 +434,8 @@ def main() -> int:
                         help="replay worker processes (0: one per core; 1: no split, which "
                              "--profile needs to see the fold)")
     parser.add_argument("--events", type=int, default=0, help="target event count")
-    parser.add_argument("--keep", action="store_true", help="keep the topics afterwards")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the topics and the replay's database afterwards")
     parser.add_argument("--no-database", action="store_true", help="skip the PostgreSQL load")
     parser.add_argument("--profile", action="store_true", help="cProfile the replay")
     parser.add_argument("--reuse", default="", metavar="PREFIX",
