@@ -310,9 +310,16 @@ def test_a_redemption_dated_on_a_clock_whose_utc_month_differs_folds_like_the_py
                                       "event_id": event_id_for("redeemer", f"offset-{position}", 0),
                                       "request_id": f"offset-{position}", "occurred_at": at})
                    for position, at in instants.items()]
-    records = ledger.records + ledger.writer.redeemer(booklet_id.encode(), redemptions)
-    messages = in_read_order(records, Replayer(SETTINGS).topics_in_order())
+    written = ledger.writer.redeemer(booklet_id.encode(), redemptions)
+    messages = in_read_order(ledger.records + written, Replayer(SETTINGS).topics_in_order())
     assert_same(messages, 12345, warm=True)
-    months = replay(messages, True, 12345, warm=True).chains.streams
-    noted = {month for chain in months.values() for month in chain.month_firsts}
-    assert {"2026-03", "2026-04"} <= noted
+    # The chain notes each month's first sequence by UTC month: April begins with the
+    # scan written on 31 March at -05:00, not with the one written on 1 April at +02:00
+    # (March's, at 22:30 UTC). Both paths above agree; this says which month is right.
+    stream, sequences = None, []
+    for record in written:
+        stream, sequence = record.headers[0][1].decode().split("|")[:2]
+        sequences.append(int(sequence))
+    chain = replay(messages, True, 12345, warm=True).chains.streams[stream]
+    assert chain.month_firsts["2026-04"][0] == sequences[1]
+    assert chain.month_firsts["2026-03"][0] < sequences[0]
