@@ -17,7 +17,6 @@ disagree on a history the redeemer accepted.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, MutableMapping
@@ -52,10 +51,6 @@ from schemas.messages import (
 )
 
 ORIGIN = "redeemer"
-
-# A batch parses each code twice (to load its booklets, then to decide): parsing is pure
-# and costs an HMAC, so it is memoised, within a bound.
-parse_code = functools.lru_cache(maxsize=8192)(parse_code)
 
 # Checked in this order; the first failing reason is the answer.
 REDEMPTION_PRECEDENCE = (
@@ -105,13 +100,11 @@ class RedeemerView:
 
 
 def evolve(view: RedeemerView, event: Event) -> RedeemerView:
-    """Fold one redeemer or issuer event into the view (used in a batch and by the auditor)."""
-    if isinstance(event, (BookletIssued, BookletActivated, BookletBlocked,
-                          BookletBlockApplied)):
-        updated = evolve_booklet_facts(view.booklets.get(event.booklet_id), event)
-        if updated is not None:
-            view.booklets[event.booklet_id] = updated
-    elif isinstance(event, VoucherRedeemed):
+    """Fold one redeemer or issuer event into the view (used in a batch and by the auditor).
+    A redemption is tested first: it is nearly every event, and each `isinstance` that
+    fails against an event class costs a trip through pydantic's ABCMeta (the types are
+    disjoint, so the order changes nothing else)."""
+    if isinstance(event, VoucherRedeemed):
         view.redemptions.setdefault(event.voucher_id, Redemption(
             event.voucher_id, event.booklet_id, event.siren, event.siret,
             event.face_value_cents, event.occurred_at.isoformat(), event.event_id))
@@ -119,6 +112,11 @@ def evolve(view: RedeemerView, event: Event) -> RedeemerView:
             latest = view.latest_scans[event.siret]
             view.latest_scans[event.siret] = event.occurred_at if latest is None else max(
                 latest, event.occurred_at)
+    elif isinstance(event, (BookletIssued, BookletActivated, BookletBlocked,
+                            BookletBlockApplied)):
+        updated = evolve_booklet_facts(view.booklets.get(event.booklet_id), event)
+        if updated is not None:
+            view.booklets[event.booklet_id] = updated
     elif isinstance(event, RedemptionCancelled):
         view.redemptions.pop(event.voucher_id, None)
     elif isinstance(event, (ProviderAccredited, ProviderStatusChanged)):

@@ -29,6 +29,8 @@ _NORMALISE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 NUMBER_SYMBOLS = 12
 MAC_SYMBOLS = 8
 BODY_SYMBOLS = NUMBER_SYMBOLS + MAC_SYMBOLS
+_MAC_BITS = 5 * MAC_SYMBOLS
+_MAC_MASK = (1 << _MAC_BITS) - 1
 _BODY_PATTERN = re.compile(f"[{ALPHABET}]{{{BODY_SYMBOLS}}}")
 
 
@@ -38,11 +40,13 @@ class VoucherNumber:
     booklet_sequence: int
     position: int  # 1-based position of the voucher in its booklet
 
-    @property
+    # Formatted once per number (kept in the instance's __dict__, outside the fields that
+    # equality and hashing compare): a scan's decision reads each id several times.
+    @functools.cached_property
     def booklet_id(self) -> str:
         return f"{self.siren}-{self.booklet_sequence:07d}"
 
-    @property
+    @functools.cached_property
     def voucher_id(self) -> str:
         return f"{self.booklet_id}-{self.position:02d}"
 
@@ -108,22 +112,26 @@ def normalise(code: str) -> str:
 def parse_code(key: bytes, code: str) -> ParsedCode:
     """Classify a code in precedence order: malformed, mistyped, forged, valid.
 
-    Pure, so memoised: a batch parses each code twice (to load its booklets, then to decide)
-    and the HMAC is the dear part. ParsedCode is immutable, so sharing it is safe."""
+    Pure, so memoised (one cache, for every caller): a batch parses each code to load its
+    booklets, then to decide the scan and the block before it, and the HMAC is the dear
+    part. ParsedCode is immutable, so sharing it is safe."""
     text = normalise(code)
     if len(text) != BODY_SYMBOLS + 1:
         return ParsedCode("malformed_code")
     body, check = text[:BODY_SYMBOLS], text[BODY_SYMBOLS]
     if not _BODY_PATTERN.fullmatch(body) or check not in _CHECK_VALUES:
         return ParsedCode("malformed_code")
-    if _check_symbol(body) != check:
+    # The body read once as one integer: the number is its high 60 bits, the MAC its low
+    # 40 (5 bits a symbol), and the check is taken over the whole of it.
+    value = _from_symbols(body)
+    if CHECK_ALPHABET[value % 37] != check:
         return ParsedCode("mistyped_code")
-    digits = f"{_from_symbols(body[:NUMBER_SYMBOLS]):018d}"
+    digits = f"{value >> _MAC_BITS:018d}"
     if len(digits) != 18:
         return ParsedCode("forged_code")
     # Compared as the 5 bytes the symbols stand for: the same test as comparing symbols
     # (8 symbols are exactly 40 bits), without encoding the digest back to text.
-    carried = _from_symbols(body[NUMBER_SYMBOLS:]).to_bytes(5, "big")
+    carried = (value & _MAC_MASK).to_bytes(5, "big")
     if not hmac.compare_digest(_mac_bytes(key, digits), carried):
         return ParsedCode("forged_code")
     return ParsedCode("valid", VoucherNumber(digits[:9], int(digits[9:16]), int(digits[16:])))
