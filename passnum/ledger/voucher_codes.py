@@ -88,8 +88,13 @@ def _mac(key: bytes, number: VoucherNumber) -> str:
     return _to_symbols(int.from_bytes(_mac_bytes(key, number.digits()), "big"), MAC_SYMBOLS)
 
 
+def _check_symbol_of(value: int) -> str:
+    """The mod-37 check symbol of a body read as one integer."""
+    return CHECK_ALPHABET[value % 37]
+
+
 def _check_symbol(body: str) -> str:
-    return CHECK_ALPHABET[_from_symbols(body) % 37]
+    return _check_symbol_of(_from_symbols(body))
 
 
 def voucher_id_of(booklet_id: str, position: int) -> str:
@@ -124,7 +129,7 @@ def parse_code(key: bytes, code: str) -> ParsedCode:
     # The body read once as one integer: the number is its high 60 bits, the MAC its low
     # 40 (5 bits a symbol), and the check is taken over the whole of it.
     value = _from_symbols(body)
-    if CHECK_ALPHABET[value % 37] != check:
+    if _check_symbol_of(value) != check:
         return ParsedCode("mistyped_code")
     digits = f"{value >> _MAC_BITS:018d}"
     if len(digits) != 18:
