@@ -24,8 +24,10 @@ def print_summary(report: AuditReport, console: Console | None = None,
     if report.collectivite:
         title += " — " + text["scope"].format(siren=report.collectivite)
     table = Table(title=f"{title} — {text['as_of'].format(day=formatter.day(report.as_of[:10]))}")
-    for column in (text["siren"], text["received"], text["activated"],
-                   *(text[state] for state in STATES)):
+    # An identifier is never cut: in a narrow terminal (rich takes 80 columns in a log) the
+    # figures wrap, the SIREN keeps its nine digits.
+    table.add_column(text["siren"], justify="right", no_wrap=True, min_width=9)
+    for column in (text["received"], text["activated"], *(text[state] for state in STATES)):
         table.add_column(column, justify="right")
     for siren, total in sorted(report.totals.items()):
         table.add_row(siren, formatter.euros(total.received_cents),

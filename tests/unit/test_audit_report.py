@@ -247,3 +247,15 @@ def test_the_terminal_summary_speaks_french_with_the_same_figures(sound) -> None
     english = Console(record=True, width=400)
     print_summary(sound, english, language="en")
     assert "SOUND — Every rule checked holds." in english.export_text()
+
+
+def test_a_narrow_terminal_still_shows_every_siren_whole(sound) -> None:  # type: ignore[no-untyped-def]
+    """In an 80-column terminal (or a log, where rich assumes 80), the nine columns do not
+    fit: the figures wrap, but an identifier cut to `336392…` would name no one."""
+    from rich.console import Console
+
+    console = Console(record=True, width=80)
+    print_summary(sound, console)
+    printed = console.export_text()
+    for siren in sound.totals:
+        assert siren in printed, siren
