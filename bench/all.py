@@ -19,6 +19,7 @@ The baselines:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -78,6 +79,25 @@ def plain_postgresql_attempts_per_second(database_url: str, attempts: int) -> fl
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def calibration_milliseconds(repeats: int = 3) -> float:
+    """How long one fixed piece of Python takes on this machine now, the best of `repeats`
+    (lower is faster). The load average does not show how fast the virtual machine's cores
+    are: with nothing else running, this same piece took 183 to 248 ms over eight tries a
+    second apart, and the benchmarks' CPU per operation moves as much between runs. Taken
+    before and after each run, it says how fast the machine was while the run measured."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        # Work of the ledger's kind: formatting ids, a dictionary, JSON, SHA-256.
+        identifiers = {f"213300063-{index:07d}-{index % 10:02d}": index
+                       for index in range(200_000)}
+        document = json.dumps(list(identifiers.items())[:50_000]).encode()
+        for _ in range(20):
+            hashlib.sha256(document).digest()
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def run_json(arguments: list[str], timeout_seconds: float) -> dict[str, Any]:
     """Run a benchmark script; its last JSON document on stdout is its result."""
     completed = subprocess.run([sys.executable, *arguments], cwd=REPOSITORY, text=True,
@@ -108,7 +128,8 @@ def run_json(arguments: list[str], timeout_seconds: float) -> dict[str, Any]:
 def measure(full: bool, database_url: str, growth: bool = False) -> dict[str, Any]:
     load_before = os.getloadavg()
     figures: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "full": full}
+                               "full": full,
+                               "calibration_ms_before": calibration_milliseconds()}
     figures["issuer"] = run_json(["bench/issuer_bulk.py", "--booklets",
                                   "200000" if full else "20000"], 3600)
     figures["redeemer"] = run_json(["bench/redeemer_throughput.py",
@@ -124,6 +145,7 @@ def measure(full: bool, database_url: str, growth: bool = False) -> dict[str, An
                                       "250000" if full else "100000"], 3600)
     figures["load_average_before"] = [round(value, 2) for value in load_before]
     figures["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    figures["calibration_ms_after"] = calibration_milliseconds()
     return figures
 
 
@@ -134,6 +156,14 @@ def _ratio(value: float | None, baseline: float | None) -> str:
 def _total(cpu: dict[str, float] | float) -> float:
     """The CPU of every process, summed (a figure from before the split by process: as is)."""
     return round(sum(cpu.values()), 1) if isinstance(cpu, dict) else cpu
+
+
+def _calibration(figures: dict[str, Any]) -> str:
+    if "calibration_ms_before" not in figures:
+        return ""  # figures measured before the calibration existed
+    return (f" A fixed piece of Python (`calibration_milliseconds`, lower is faster) took "
+            f"{figures['calibration_ms_before']} ms before the run and "
+            f"{figures['calibration_ms_after']} ms after it.")
 
 
 def table(figures: dict[str, Any], number: int = 1) -> list[str]:
@@ -178,7 +208,7 @@ def table(figures: dict[str, Any], number: int = 1) -> list[str]:
         f"## Run {number}: {figures['date']}",
         "",
         f"On this machine (2 cores); load average before {figures['load_average_before']}, "
-        f"after {figures['load_average_after']}.",
+        f"after {figures['load_average_after']}.{_calibration(figures)}",
         "",
         "| Benchmark | Figure | Baseline | Ratio | Baseline is | Target | CPU, memory |",
         "|---|---|---|---|---|---|---|",
