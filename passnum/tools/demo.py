@@ -26,10 +26,12 @@ from passnum.core.processes import WorkerProcess
 from passnum.core.settings import Settings
 from passnum.edge.client import LedgerClient
 from passnum.edge.operator_client import OperatorClient
+from passnum.edge.problems import title_of
 from passnum.edge.tokens import change_tokens
 from passnum.ledger.partners import collectivites, venues
 from passnum.ledger.voucher_codes import with_recomputed_check
 from passnum.tools.scenario import booklet_codes, onboard_through_operator_api
+from schemas.base import Event
 from schemas.messages import BlockBooklet, RedeemVoucher
 from services.auditor.replay import replay, write_projection
 from services.auditor.report import AuditReport
@@ -111,12 +113,20 @@ def _onboard(console: Console, settings: Settings, count: int) -> None:
                   f"{VENUE_COUNT} venues")
 
 
+def outcome_label(event: Event) -> str:
+    """A scan's answer in French, as the audit summary after it speaks: a refusal by the
+    title the API gives it (`passnum.edge.problems`), its code after it for the logs."""
+    if event.type == "voucher_redeemed":
+        return "Chèque encaissé"
+    reason = getattr(event, "reason", None) or event.type
+    return f"Refusé : {title_of(reason)} ({reason})"
+
+
 def _outcome_table(outcomes: dict) -> Table:
-    table = Table(title="Redemption outcomes")
-    table.add_column("outcome")
-    table.add_column("count", justify="right")
-    counts = Counter(events[0].type if events[0].type == "voucher_redeemed"
-                     else f"rejected: {events[0].reason}" for events in outcomes.values())
+    table = Table(title="Passages en caisse de la démonstration")
+    table.add_column("Réponse")
+    table.add_column("Nombre", justify="right")
+    counts = Counter(outcome_label(events[0]) for events in outcomes.values())
     for outcome, count in sorted(counts.items()):
         table.add_row(outcome, str(count))
     return table
