@@ -106,23 +106,26 @@ class CanonicalDecoder:
             return None if match is None else self._outcome(match, "voucher_checked")
         return None
 
-    def _instant(self, match: re.Match) -> tuple[int, str] | None:
-        """(microseconds since the epoch, UTC month) of groups 2-6 and the offset, None if
-        no such day."""
+    def _instant(self, match: re.Match) -> tuple[int, str, int] | None:
+        """(microseconds since the epoch, UTC month, day number as written) of groups 2-6
+        and the offset, None if no such day. The day stays the date as written: the day the
+        redeemer judged a scan's validity on; the instant and the month are UTC."""
         date, hour, minute, second, fraction = match.group(2, 3, 4, 5, 6)
         day = self.days.get(date)
         if day is None:
             day = self._day(date)
             if day is None:
                 return None
-        micros = (day * 86_400 + int(hour) * 3_600 + int(minute) * 60 + int(second)) * 1_000_000
+        two_digits = _TWO_DIGITS
+        micros = (day * 86_400 + two_digits[hour] * 3_600 + two_digits[minute] * 60
+                  + two_digits[second]) * 1_000_000
         if fraction is not None:
             micros += int(fraction.ljust(6, b"0"))
         offset = _offset_seconds(match)
         if offset:
             micros -= offset * 1_000_000
-            return micros, wire.utc_month(micros)
-        return micros, self.months[date]
+            return micros, wire.utc_month(micros), day
+        return micros, self.months[date], day
 
     def _day(self, date: bytes) -> int | None:
         try:
@@ -139,22 +142,11 @@ class CanonicalDecoder:
         return venue
 
     def _redeemed(self, match: re.Match, stream: str, sequence: int) -> str | None:
-        (_, date, hour, minute, second, fraction, event_id, siret, siren, booklet, position,
-         cents) = match.groups()
-        day = self.days.get(date)
-        if day is None:
-            day = self._day(date)
-            if day is None:
-                return None
-        two_digits = _TWO_DIGITS
-        micros = (day * 86_400 + two_digits[hour] * 3_600 + two_digits[minute] * 60
-                  + two_digits[second]) * 1_000_000
-        if fraction is not None:
-            micros += int(fraction.ljust(6, b"0"))
-        # `day` stays the date as written: the day the redeemer judged validity on.
-        offset = _offset_seconds(match)
-        if offset:
-            micros -= offset * 1_000_000
+        instant = self._instant(match)
+        if instant is None:
+            return None
+        micros, month, day = instant
+        event_id, siret, siren, booklet, position, cents = match.group(7, 8, 9, 10, 11, 12)
         amount = self.amounts.get(cents)
         if amount is None:
             amount = int(cents)
@@ -175,9 +167,9 @@ class CanonicalDecoder:
             except ValueError:
                 fingerprint = 0
         books.note_event("voucher_redeemed", event_text, micros)
-        books.fold_redemption(siren_text, int(booklet), two_digits[position], venue, amount,
+        books.fold_redemption(siren_text, int(booklet), _TWO_DIGITS[position], venue, amount,
                               micros, day, event_text, fingerprint, stream, sequence)
-        return wire.utc_month(micros) if offset else self.months[date]
+        return month
 
     def _issued(self, match: re.Match, value: bytes) -> str | None:
         instant = self._instant(match)
